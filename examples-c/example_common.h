@@ -1,0 +1,194 @@
+/* Shared plumbing for the zerohttp C examples: flag parsing, signal handling, engine lifecycle.
+ *
+ * Every example:
+ *   - accepts `--listen ADDR` (default 127.0.0.1:8080) and `--threads N` (default: the engine's);
+ *   - prints exactly `listening on http://HOST:PORT` (the real bound port) once ready, flushed;
+ *   - blocks SIGINT/SIGTERM/SIGPIPE in main BEFORE zh_engine_start, so the engine's worker
+ *     threads inherit the mask, then waits for SIGINT/SIGTERM with sigwait() and shuts down
+ *     cleanly (zh_engine_shutdown with a 2 s grace period, zh_engine_free, exit 0).
+ *
+ * Header-only: everything here is `static inline` so unused helpers do not warn under -Werror.
+ */
+#ifndef ZH_EXAMPLE_COMMON_H
+#define ZH_EXAMPLE_COMMON_H
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zerohttp.h"
+
+#define ZH_EX_DEFAULT_LISTEN "127.0.0.1:8080"
+
+typedef struct zh_ex_opts {
+  const char *listen;  /* --listen ADDR */
+  long threads;        /* --threads N; 0 = engine default (zh_config_set_threads not called) */
+  const char *arg;     /* first positional argument (e.g. ROOT for zh_static), NULL if none */
+} zh_ex_opts;
+
+static inline void zh_ex_usage(const char *prog, const char *positional) {
+  fprintf(stderr, "usage: %s [--listen ADDR] [--threads N]%s%s\n", prog,
+          positional ? " " : "", positional ? positional : "");
+}
+
+/* Parses argv into opts. `positional` names the one required positional argument (NULL if the
+ * program takes none). Exits with status 2 on a usage error, 0 on --help. */
+static inline void zh_ex_parse_args(int argc, char **argv, const char *positional, zh_ex_opts *opts) {
+  opts->listen = ZH_EX_DEFAULT_LISTEN;
+  opts->threads = 0;
+  opts->arg = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = NULL;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      zh_ex_usage(argv[0], positional);
+      exit(0);
+    } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--threads") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value\n", argv[0], a);
+        exit(2);
+      }
+      val = argv[++i];
+    } else if (strncmp(a, "--listen=", 9) == 0) {
+      a = "--listen";
+      val = argv[i] + 9;
+    } else if (strncmp(a, "--threads=", 10) == 0) {
+      a = "--threads";
+      val = argv[i] + 10;
+    } else if (a[0] == '-' && a[1] != '\0') {
+      fprintf(stderr, "%s: unknown option %s\n", argv[0], a);
+      zh_ex_usage(argv[0], positional);
+      exit(2);
+    } else {
+      if (positional == NULL || opts->arg != NULL) {
+        fprintf(stderr, "%s: unexpected argument %s\n", argv[0], a);
+        zh_ex_usage(argv[0], positional);
+        exit(2);
+      }
+      opts->arg = a;
+      continue;
+    }
+    if (strcmp(a, "--listen") == 0) {
+      opts->listen = val;
+    } else {
+      char *end = NULL;
+      errno = 0;
+      long n = strtol(val, &end, 10);
+      if (errno != 0 || end == val || *end != '\0' || n < 1 || n > 1024) {
+        fprintf(stderr, "%s: --threads wants an integer in 1..1024, got %s\n", argv[0], val);
+        exit(2);
+      }
+      opts->threads = n;
+    }
+  }
+  if (positional != NULL && opts->arg == NULL) {
+    zh_ex_usage(argv[0], positional);
+    exit(2);
+  }
+}
+
+static inline void zh_ex_fail(const char *what, zh_result rc) {
+  fprintf(stderr, "%s failed: %s (%u)\n", what, zh_result_str(rc), (unsigned)rc);
+}
+
+/* Optional hook to adjust the config (limits, timeouts) before the engine is created. */
+typedef zh_result (*zh_ex_configure_fn)(zh_config *cfg);
+
+/* Creates the engine, listens, starts it, prints the ready line, waits for SIGINT/SIGTERM,
+ * then shuts down. `configure` may be NULL. Returns the process exit status. */
+static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, void *userdata,
+                              zh_ex_configure_fn configure) {
+  /* Block the signals before any engine thread exists: threads inherit the mask, so
+   * SIGINT/SIGTERM are only ever delivered to sigwait() below, and SIGPIPE (sendfile/splice
+   * on a vanished peer) never kills the process. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGPIPE);
+  int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
+  if (err != 0) {
+    fprintf(stderr, "pthread_sigmask: %s\n", strerror(err));
+    return 1;
+  }
+
+  zh_config *cfg = NULL;
+  zh_engine *engine = NULL;
+  zh_result rc = zh_config_new(&cfg);
+  if (rc != ZH_OK) {
+    zh_ex_fail("zh_config_new", rc);
+    return 1;
+  }
+  if (opts->threads > 0) {
+    rc = zh_config_set_threads(cfg, (uint32_t)opts->threads);
+    if (rc != ZH_OK) {
+      zh_ex_fail("zh_config_set_threads", rc);
+      zh_config_free(cfg);
+      return 1;
+    }
+  }
+  if (configure != NULL) {
+    rc = configure(cfg);
+    if (rc != ZH_OK) {
+      zh_ex_fail("configuring the engine", rc);
+      zh_config_free(cfg);
+      return 1;
+    }
+  }
+  rc = zh_engine_new(cfg, handler, userdata, &engine);
+  zh_config_free(cfg); /* the engine keeps its own copy */
+  if (rc != ZH_OK) {
+    zh_ex_fail("zh_engine_new", rc);
+    return 1;
+  }
+
+  uint16_t port = 0;
+  rc = zh_engine_listen(engine, opts->listen, &port);
+  if (rc != ZH_OK) {
+    fprintf(stderr, "zh_engine_listen(%s) failed: %s (%u)\n", opts->listen, zh_result_str(rc),
+            (unsigned)rc);
+    zh_engine_free(engine);
+    return 1;
+  }
+  rc = zh_engine_start(engine);
+  if (rc != ZH_OK) {
+    zh_ex_fail("zh_engine_start", rc);
+    zh_engine_free(engine);
+    return 1;
+  }
+
+  /* Host part of ADDR as given ("127.0.0.1", "[::1]", "localhost"), with the real port. */
+  const char *colon = strrchr(opts->listen, ':');
+  int host_len = colon ? (int)(colon - opts->listen) : (int)strlen(opts->listen);
+  printf("listening on http://%.*s:%u\n", host_len, opts->listen, (unsigned)port);
+  fflush(stdout);
+
+  sigset_t wait_set;
+  sigemptyset(&wait_set);
+  sigaddset(&wait_set, SIGINT);
+  sigaddset(&wait_set, SIGTERM);
+  int sig = 0;
+  for (;;) {
+    err = sigwait(&wait_set, &sig);
+    if (err == 0) break;
+    if (err != EINTR) {
+      fprintf(stderr, "sigwait: %s\n", strerror(err));
+      break;
+    }
+  }
+
+  int status = 0;
+  rc = zh_engine_shutdown(engine, 2000);
+  if (rc != ZH_OK) {
+    zh_ex_fail("zh_engine_shutdown", rc);
+    status = 1;
+  }
+  zh_engine_free(engine);
+  return status;
+}
+
+#endif /* ZH_EXAMPLE_COMMON_H */
