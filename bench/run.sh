@@ -9,7 +9,7 @@
 #   BENCH_DURATION=10s     wrk duration per scenario (wrk syntax: 2s, 10s, 1m)
 #   BENCH_BIG_MB=1024      size of the big file fetched with curl (1024 → f/1g.bin, else f/<N>m.bin)
 #   BENCH_BIG_REPS=3       curl downloads of the big file per server (summed)
-#   BENCH_ROUNDS=1         repeat the whole alternation; the table reports the median round
+#   BENCH_ROUNDS=3         repeat the whole alternation; the table reports the median round
 #   BENCH_SERVERS="zh nginx"  which servers to run (e.g. "nginx" alone to test the harness)
 #   BENCH_PIN=0            1: pin the server to CPU 0 and the load generator to the other CPUs
 #   ZH_STATIC=build/examples-c/zh_static   NGINX=/usr/sbin/nginx
@@ -23,7 +23,7 @@ cd "$ROOT"
 DURATION=${BENCH_DURATION:-10s}
 BIG_MB=${BENCH_BIG_MB:-1024}
 BIG_REPS=${BENCH_BIG_REPS:-3}
-ROUNDS=${BENCH_ROUNDS:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 SERVERS=${BENCH_SERVERS:-"zh nginx"}
 PIN=${BENCH_PIN:-0}
 ZH_STATIC=${ZH_STATIC:-$ROOT/build/examples-c/zh_static}
@@ -69,6 +69,8 @@ if [[ "$PIN" == 1 ]]; then
   (( ncpu >= 2 )) || die "BENCH_PIN=1 needs at least 2 CPUs"
   SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c "1-$((ncpu - 1))")
 fi
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- bench root -------------------------------------------------------------------------------
 mkdir -p "$WWW/f" "$RAW"
@@ -182,48 +184,55 @@ cleanup() { if [[ -n "$SERVER_PID" ]]; then kill -TERM "$SERVER_PID" 2>/dev/null
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# CPU ticks (user+system) used so far by pid, its reaped children and its live children
-# (nginx: master + worker). Threads are included in a process's /proc/PID/stat.
-cpu_ticks() {
-  local pid=$1 total=0 stat rest f child
-  stat=$(<"/proc/$pid/stat")
-  rest=${stat##*) }
-  read -r -a f <<<"$rest"
-  total=$((f[11] + f[12] + f[13] + f[14]))
-  for child in $(pgrep -P "$pid" || true); do
-    if stat=$(cat "/proc/$child/stat" 2>/dev/null); then
-      rest=${stat##*) }
-      read -r -a f <<<"$rest"
-      total=$((total + f[11] + f[12]))
-    fi
+# Server CPU used so far, as "TICKS NS":
+#  TICKS = utime+stime (+cutime+cstime) from /proc/PID/stat of the server process (all its
+#          threads) plus utime+stime of its live children (nginx: master + worker); 1/CLK_TCK s.
+#  NS    = the same processes' sum_exec_runtime from /proc/PID/task/*/schedstat, in ns — the
+#          scheduler's own count that utime+stime are scaled to, at full resolution (threads that
+#          exited are not in it; neither server starts or ends threads while under load).
+cpu_sample() {
+  local pid=$1 ticks=0 ns=0 stat rest f p t first=1
+  for p in "$pid" $(pgrep -P "$pid" || true); do
+    stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    rest=${stat##*) }
+    read -r -a f <<<"$rest"
+    ticks=$((ticks + f[11] + f[12]))
+    if ((first)); then ticks=$((ticks + f[13] + f[14])); first=0; fi
+    for t in /proc/"$p"/task/*/schedstat; do
+      read -r f _ <"$t" 2>/dev/null && ns=$((ns + f))
+    done
   done
-  echo "$total"
+  echo "$ticks $ns"
+}
+cpu_delta() { # "ticks ns" before, after -> "dticks dns"
+  local b=($1) a=($2)
+  echo "$((a[0] - b[0])) $((a[1] - b[1]))"
 }
 
 # ---- scenarios --------------------------------------------------------------------------------
-printf 'round\tscenario\tserver\trequests\tbytes\tduration_us\tcpu_ticks\terrors\tp50_us\tp99_us\n' >"$DATA"
+printf 'round\tscenario\tserver\trequests\tbytes\tduration_us\tcpu_ticks\tcpu_ns\terrors\tp50_us\tp99_us\n' >"$DATA"
 
 run_wrk() { # round scenario server port path conns
   local round=$1 sc=$2 name=$3 port=$4 path=$5 conns=$6 before after out line
-  before=$(cpu_ticks "$SERVER_PID")
+  before=$(cpu_sample "$SERVER_PID")
   out=$(timeout $((dur_s + 30)) "${LOAD_CPU[@]}" wrk -t2 -c"$conns" -d"$DURATION" --timeout 10s \
         -s "$RAW/report.lua" "http://127.0.0.1:$port$path" 2>&1) || { echo "$out" >&2; die "wrk failed on $name $path"; }
-  after=$(cpu_ticks "$SERVER_PID")
+  after=$(cpu_sample "$SERVER_PID")
   echo "$out" >"$RAW/wrk-$sc-$name-r$round.txt"
   line=$(grep '^ZHBENCH ' <<<"$out") || die "no summary from wrk ($name $path)"
-  python3 - "$round" "$sc" "$name" "$((after - before))" "$line" >>"$DATA" <<'EOF'
+  python3 - "$round" "$sc" "$name" $(cpu_delta "$before" "$after") "$line" >>"$DATA" <<'EOF'
 import sys
-rnd, sc, name, ticks, line = sys.argv[1:6]
+rnd, sc, name, ticks, ns, line = sys.argv[1:7]
 kv = dict(p.split("=") for p in line.split()[1:])
 errors = sum(int(kv[k]) for k in ("connect", "read", "write", "status", "timeout"))
-print("\t".join([rnd, sc, name, kv["requests"], kv["bytes"], kv["duration_us"], ticks, str(errors),
+print("\t".join([rnd, sc, name, kv["requests"], kv["bytes"], kv["duration_us"], ticks, ns, str(errors),
                  kv["p50_us"], kv["p99_us"]]))
 EOF
 }
 
 run_curl_big() { # round scenario server port
-  local round=$1 sc=$2 name=$3 port=$4 before after i out size t bytes=0 time=0 errors=0
-  before=$(cpu_ticks "$SERVER_PID")
+  local round=$1 sc=$2 name=$3 port=$4 before after i out size t bytes=0 time=0 errors=0 dticks dns
+  before=$(cpu_sample "$SERVER_PID")
   for ((i = 0; i < BIG_REPS; i++)); do
     out=$(timeout 600 "${LOAD_CPU[@]}" curl -s -o /dev/null --max-time 300 \
           -w '%{size_download} %{time_total}' "http://127.0.0.1:$port/f/$BIG_NAME") || errors=$((errors + 1))
@@ -232,9 +241,10 @@ run_curl_big() { # round scenario server port
     bytes=$((bytes + ${size:-0}))
     time=$(python3 -c "print(int($time + ${t:-0} * 1e6))")
   done
-  after=$(cpu_ticks "$SERVER_PID")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\n' "$round" "$sc" "$name" "$BIG_REPS" "$bytes" "$time" \
-    "$((after - before))" "$errors" >>"$DATA"
+  after=$(cpu_sample "$SERVER_PID")
+  read -r dticks dns <<<"$(cpu_delta "$before" "$after")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\n' "$round" "$sc" "$name" "$BIG_REPS" "$bytes" "$time" \
+    "$dticks" "$dns" "$errors" >>"$DATA"
 }
 
 SCENARIOS=("hello|/hello|64" "64k|/f/64k.bin|64" "1m|/f/1m.bin|16" "big|/f/$BIG_NAME|curl")
@@ -256,20 +266,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # ---- report -----------------------------------------------------------------------------------
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 python3 - "$DATA" "$CLK_TCK" "$BIG_NAME" "$DURATION" "$BIG_REPS" "$ROUNDS" "$SERVERS" "$PIN" \
-  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" >"$RESULTS/latest.md" <<'EOF'
+  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" "${ZH_STATIC#"$ROOT"/}" "$LOAD_BEFORE" "$loadavg" >"$RESULTS/latest.md" <<'EOF'
 import csv, statistics, sys, datetime
-(data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit) = sys.argv[1:14]
+(data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit, zhbin, load_before, load_after) = sys.argv[1:17]
 clk = int(clk)
 rows = list(csv.DictReader(open(data), delimiter="\t"))
 servers = servers.split()
 
 def metrics(r):
-    req, byt, us, ticks = int(r["requests"]), int(r["bytes"]), int(r["duration_us"]), int(r["cpu_ticks"])
-    s, cpu = us / 1e6, ticks / clk
+    req, byt, us = int(r["requests"]), int(r["bytes"]), int(r["duration_us"])
+    s = us / 1e6
+    cpu = int(r["cpu_ns"]) / 1e9 if int(r["cpu_ns"]) > 0 else int(r["cpu_ticks"]) / clk
     m = {"req/s": req / s if s else 0.0, "MB/s": byt / s / 1e6 if s else 0.0,
          "CPU µs/req": cpu * 1e6 / req if req else float("nan"),
          "CPU s/GB": cpu / (byt / 1e9) if byt else float("nan"),
@@ -277,6 +289,13 @@ def metrics(r):
     if r["p99_us"]:
         m["p99 ms"] = int(r["p99_us"]) / 1000
     return m
+
+def tick_agreement():
+    worst = 0.0
+    for r in rows:
+        t, ns = int(r["cpu_ticks"]) / clk, int(r["cpu_ns"]) / 1e9
+        worst = max(worst, abs(t - ns) - 1 / clk)  # allow one tick of rounding
+    return f"{max(worst, 0) * 1000:.0f} ms + 1 tick per run"
 
 def median_metric(sc, server, key):
     vals = [metrics(r)[key] for r in rows if r["scenario"] == sc and r["server"] == server]
@@ -300,10 +319,13 @@ def fmt(v):
 out = []
 out.append("# zerohttp benchmark results\n")
 out.append(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit}")
-out.append(f"- machine: {ncpu} CPUs ({cpu}), kernel {kernel}")
-out.append(f"- servers: zh = build/examples-c/zh_static --threads 1; nginx = {ngv}, worker_processes 1, sendfile on")
+out.append(f"- machine: {ncpu} CPUs ({cpu}), kernel {kernel}; load average before the run {load_before}, after {load_after} "
+           "(other work on the machine skews the numbers)")
+out.append(f"- servers: zh = {zhbin} --threads 1; nginx = {ngv}, worker_processes 1, sendfile on")
 out.append(f"- load: wrk duration {dur}, big file {reps} curl downloads; rounds {rounds} (median shown); pinning {'server CPU 0, load other CPUs' if pin == '1' else 'off'}")
-out.append("- CPU = server utime+stime from /proc (nginx: master+worker), resolution 1/%d s; MB/s from wrk counts headers+body" % clk)
+out.append("- CPU = server CPU time during the load (nginx: master+worker), from /proc/PID/task/*/schedstat in ns; "
+           "utime+stime from /proc/PID/stat (1/%d s ticks) agree within %s" % (clk, tick_agreement()))
+out.append("- MB/s from wrk counts response headers+body; 1 MB = 10^6 bytes")
 out.append("")
 out.append("| scenario | metric | zh | nginx | zh/nginx | better |")
 out.append("|---|---|---:|---:|---:|---|")
