@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Runs the built C examples and checks them with curl over 127.0.0.1.
+#   examples-c/smoke-test.sh [BIN_DIR]      (default: build/examples-c)
+# Environment: SMOKE_BIG_MB=64 (size of the big file compared byte for byte with cmp).
+# Exit status 0 when every check passed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${1:-$ROOT/build/examples-c}
+BIG_MB=${SMOKE_BIG_MB:-64}
+export LD_LIBRARY_PATH=$ROOT/target/release${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+TMP=$(mktemp -d /tmp/zh-smoke.XXXXXX)
+PASS=0 FAIL=0 PID="" URL=""
+
+ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
+check() { # description expected actual
+  if [[ "$2" == "$3" ]]; then ok "$1"; else bad "$1: expected [$2], got [$3]"; fi
+}
+cleanup() {
+  if [[ -n "$PID" ]]; then kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+start() { # name args...
+  local name=$1 i
+  shift
+  "$BIN/$name" --listen 127.0.0.1:0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PID=$!
+  for ((i = 0; i < 100; i++)); do
+    URL=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$TMP/$name.out")
+    [[ -n "$URL" ]] && { ok "$name ready at $URL"; return 0; }
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  bad "$name did not print 'listening on http://127.0.0.1:PORT' (stderr: $(head -c 500 "$TMP/$name.err"))"
+  kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
+  return 1
+}
+stop() { # name signal
+  local name=$1 sig=${2:-TERM} rc i
+  kill "-$sig" "$PID"
+  for ((i = 0; i < 50; i++)); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$PID" 2>/dev/null; then
+    bad "$name still running 5 s after SIG$sig"; kill -KILL "$PID"; wait "$PID" 2>/dev/null
+  else
+    wait "$PID"; rc=$?
+    check "$name exits 0 on SIG$sig" 0 "$rc"
+  fi
+  PID=""
+  [[ -s "$TMP/$name.err" ]] && echo "     ($name stderr: $(head -c 300 "$TMP/$name.err"))"
+  return 0
+}
+# status code of a request; extra curl args allowed
+code() { curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
+header() { # name url [curl args] -> value of the response header
+  local name=$1; shift
+  curl -s -o /dev/null -D - --max-time 10 "$@" | tr -d '\r' | sed -n "s/^$name: //Ip" | head -1
+}
+
+# bytes that follow the response head of a HEAD request (must be 0)
+raw_after_head() { # url path
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit("/", 1)[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=5)
+s.sendall(f"HEAD {sys.argv[2]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+data = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+except socket.timeout:
+    pass
+head, sep, rest = data.partition(b"\r\n\r\n")
+print(len(rest) if sep else "no-head")
+PY
+}
+
+# ---- zh_hello ---------------------------------------------------------------------------------
+if start zh_hello; then
+  check "zh_hello body" "Hello, world!" "$(curl -s --max-time 10 "$URL/any/path")"
+  check "zh_hello Content-Type" "text/plain" "$(header Content-Type "$URL/")"
+  check "zh_hello Content-Length" "13" "$(header Content-Length "$URL/")"
+  check "zh_hello keep-alive x3" "Hello, world!Hello, world!Hello, world!" \
+    "$(curl -s --max-time 10 "$URL/1" "$URL/2" "$URL/3")"
+  stop zh_hello INT
+fi
+
+# ---- zh_static --------------------------------------------------------------------------------
+WWW=$TMP/www
+mkdir -p "$WWW/sub" "$WWW/noindex" "$TMP/outside"
+cp "$ROOT"/examples-c/www/* "$WWW/" 2>/dev/null
+echo "secret" >"$TMP/outside/secret.txt"
+ln -s "$TMP/outside/secret.txt" "$WWW/escape.txt"
+ln -s "$TMP/outside" "$WWW/escape-dir"
+ln -s style.css "$WWW/inside-link.css"
+echo "<p>sub</p>" >"$WWW/sub/index.html"
+echo "spaced" >"$WWW/a b.txt"
+head -c $((BIG_MB * 1048576)) /dev/urandom >"$WWW/big.bin"
+if start zh_static "$WWW"; then
+  curl -s --max-time 10 -o "$TMP/index.got" "$URL/"
+  if cmp -s "$TMP/index.got" "$WWW/index.html"; then ok "GET / = index.html"; else bad "GET / differs from index.html"; fi
+  check "index Content-Type" "text/html; charset=utf-8" "$(header Content-Type "$URL/")"
+  check "style.css Content-Type" "text/css; charset=utf-8" "$(header Content-Type "$URL/style.css")"
+  check "logo.svg Content-Type" "image/svg+xml" "$(header Content-Type "$URL/logo.svg")"
+  check "big.bin Content-Type" "application/octet-stream" "$(header Content-Type "$URL/big.bin")"
+  lm=$(header Last-Modified "$URL/style.css")
+  check "Last-Modified" "$(TZ=GMT LC_ALL=C date -r "$WWW/style.css" '+%a, %d %b %Y %H:%M:%S GMT')" "$lm"
+  curl -s --max-time 120 -o "$TMP/big.got" "$URL/big.bin"
+  if cmp -s "$TMP/big.got" "$WWW/big.bin"; then ok "big.bin ($BIG_MB MiB) byte-identical"; else bad "big.bin differs (got $(stat -c %s "$TMP/big.got" 2>/dev/null) bytes)"; fi
+  rm -f "$TMP/big.got"
+  check "HEAD status" "200" "$(code -I "$URL/big.bin")"
+  check "HEAD Content-Length" "$((BIG_MB * 1048576))" "$(header Content-Length -I "$URL/big.bin")"
+  check "HEAD has no body (Connection: close, raw socket)" "0" "$(raw_after_head "$URL" /style.css)"
+  check "GET /hello" "Hello, world!" "$(curl -s --max-time 10 "$URL/hello")"
+  check "404 missing" "404" "$(code "$URL/nope.txt")"
+  check "403 /../etc/passwd" "403" "$(code --path-as-is "$URL/../etc/passwd")"
+  check "403 encoded dot-dot" "403" "$(code --path-as-is "$URL/sub/%2e%2e/%2e%2e/etc/passwd")"
+  check "403 NUL byte" "403" "$(code "$URL/style.css%00.txt")"
+  check "403 symlink out of root" "403" "$(code "$URL/escape.txt")"
+  check "403 symlinked dir out of root" "403" "$(code "$URL/escape-dir/secret.txt")"
+  check "200 symlink inside root" "200" "$(code "$URL/inside-link.css")"
+  check "percent-decoded name" "spaced" "$(curl -s --max-time 10 "$URL/a%20b.txt")"
+  check "301 dir without slash" "301" "$(code "$URL/sub")"
+  check "301 Location" "/sub/" "$(header Location "$URL/sub")"
+  check "dir index" "<p>sub</p>" "$(curl -s --max-time 10 "$URL/sub/")"
+  check "403 dir without index" "403" "$(code "$URL/noindex/")"
+  check "405 POST" "405" "$(code -X POST -d x "$URL/style.css")"
+  check "405 Allow" "GET, HEAD" "$(header Allow -X DELETE "$URL/style.css")"
+  stop zh_static TERM
+fi
+
+# ---- zh_echo ----------------------------------------------------------------------------------
+head -c 300000 /dev/urandom >"$TMP/body.bin"
+if start zh_echo; then
+  curl -s --max-time 10 --data-binary @"$TMP/body.bin" -o "$TMP/echo.got" "$URL/echo"
+  if cmp -s "$TMP/echo.got" "$TMP/body.bin"; then ok "echo 300000 bytes byte-identical"; else bad "echo body differs"; fi
+  check "X-Body-Len" "300000" "$(header X-Body-Len --data-binary @"$TMP/body.bin" "$URL/")"
+  check "chunked upload echoed" "hello chunked" \
+    "$(printf 'hello chunked' | curl -s --max-time 10 -H 'Transfer-Encoding: chunked' --data-binary @- "$URL/")"
+  check "GET without body: X-Body-Len" "0" "$(header X-Body-Len "$URL/")"
+  stop zh_echo TERM
+fi
+
+echo "passed $PASS, failed $FAIL"
+((FAIL == 0))
