@@ -1,0 +1,1239 @@
+//! Request head parsing: framing of the head (lines, limits) is checked here, the grammar of
+//! the request line and fields by httparse, and the semantics (Host, Content-Length,
+//! Transfer-Encoding, Connection, target forms) on top.
+
+use std::ffi::CStr;
+
+use super::syntax::{is_field_value_byte, is_ows, is_tchar, list_elements, trim_ows};
+use super::{BodyFraming, Limits, ParseError, Version};
+
+/// Bytes of one string in the arena; the NUL follows at `start + len`.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A parsed request head.
+///
+/// Every string (method, target, path, query, field names and values) is stored
+/// NUL-terminated in one owned arena, so the C API can hand out `const char *` valid for the
+/// head's lifetime without allocating. Immutable after parsing; `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    method: http::Method,
+    version: Version,
+    arena: Box<[u8]>,
+    method_s: Span,
+    target: Span,
+    path: Span,
+    query: Option<Span>,
+    headers: Vec<(Span, Span)>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl RequestHead {
+    fn bytes(&self, s: Span) -> &[u8] {
+        let start = s.start as usize;
+        &self.arena[start..start + s.len as usize]
+    }
+
+    // Everything stored as &str was checked to be ASCII when parsed, so the fallback is
+    // unreachable; it exists only because this module forbids `unsafe`.
+    fn str(&self, s: Span) -> &str {
+        std::str::from_utf8(self.bytes(s)).unwrap_or("")
+    }
+
+    // Interior NULs were rejected when parsing, so the fallback is unreachable.
+    fn cstr(&self, s: Span) -> &CStr {
+        let start = s.start as usize;
+        CStr::from_bytes_with_nul(&self.arena[start..=start + s.len as usize]).unwrap_or(c"")
+    }
+
+    pub fn method(&self) -> &http::Method {
+        &self.method
+    }
+    /// The method as sent (methods are case-sensitive).
+    pub fn method_cstr(&self) -> &CStr {
+        self.cstr(self.method_s)
+    }
+    pub fn version(&self) -> Version {
+        self.version
+    }
+    /// The request-target exactly as sent.
+    pub fn target(&self) -> &str {
+        self.str(self.target)
+    }
+    pub fn target_cstr(&self) -> &CStr {
+        self.cstr(self.target)
+    }
+    /// The path: the target before the first `?`, not percent-decoded. For absolute-form the
+    /// URI's path (`/` when empty); for asterisk-form `*`; for CONNECT the authority.
+    pub fn path(&self) -> &str {
+        self.str(self.path)
+    }
+    pub fn path_cstr(&self) -> &CStr {
+        self.cstr(self.path)
+    }
+    /// The query after the first `?` (possibly empty); `None` when the target has no `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|q| self.str(q))
+    }
+    pub fn query_cstr(&self) -> Option<&CStr> {
+        self.query.map(|q| self.cstr(q))
+    }
+    fn find(&self, name: &[u8]) -> Option<&(Span, Span)> {
+        self.headers
+            .iter()
+            .find(|(n, _)| self.bytes(*n).eq_ignore_ascii_case(name))
+    }
+    /// First value of the named field (ASCII case-insensitive), OWS-trimmed.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.find(name.as_bytes()).map(|(_, v)| self.bytes(*v))
+    }
+    pub fn header_cstr(&self, name: &[u8]) -> Option<&CStr> {
+        self.find(name).map(|(_, v)| self.cstr(*v))
+    }
+    /// All values of the named field, in order (a field may be sent several times).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| self.bytes(*n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| self.bytes(*v))
+    }
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+    /// The i-th field: name as sent, value OWS-trimmed.
+    pub fn header_at(&self, i: usize) -> Option<(&str, &[u8])> {
+        self.headers
+            .get(i)
+            .map(|(n, v)| (self.str(*n), self.bytes(*v)))
+    }
+    pub fn header_at_cstr(&self, i: usize) -> Option<(&CStr, &CStr)> {
+        self.headers
+            .get(i)
+            .map(|(n, v)| (self.cstr(*n), self.cstr(*v)))
+    }
+    pub fn framing(&self) -> BodyFraming {
+        self.framing
+    }
+    /// HTTP/1.1: unless `Connection: close`; HTTP/1.0: only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+    /// `Expect: 100-continue` was sent.
+    pub fn expect_continue(&self) -> bool {
+        self.expect_continue
+    }
+    pub fn is_head(&self) -> bool {
+        self.method == http::Method::HEAD
+    }
+}
+
+fn bad(why: &'static str) -> ParseError {
+    ParseError::BadRequest(why)
+}
+
+fn find_lf(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+/// Where the head's lines are, once it is known to be complete.
+struct HeadShape {
+    /// Start of the request line (after skipped empty lines).
+    start: usize,
+    /// Request line without CRLF.
+    line_end: usize,
+    /// One past the final empty line's LF.
+    end: usize,
+    fields: usize,
+}
+
+/// Find the end of the head and enforce line terminators and limits, before any grammar.
+/// Cheap (one pass looking for LF), so an engine may call it on every read.
+fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadShape>, ParseError> {
+    // RFC 9112 §2.2: empty lines before the request line are ignored. They count towards
+    // max_head_bytes so that an endless stream of CRLFs cannot be buffered forever.
+    let mut start = 0;
+    loop {
+        if start > limits.max_head_bytes {
+            return Err(ParseError::HeadersTooLarge);
+        }
+        match buf.get(start..start + 2) {
+            Some(b"\r\n") => start += 2,
+            Some([b'\r', _]) => return Err(bad("bare CR")),
+            Some([b'\n', _]) => return Err(bad("bare LF")),
+            Some(_) => break,
+            None => match buf.get(start) {
+                Some(b'\n') => return Err(bad("bare LF")),
+                Some(b'\r') | None => return Ok(None),
+                Some(_) => break,
+            },
+        }
+    }
+
+    let max_line = limits.max_request_line;
+    let window = &buf[start
+        ..buf
+            .len()
+            .min(start.saturating_add(max_line).saturating_add(2))];
+    let Some(lf) = find_lf(window) else {
+        let avail = buf.len() - start;
+        if avail > max_line + 1 || (avail == max_line + 1 && buf[start + max_line] != b'\r') {
+            return Err(ParseError::UriTooLong);
+        }
+        // Fail early on bytes that can never start a request (e.g. a TLS ClientHello).
+        if let Some(&b) = window
+            .iter()
+            .take_while(|&&b| b != b' ')
+            .find(|&&b| !is_tchar(b))
+        {
+            return Err(bad(if b == b'\r' {
+                "bare CR"
+            } else {
+                "invalid method"
+            }));
+        }
+        return if buf.len() > limits.max_head_bytes {
+            Err(ParseError::HeadersTooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let lf = start + lf;
+    if buf[lf - 1] != b'\r' {
+        return Err(bad("bare LF"));
+    }
+    let line_end = lf - 1;
+    if line_end - start > max_line {
+        return Err(ParseError::UriTooLong);
+    }
+    check_request_line(&buf[start..line_end])?;
+
+    let limit = buf.len().min(limits.max_head_bytes);
+    let mut pos = lf + 1;
+    let mut fields = 0;
+    loop {
+        let Some(lf) = buf.get(pos..limit).and_then(find_lf) else {
+            return if buf.len() > limits.max_head_bytes {
+                Err(ParseError::HeadersTooLarge)
+            } else {
+                Ok(None)
+            };
+        };
+        let lf = pos + lf;
+        if lf == pos || buf[lf - 1] != b'\r' {
+            return Err(bad("bare LF"));
+        }
+        if lf == pos + 1 {
+            return Ok(Some(HeadShape {
+                start,
+                line_end,
+                end: lf + 1,
+                fields,
+            }));
+        }
+        if is_ows(buf[pos]) {
+            // Also covers whitespace between the request line and the first field (§2.2).
+            return Err(bad("obs-fold"));
+        }
+        fields += 1;
+        if fields > limits.max_headers {
+            return Err(ParseError::HeadersTooLarge);
+        }
+        pos = lf + 1;
+    }
+}
+
+/// `method SP request-target SP HTTP-version` with single spaces; the version is checked
+/// here because httparse reports every non-1.x version as the same error, while a well-formed
+/// but unsupported version deserves 505 rather than 400.
+fn check_request_line(line: &[u8]) -> Result<(), ParseError> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line"));
+    };
+    if method.is_empty() || target.is_empty() {
+        return Err(bad("malformed request line"));
+    }
+    match version {
+        b"HTTP/1.1" | b"HTTP/1.0" => Ok(()),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(ParseError::VersionNotSupported)
+        }
+        _ => Err(bad("malformed HTTP version")),
+    }
+}
+
+/// Parse one request head from the start of `buf`.
+///
+/// `Ok(None)`: incomplete; but once `buf` shows that a limit is exceeded the limit error is
+/// returned without waiting for the rest (request line longer than `max_request_line` →
+/// `UriTooLong`; head, counting skipped leading empty lines, longer than `max_head_bytes` or
+/// more than `max_headers` fields → `HeadersTooLarge`).
+/// `Ok(Some((head, consumed)))`: the head is `buf[..consumed]`, final empty line included.
+///
+/// Only CRLF ends a line (see the module docs): bare LF → `BadRequest("bare LF")`.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, ParseError> {
+    let Some(shape) = scan_head(buf, limits)? else {
+        return Ok(None);
+    };
+    let head = &buf[shape.start..shape.end];
+
+    const STACK: usize = 32;
+    let mut stack = [httparse::EMPTY_HEADER; STACK];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if shape.fields <= STACK {
+        &mut stack[..shape.fields]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; shape.fields];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err(bad("malformed head")),
+        Err(e) => {
+            return Err(match e {
+                httparse::Error::HeaderName => bad("invalid field name"),
+                httparse::Error::HeaderValue => bad("invalid byte in field value"),
+                httparse::Error::NewLine => bad("invalid line ending"),
+                httparse::Error::Token => bad("invalid method or request-target"),
+                httparse::Error::Version => bad("malformed HTTP version"),
+                httparse::Error::TooManyHeaders => ParseError::HeadersTooLarge,
+                httparse::Error::Status => bad("malformed request line"),
+            });
+        }
+    }
+    let (Some(method_s), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(bad("malformed request line"));
+    };
+    debug_assert_eq!(
+        shape.line_end - shape.start,
+        method_s.len() + target.len() + 10
+    );
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let method =
+        http::Method::from_bytes(method_s.as_bytes()).map_err(|_| bad("invalid method"))?;
+    let (path, query) = split_target(&method, target.as_bytes())?;
+
+    let fields = FieldFacts::collect(req.headers, version)?;
+    let head = build(
+        method,
+        method_s,
+        version,
+        target,
+        path,
+        query,
+        req.headers,
+        fields,
+    );
+    Ok(Some((head, shape.end)))
+}
+
+/// Path and query of a request-target, validated for its form (RFC 9112 §3.2).
+fn split_target<'t>(
+    method: &http::Method,
+    target: &'t [u8],
+) -> Result<(&'t [u8], Option<&'t [u8]>), ParseError> {
+    // httparse lets obs-text through; `#` never belongs in a request-target (no fragments).
+    if !target.iter().all(|&b| b.is_ascii_graphic() && b != b'#') {
+        return Err(bad("invalid byte in request-target"));
+    }
+    let split_query = |pq: &'t [u8]| match pq.iter().position(|&b| b == b'?') {
+        Some(q) => (&pq[..q], Some(&pq[q + 1..])),
+        None => (pq, None),
+    };
+    if *method == http::Method::CONNECT {
+        return if is_authority(target) {
+            Ok((target, None))
+        } else {
+            Err(bad("CONNECT requires authority-form"))
+        };
+    }
+    if target.first() == Some(&b'/') {
+        return Ok(split_query(target));
+    }
+    if target == b"*" {
+        return if *method == http::Method::OPTIONS {
+            Ok((target, None))
+        } else {
+            Err(bad("asterisk-form is only for OPTIONS"))
+        };
+    }
+    // absolute-form: only the schemes this server can be the origin for.
+    let rest = strip_prefix_ci(target, b"http://").or_else(|| strip_prefix_ci(target, b"https://"));
+    let Some(rest) = rest else {
+        return Err(bad("invalid request-target"));
+    };
+    let auth_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid; §4.2.4: userinfo is an error.
+    if authority.is_empty() || !authority.iter().all(|&b| is_host_byte(b)) {
+        return Err(bad("invalid authority in request-target"));
+    }
+    match split_query(&rest[auth_end..]) {
+        (b"", q) => Ok((b"/", q)),
+        pq => Ok(pq),
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// Bytes allowed in `host [ ":" port ]`: reg-name / IP-literal / IPv4 (RFC 3986 §3.2.2).
+/// Excludes `@` (userinfo), `/ ? #` and anything that is not visible ASCII.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'%'
+                | b':'
+                | b'['
+                | b']'
+        )
+}
+
+/// authority-form for CONNECT: `host ":" port`, both required.
+fn is_authority(t: &[u8]) -> bool {
+    let Some(colon) = t.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&t[..colon], &t[colon + 1..]);
+    !host.is_empty()
+        && host.iter().all(|&b| is_host_byte(b))
+        && !port.is_empty()
+        && port.iter().all(u8::is_ascii_digit)
+}
+
+/// What the fields say about framing and connection management.
+struct FieldFacts {
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl FieldFacts {
+    fn collect(headers: &[httparse::Header<'_>], version: Version) -> Result<Self, ParseError> {
+        let mut hosts = 0u32;
+        let mut content_length: Option<u64> = None;
+        let mut te_seen = false;
+        let mut chunked_seen = false;
+        let mut chunked_last = false;
+        let mut other_coding = false;
+        let mut close = false;
+        let mut keep_alive_token = false;
+        let mut expect_continue = false;
+
+        for h in headers {
+            let name = h.name.as_bytes();
+            let value = trim_ows(h.value);
+            // httparse checks this too; repeated here because the C API relies on it (no NUL).
+            if !value.iter().all(|&b| is_field_value_byte(b)) {
+                return Err(bad("invalid byte in field value"));
+            }
+            if name.eq_ignore_ascii_case(b"host") {
+                hosts += 1;
+                if !value.iter().all(|&b| is_host_byte(b)) {
+                    return Err(bad("invalid Host"));
+                }
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                for el in list_elements(value) {
+                    let n = parse_decimal(el).ok_or(bad("invalid Content-Length"))?;
+                    if content_length.is_some_and(|prev| prev != n) {
+                        return Err(bad("conflicting Content-Length"));
+                    }
+                    content_length = Some(n);
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                te_seen = true;
+                for el in list_elements(value) {
+                    if el.is_empty() {
+                        return Err(bad("empty transfer-coding"));
+                    }
+                    let coding = trim_ows(el.split(|&b| b == b';').next().unwrap_or(el));
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        if coding.len() != el.len() {
+                            return Err(bad("chunked takes no parameters"));
+                        }
+                        if chunked_seen {
+                            return Err(bad("chunked applied twice"));
+                        }
+                        chunked_seen = true;
+                        chunked_last = true;
+                    } else {
+                        other_coding = true;
+                        chunked_last = false;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for el in list_elements(value) {
+                    if el.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if el.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_token = true;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                expect_continue |=
+                    list_elements(value).any(|el| el.eq_ignore_ascii_case(b"100-continue"));
+            }
+        }
+
+        match (version, hosts) {
+            (_, 2..) => return Err(bad("multiple Host fields")),
+            (Version::Http11, 0) => return Err(bad("missing Host")),
+            _ => {}
+        }
+        let framing = if te_seen {
+            if version == Version::Http10 {
+                return Err(bad("Transfer-Encoding in HTTP/1.0"));
+            }
+            if content_length.is_some() {
+                return Err(bad("Transfer-Encoding with Content-Length"));
+            }
+            if !chunked_last && chunked_seen {
+                return Err(bad("chunked is not the final coding"));
+            }
+            if other_coding {
+                return Err(ParseError::NotImplemented("transfer-coding"));
+            }
+            BodyFraming::Chunked
+        } else if let Some(n) = content_length {
+            BodyFraming::Length(n)
+        } else {
+            BodyFraming::None
+        };
+        let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
+        Ok(FieldFacts {
+            framing,
+            keep_alive,
+            expect_continue,
+        })
+    }
+}
+
+/// 1*DIGIT without sign, space or overflow.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    method: http::Method,
+    method_s: &str,
+    version: Version,
+    target: &str,
+    path: &[u8],
+    query: Option<&[u8]>,
+    headers: &[httparse::Header<'_>],
+    facts: FieldFacts,
+) -> RequestHead {
+    let mut size =
+        method_s.len() + target.len() + path.len() + 3 + query.map_or(0, |q| q.len() + 1);
+    for h in headers {
+        size += h.name.len() + trim_ows(h.value).len() + 2;
+    }
+    let mut arena = Vec::with_capacity(size);
+    // Heads are bounded by Limits (far below 4 GiB), so u32 offsets cannot truncate.
+    let mut push = |s: &[u8]| {
+        let span = Span {
+            start: arena.len() as u32,
+            len: s.len() as u32,
+        };
+        arena.extend_from_slice(s);
+        arena.push(0);
+        span
+    };
+    let method_span = push(method_s.as_bytes());
+    let target_span = push(target.as_bytes());
+    let path_span = push(path);
+    let query_span = query.map(&mut push);
+    let spans = headers
+        .iter()
+        .map(|h| (push(h.name.as_bytes()), push(trim_ows(h.value))))
+        .collect();
+    RequestHead {
+        method,
+        version,
+        arena: arena.into_boxed_slice(),
+        method_s: method_span,
+        target: target_span,
+        path: path_span,
+        query: query_span,
+        headers: spans,
+        framing: facts.framing,
+        keep_alive: facts.keep_alive,
+        expect_continue: facts.expect_continue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<Option<(RequestHead, usize)>, ParseError> {
+        parse_request_head(s, &Limits::default())
+    }
+
+    fn ok(s: &[u8]) -> RequestHead {
+        let (h, n) = parse(s)
+            .unwrap_or_else(|e| panic!("{e} for {:?}", String::from_utf8_lossy(s)))
+            .unwrap();
+        assert_eq!(n, s.len());
+        h
+    }
+
+    fn err(s: &[u8]) -> ParseError {
+        match parse(s) {
+            Err(e) => e,
+            Ok(r) => panic!(
+                "accepted {:?}: {:?}",
+                String::from_utf8_lossy(s),
+                r.map(|x| x.1)
+            ),
+        }
+    }
+
+    fn req(headers: &str) -> Vec<u8> {
+        format!("POST /p HTTP/1.1\r\nHost: h\r\n{headers}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn simple_get() {
+        let h = ok(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nAccept:  */* \t\r\n\r\n");
+        assert_eq!(h.method(), http::Method::GET);
+        assert_eq!(h.method_cstr(), c"GET");
+        assert_eq!(h.version(), Version::Http11);
+        assert_eq!(h.target(), "/a/b?x=1&y=2");
+        assert_eq!(h.target_cstr(), c"/a/b?x=1&y=2");
+        assert_eq!(h.path(), "/a/b");
+        assert_eq!(h.path_cstr(), c"/a/b");
+        assert_eq!(h.query(), Some("x=1&y=2"));
+        assert_eq!(h.query_cstr(), Some(c"x=1&y=2"));
+        assert_eq!(h.header("host"), Some(&b"example.com"[..]));
+        assert_eq!(h.header("ACCEPT"), Some(&b"*/*"[..]));
+        assert_eq!(h.header_cstr(b"accept"), Some(c"*/*"));
+        assert_eq!(h.header("missing"), None);
+        assert_eq!(h.header_cstr(b"missing"), None);
+        assert_eq!(h.header_count(), 2);
+        assert_eq!(h.header_at(0), Some(("Host", &b"example.com"[..])));
+        assert_eq!(h.header_at_cstr(1), Some((c"Accept", c"*/*")));
+        assert_eq!(h.header_at(2), None);
+        assert_eq!(h.framing(), BodyFraming::None);
+        assert!(h.keep_alive());
+        assert!(!h.expect_continue());
+        assert!(!h.is_head());
+    }
+
+    #[test]
+    fn query_edge_cases() {
+        let h = ok(b"GET /a? HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/a", Some("")));
+        let h = ok(b"GET /a?b?c HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/a", Some("b?c")));
+        let h = ok(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.path(), h.query(), h.query_cstr()), ("/", None, None));
+        let h = ok(b"GET /%20x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.path(), "/%20x");
+    }
+
+    #[test]
+    fn head_and_extension_methods() {
+        assert!(ok(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n").is_head());
+        let h = ok(b"PURGE-ALL /x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.method().as_str(), "PURGE-ALL");
+        assert_eq!(h.method_cstr(), c"PURGE-ALL");
+        // methods are case-sensitive: "get" is an extension method, not GET
+        assert_ne!(
+            ok(b"get / HTTP/1.1\r\nHost: h\r\n\r\n").method(),
+            http::Method::GET
+        );
+        assert_eq!(err(b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n").status(), 400);
+    }
+
+    #[test]
+    fn header_values_and_duplicates() {
+        let h = ok(&req("X-A: 1\r\nx-a: 2\r\nX-Empty:\r\nX-Obs: café\r\n"));
+        assert_eq!(
+            h.header_values("X-A").collect::<Vec<_>>(),
+            vec![&b"1"[..], &b"2"[..]]
+        );
+        assert_eq!(h.header("x-a"), Some(&b"1"[..]));
+        assert_eq!(h.header("x-empty"), Some(&b""[..]));
+        assert_eq!(h.header_cstr(b"x-empty"), Some(c""));
+        assert_eq!(h.header("x-obs"), Some("café".as_bytes()));
+        assert_eq!(h.header_at(1), Some(("X-A", &b"1"[..])));
+    }
+
+    #[test]
+    fn incomplete_then_complete() {
+        let full = b"GET /x HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\n";
+        for i in 0..full.len() {
+            assert_eq!(parse(&full[..i]).unwrap().map(|x| x.1), None, "prefix {i}");
+        }
+        assert_eq!(parse(full).unwrap().unwrap().1, full.len());
+    }
+
+    #[test]
+    fn pipelined_consumed_is_exact() {
+        let a = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let b = b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+        let mut buf = a.to_vec();
+        buf.extend_from_slice(b);
+        let (h1, n1) = parse(&buf).unwrap().unwrap();
+        assert_eq!(n1, a.len());
+        assert_eq!(h1.path(), "/1");
+        let (h2, n2) = parse(&buf[n1..]).unwrap().unwrap();
+        assert_eq!(n2, b.len() - 3);
+        assert_eq!(h2.path(), "/2");
+        assert_eq!(h2.framing(), BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn leading_empty_lines_skipped() {
+        let s = b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let (h, n) = parse(s).unwrap().unwrap();
+        assert_eq!(n, s.len());
+        assert_eq!(h.path(), "/");
+        assert_eq!(parse(b"\r\n").unwrap().map(|x| x.1), None);
+        assert_eq!(parse(b"\r").unwrap().map(|x| x.1), None);
+        assert_eq!(err(b"\n"), ParseError::BadRequest("bare LF"));
+        assert_eq!(parse(b"\r\nGET").unwrap().map(|x| x.1), None);
+        assert_eq!(err(b"\rX"), ParseError::BadRequest("bare CR"));
+        // endless CRLFs cannot pin the buffer
+        let flood = b"\r\n".repeat(9000);
+        assert_eq!(err(&flood), ParseError::HeadersTooLarge);
+    }
+
+    #[test]
+    fn bare_lf_rejected_everywhere() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\nHost: h\r\n\r\n"),
+            ParseError::BadRequest("bare LF")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\n\r\n"),
+            ParseError::BadRequest("bare LF")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\n\n"),
+            ParseError::BadRequest("bare LF")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\nHost: h\n\n"),
+            ParseError::BadRequest("bare LF")
+        );
+        assert_eq!(
+            err(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::BadRequest("bare LF")
+        );
+        // detected before the head is complete
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\n"),
+            ParseError::BadRequest("bare LF")
+        );
+    }
+
+    #[test]
+    fn bare_cr_rejected() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nX: a\rb\r\nHost: h\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(err(b"GET /\r HTTP/1.1\r\nHost: h\r\n\r\n").status(), 400);
+        assert_eq!(err(b"GET\r").status(), 400);
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n").version(), Version::Http10);
+        for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0", "HTTP/9.9"] {
+            let s = format!("GET / {v}\r\nHost: h\r\n\r\n");
+            assert_eq!(err(s.as_bytes()), ParseError::VersionNotSupported, "{v}");
+            assert_eq!(err(s.as_bytes()).status(), 505);
+        }
+        for v in [
+            "HTTP/1.10",
+            "http/1.1",
+            "HTTPS/1.1",
+            "HTTP/1",
+            "HTTP/1.x",
+            "HTTP/11",
+            "HTTP/1.1 ",
+        ] {
+            let s = format!("GET / {v}\r\nHost: h\r\n\r\n");
+            assert_eq!(err(s.as_bytes()).status(), 400, "{v}");
+        }
+        // HTTP/0.9 simple request
+        assert_eq!(err(b"GET /\r\n\r\n").status(), 400);
+    }
+
+    #[test]
+    fn garbage_request_lines() {
+        for s in [
+            &b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
+            b" GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"GET / x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(err(s).status(), 400, "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\n\r\n"),
+            ParseError::BadRequest("missing Host")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            ParseError::BadRequest("multiple Host fields")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"),
+            ParseError::BadRequest("multiple Host fields")
+        );
+        ok(b"GET / HTTP/1.0\r\n\r\n");
+        ok(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n");
+        ok(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"); // empty Host is allowed (RFC 9112 §3.2)
+        ok(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+        ok(b"GET / HTTP/1.1\r\nHOST: a.b-c_d:80\r\n\r\n");
+        for bad_host in ["a b", "a/b", "u@h", "h?x", "h#x", "caf\u{e9}"] {
+            let s = format!("GET / HTTP/1.1\r\nHost: {bad_host}\r\n\r\n");
+            assert_eq!(
+                err(s.as_bytes()),
+                ParseError::BadRequest("invalid Host"),
+                "{bad_host}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length() {
+        assert_eq!(
+            ok(&req("Content-Length: 10\r\n")).framing(),
+            BodyFraming::Length(10)
+        );
+        assert_eq!(
+            ok(&req("Content-Length: 0\r\n")).framing(),
+            BodyFraming::Length(0)
+        );
+        assert_eq!(
+            ok(&req("Content-Length: 007\r\n")).framing(),
+            BodyFraming::Length(7)
+        );
+        assert_eq!(
+            ok(&req("Content-Length: 18446744073709551615\r\n")).framing(),
+            BodyFraming::Length(u64::MAX)
+        );
+        assert_eq!(
+            ok(&req("Content-Length: 5\r\ncontent-length: 5\r\n")).framing(),
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            ok(&req("Content-Length: 5, 5,5\r\n")).framing(),
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            ok(&req("Content-Length:  5 \r\n")).framing(),
+            BodyFraming::Length(5)
+        );
+        for v in [
+            "Content-Length: -1\r\n",
+            "Content-Length: +1\r\n",
+            "Content-Length: 1 2\r\n",
+            "Content-Length: 0x10\r\n",
+            "Content-Length: a\r\n",
+            "Content-Length:\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length: ,5\r\n",
+            "Content-Length: 1.0\r\n",
+            "Content-Length: 18446744073709551616\r\n",
+            "Content-Length: 99999999999999999999999\r\n",
+        ] {
+            assert_eq!(
+                err(&req(v)),
+                ParseError::BadRequest("invalid Content-Length"),
+                "{v}"
+            );
+        }
+        for v in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 6\r\n",
+        ] {
+            assert_eq!(
+                err(&req(v)),
+                ParseError::BadRequest("conflicting Content-Length"),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding() {
+        for v in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: CHUNKED\r\n",
+            "transfer-encoding:  Chunked \r\n",
+        ] {
+            assert_eq!(ok(&req(v)).framing(), BodyFraming::Chunked, "{v}");
+        }
+        let cases: &[(&str, ParseError)] = &[
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                bad("Transfer-Encoding with Content-Length"),
+            ),
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                bad("Transfer-Encoding with Content-Length"),
+            ),
+            (
+                "Transfer-Encoding: chunked, chunked\r\n",
+                bad("chunked applied twice"),
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                bad("chunked applied twice"),
+            ),
+            (
+                "Transfer-Encoding: chunked, gzip\r\n",
+                bad("chunked is not the final coding"),
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n",
+                ParseError::NotImplemented("transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                ParseError::NotImplemented("transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: gzip\r\n",
+                ParseError::NotImplemented("transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: identity\r\n",
+                ParseError::NotImplemented("transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: xchunked\r\n",
+                ParseError::NotImplemented("transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: chunked;q=1\r\n",
+                bad("chunked takes no parameters"),
+            ),
+            ("Transfer-Encoding:\r\n", bad("empty transfer-coding")),
+            (
+                "Transfer-Encoding: chunked,\r\n",
+                bad("empty transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: ,chunked\r\n",
+                bad("empty transfer-coding"),
+            ),
+        ];
+        for (v, e) in cases {
+            assert_eq!(&err(&req(v)), e, "{v}");
+        }
+        assert_eq!(err(&req("Transfer-Encoding: gzip\r\n")).status(), 501);
+        assert_eq!(
+            err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            bad("Transfer-Encoding in HTTP/1.0")
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            bad("Transfer-Encoding in HTTP/1.0")
+        );
+        // smuggling classics: whitespace tricks in the field name or value
+        assert_eq!(err(&req("Transfer-Encoding : chunked\r\n")).status(), 400);
+        assert_eq!(err(&req(" Transfer-Encoding: chunked\r\n")).status(), 400);
+        assert_eq!(err(&req("Transfer-Encoding:\x0bchunked\r\n")).status(), 400);
+        assert_eq!(
+            err(&req("Transfer-Encoding: chunked\r\n gzip\r\n")).status(),
+            400
+        );
+        assert_eq!(
+            err(&req(
+                "Transfer_Encoding: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n"
+            ))
+            .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn field_syntax() {
+        let cases: &[&str] = &[
+            "X-A : v\r\n", // whitespace before colon
+            "X-A\t: v\r\n",
+            "X A: v\r\n", // invalid tchar
+            "X(A): v\r\n",
+            "X\"A: v\r\n",
+            ": v\r\n", // empty name
+            "NoColon\r\n",
+            "X-A: a\r\n b\r\n", // obs-fold
+            "X-A: a\r\n\tb\r\n",
+            "X-A: a\x00b\r\n", // CTLs in values
+            "X-A: a\x01b\r\n",
+            "X-A: a\x1fb\r\n",
+            "X-A: a\x7fb\r\n",
+            "X-A: a\x0bb\r\n",
+        ];
+        for v in cases {
+            assert_eq!(err(&req(v)).status(), 400, "{v:?}");
+        }
+        assert_eq!(err(&req("X-A: a\r\n b\r\n")), bad("obs-fold"));
+        // whitespace before the first field line
+        assert_eq!(err(b"GET / HTTP/1.1\r\n Host: h\r\n\r\n"), bad("obs-fold"));
+        // HTAB inside and around values is fine and trimmed
+        let h = ok(&req("X-A:\ta\tb\t\r\n"));
+        assert_eq!(h.header("x-a"), Some(&b"a\tb"[..]));
+    }
+
+    #[test]
+    fn target_forms() {
+        let h = ok(b"GET http://example.com/a/b?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(
+            (h.target(), h.path(), h.query()),
+            ("http://example.com/a/b?q=1", "/a/b", Some("q=1"))
+        );
+        assert_eq!(h.path_cstr(), c"/a/b");
+        let h = ok(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/", None));
+        let h = ok(b"GET HTTPS://example.com:8443?x HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/", Some("x")));
+        let h = ok(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.target(), h.path(), h.query()), ("*", "*", None));
+        let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+        assert_eq!(
+            (h.target(), h.path(), h.query()),
+            ("example.com:443", "example.com:443", None)
+        );
+        ok(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n");
+
+        let rejected: &[&[u8]] = &[
+            b"GET * HTTP/1.1",
+            b"GET example.com:443 HTTP/1.1",
+            b"CONNECT / HTTP/1.1",
+            b"CONNECT example.com HTTP/1.1",
+            b"CONNECT example.com:x HTTP/1.1",
+            b"CONNECT :443 HTTP/1.1",
+            b"CONNECT http://a:443/ HTTP/1.1",
+            b"OPTIONS ** HTTP/1.1",
+            b"GET a/b HTTP/1.1",
+            b"GET ftp://h/x HTTP/1.1",
+            b"GET http:///x HTTP/1.1",
+            b"GET http://user@h/x HTTP/1.1",
+            b"GET http:/h/x HTTP/1.1",
+            b"GET /a#frag HTTP/1.1",
+            b"GET /caf\xc3\xa9 HTTP/1.1",
+            b"GET /\x80 HTTP/1.1",
+            b"GET /a\x7f HTTP/1.1",
+        ];
+        for line in rejected {
+            let mut s = line.to_vec();
+            s.extend_from_slice(b"\r\nHost: h\r\n\r\n");
+            assert_eq!(err(&s).status(), 400, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn connection_and_keep_alive() {
+        let ka = |s: &[u8]| ok(s).keep_alive();
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, CLOSE\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n"
+        ));
+        assert!(ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: foo ,keep-alive\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn expect_continue() {
+        assert!(ok(&req("Expect: 100-continue\r\nContent-Length: 3\r\n")).expect_continue());
+        assert!(ok(&req("Expect: 100-Continue\r\n")).expect_continue());
+        assert!(!ok(&req("Expect: 200-ok\r\n")).expect_continue());
+        assert!(!ok(&req("")).expect_continue());
+    }
+
+    #[test]
+    fn request_line_limit() {
+        let limits = Limits {
+            max_request_line: 32,
+            max_head_bytes: 1024,
+            max_headers: 4,
+        };
+        // exactly at the limit: 32 bytes of line
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(32 - 14));
+        assert_eq!(line.len(), 32);
+        let s = format!("{line}\r\nHost: h\r\n\r\n");
+        assert!(parse_request_head(s.as_bytes(), &limits).unwrap().is_some());
+        // one over, complete
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(33 - 14));
+        let s = format!("{line}\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            parse_request_head(s.as_bytes(), &limits).err(),
+            Some(ParseError::UriTooLong)
+        );
+        // incomplete and already too long
+        let s = format!("GET /{}", "a".repeat(40));
+        assert_eq!(
+            parse_request_head(s.as_bytes(), &limits).err(),
+            Some(ParseError::UriTooLong)
+        );
+        // incomplete, 33 bytes where the 33rd is CR: could still be a 32-byte line
+        let s = format!("GET /{} HTTP/1.1\r", "a".repeat(18));
+        assert_eq!(s.len(), 33);
+        assert!(parse_request_head(s.as_bytes(), &limits).unwrap().is_none());
+        let s = format!("GET /{} HTTP/1.1x", "a".repeat(18));
+        assert_eq!(
+            parse_request_head(s.as_bytes(), &limits).err(),
+            Some(ParseError::UriTooLong)
+        );
+        // the default limit with a long but complete target
+        let s = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(9000));
+        assert_eq!(err(s.as_bytes()), ParseError::UriTooLong);
+        assert_eq!(err(s.as_bytes()).status(), 414);
+    }
+
+    #[test]
+    fn head_size_and_count_limits() {
+        let limits = Limits {
+            max_request_line: 64,
+            max_head_bytes: 64,
+            max_headers: 3,
+        };
+        let p = |s: &[u8]| parse_request_head(s, &limits);
+        let s = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert!(p(s).unwrap().is_some());
+        let s = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(p(s).err(), Some(ParseError::HeadersTooLarge));
+        // too many fields detected before the head is complete
+        let s = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n";
+        assert_eq!(p(s).err(), Some(ParseError::HeadersTooLarge));
+        // exactly max_head_bytes accepted, one more rejected
+        let pad = 64 - b"GET / HTTP/1.1\r\nHost: h\r\nX: \r\n\r\n".len();
+        let s = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "v".repeat(pad)
+        );
+        assert_eq!(s.len(), 64);
+        assert_eq!(p(s.as_bytes()).unwrap().unwrap().1, 64);
+        let s = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "v".repeat(pad + 1)
+        );
+        assert_eq!(p(s.as_bytes()).err(), Some(ParseError::HeadersTooLarge));
+        // incomplete but already over
+        let s = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "v".repeat(100));
+        assert_eq!(p(s.as_bytes()).err(), Some(ParseError::HeadersTooLarge));
+        // incomplete under the limit
+        assert!(p(b"GET / HTTP/1.1\r\nHost: h\r\nX: vvv").unwrap().is_none());
+        assert_eq!(ParseError::HeadersTooLarge.status(), 431);
+
+        // default limits: 101 fields
+        let mut s = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..100 {
+            s.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        s.extend_from_slice(b"\r\n");
+        assert_eq!(err(&s), ParseError::HeadersTooLarge);
+    }
+
+    #[test]
+    fn many_fields_use_heap_slots() {
+        let mut s = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..98 {
+            s.extend_from_slice(format!("X-{i}: v{i}\r\n").as_bytes());
+        }
+        s.extend_from_slice(b"\r\n");
+        let h = ok(&s);
+        assert_eq!(h.header_count(), 99);
+        assert_eq!(h.header_at(98), Some(("X-97", &b"v97"[..])));
+        assert_eq!(h.header_cstr(b"x-50"), Some(c"v50"));
+    }
+
+    #[test]
+    fn no_headers_http10() {
+        let h = ok(b"GET /x HTTP/1.0\r\n\r\n");
+        assert_eq!(h.header_count(), 0);
+        assert_eq!(h.framing(), BodyFraming::None);
+        let h = ok(b"POST /x HTTP/1.0\r\nContent-Length: 4\r\n\r\n");
+        assert_eq!(h.framing(), BodyFraming::Length(4));
+    }
+
+    #[test]
+    fn send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RequestHead>();
+    }
+}
