@@ -1,0 +1,102 @@
+/* Two engines in one process, on different ports, with different configs and handlers: they
+ * serve independently (no global state), and freeing one leaves the other working. */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <string.h>
+
+#include "testutil.h"
+
+typedef struct {
+  const char *name;
+  atomic_int handled;
+} engine_ctx;
+
+static void handler_a(void *ud, zh_request *req) {
+  engine_ctx *ctx = ud;
+  atomic_fetch_add(&ctx->handled, 1);
+  char body[64];
+  snprintf(body, sizeof body, "A:%s:%s", ctx->name, zh_request_path(req));
+  zt_respond_text(req, 200, body);
+}
+
+static void handler_b(void *ud, zh_request *req) {
+  engine_ctx *ctx = ud;
+  atomic_fetch_add(&ctx->handled, 1);
+  char body[64];
+  snprintf(body, sizeof body, "B:%s:%s", ctx->name, zh_request_path(req));
+  zt_respond_text(req, 201, body);
+}
+
+static void get_expect(zt_conn *c, const char *path, int status, const char *body) {
+  zt_response r;
+  zt_get(c, path, &r);
+  CHECK_EQ_INT(r.status, status);
+  CHECK_STREQ((const char *)r.body, body);
+  zt_response_free(&r);
+}
+
+int main(void) {
+  engine_ctx one = {"one", 0}, two = {"two", 0};
+  zh_config *cfg2 = NULL;
+  CHECK_OK(zh_config_new(&cfg2));
+  CHECK_OK(zh_config_set_threads(cfg2, 2));
+  CHECK_OK(zh_config_set_limits(cfg2, 0, 0, 0, 10)); /* tiny body limit, only on engine two */
+
+  uint16_t p1 = 0, p2 = 0;
+  zh_engine *e1 = zt_engine_start(NULL, handler_a, &one, &p1);
+  zh_engine *e2 = zt_engine_start(cfg2, handler_b, &two, &p2);
+  zh_config_free(cfg2); /* the engine copied it */
+  CHECK(p1 != p2);
+
+  zt_conn *c1 = zt_connect(p1);
+  zt_conn *c2 = zt_connect(p2);
+  for (int i = 0; i < 3; i++) get_expect(c1, "/x", 200, "A:one:/x");
+  for (int i = 0; i < 5; i++) get_expect(c2, "/y", 201, "B:two:/y");
+  /* interleaved */
+  get_expect(c1, "/1", 200, "A:one:/1");
+  get_expect(c2, "/2", 201, "B:two:/2");
+  CHECK_EQ_INT(atomic_load(&one.handled), 4);
+  CHECK_EQ_INT(atomic_load(&two.handled), 6);
+
+  /* engine two's body limit does not apply to engine one */
+  static const char post[] = "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n01234567890123456789";
+  zt_response r;
+  CHECK(zt_send_str(c1, post) == 0);
+  CHECK_EQ_INT(zt_read_response(c1, &r, 0), 0);
+  CHECK_EQ_INT(r.status, 200);
+  zt_response_free(&r);
+  zt_conn *c3 = zt_connect(p2);
+  CHECK(zt_send_str(c3, post) == 0);
+  CHECK_EQ_INT(zt_read_response(c3, &r, 0), 0);
+  CHECK_EQ_INT(r.status, 413);
+  zt_response_free(&r);
+  zt_close(c3);
+
+  zh_stats s1, s2;
+  zt_stats(e1, &s1);
+  zt_stats(e2, &s2);
+  zt_print_stats("engine one", &s1);
+  zt_print_stats("engine two", &s2);
+  CHECK_EQ_INT(s1.requests, 5);
+  CHECK_EQ_INT(s1.connections_accepted, 1);
+  CHECK_EQ_INT(s1.errors_limit, 0);
+  CHECK(s2.requests >= 6 && s2.requests <= 7); /* the 413 may or may not count as a request */
+  CHECK_EQ_INT(s2.connections_accepted, 2);
+  CHECK_EQ_INT(s2.errors_limit, 1);
+
+  /* shut down and free engine one; engine two is unaffected */
+  zt_close(c1);
+  CHECK_OK(zh_engine_shutdown(e1, 500));
+  zh_engine_free(e1);
+  get_expect(c2, "/after", 201, "B:two:/after");
+  zt_conn *c4 = zt_connect(p2);
+  get_expect(c4, "/new", 201, "B:two:/new");
+  zt_close(c4);
+  CHECK_EQ_INT(atomic_load(&one.handled), 5);
+
+  zt_close(c2);
+  CHECK_OK(zh_engine_shutdown(e2, 500));
+  zh_engine_free(e2);
+  printf("two_engines: ok\n");
+  return 0;
+}
