@@ -61,16 +61,20 @@ int zt_streq(const char *a, const char *b); /* both NULL counts as equal */
 void zt_fail_str(const char *file, int line, const char *a_expr, const char *b_expr,
                  const char *a, const char *b);
 
-/* Poll `cond` every millisecond until it holds or `ms` milliseconds passed. Check it after. */
+/* Poll `cond` every millisecond until it holds or `ms` (times zt_time_scale()) milliseconds
+ * passed. Check it after. */
 #define ZT_WAIT_UNTIL(cond, ms)                                                           \
   do {                                                                                    \
-    double zt_deadline_ = zt_now_ms() + (double)(ms);                                     \
+    double zt_deadline_ = zt_now_ms() + (double)(ms) * zt_time_scale();                   \
     while (!(cond) && zt_now_ms() < zt_deadline_) zt_sleep_ms(1);                         \
   } while (0)
 
 /* ------------------------------------------------------------------ time */
 
 double zt_now_ms(void); /* CLOCK_MONOTONIC in milliseconds */
+/* Multiplier for upper time bounds: 10 under valgrind (env ZH_UNDER_VALGRIND set by
+ * cmake/ZhTesting.cmake), else 1. Lower bounds (e.g. "took at least 50 ms") are not scaled. */
+double zt_time_scale(void);
 void zt_sleep_ms(unsigned ms);
 
 /* ------------------------------------------------------------------ client */
@@ -102,7 +106,8 @@ typedef struct zt_response {
   double elapsed_ms;  /* time spent inside zt_read_response */
 } zt_response;
 
-/* Connects to 127.0.0.1:port (TCP_NODELAY, SO_RCVTIMEO/SO_SNDTIMEO 10 s). CHECK-fails on error. */
+/* Connects to 127.0.0.1:port (TCP_NODELAY, SO_RCVTIMEO/SO_SNDTIMEO 10 s x zt_time_scale()).
+ * CHECK-fails on error. */
 zt_conn *zt_connect(uint16_t port);
 /* Like zt_connect but returns NULL (errno set) when connect() fails. */
 zt_conn *zt_try_connect(uint16_t port);
@@ -127,7 +132,8 @@ void zt_get(zt_conn *c, const char *path, zt_response *r);
  * 0 on EOF, -1 on error/timeout. Consumes buffered bytes first. */
 long zt_recv_some(zt_conn *c, void *dst, size_t max);
 /* Reads and discards until the peer closes (EOF or reset) or `timeout_ms` passes.
- * Returns 1 if closed, 0 on timeout. *discarded (may be NULL) gets the number of bytes seen. */
+ * Returns 1 if closed, 0 on timeout. *discarded (may be NULL) gets the number of bytes seen.
+ * timeout_ms is multiplied by zt_time_scale(). */
 int zt_wait_closed(zt_conn *c, int timeout_ms, size_t *discarded);
 
 /* ------------------------------------------------------------------ files & fds */
