@@ -1,1 +1,71 @@
-//! placeholder
+//! Engine configuration: limits, timeouts, threads. Validated once, then shared read-only.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::h1::Limits;
+
+/// Settings of one engine. Copied into the engine at creation; later changes do not affect it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Worker threads, each with its own event loop. 0 = external-loop mode (not in v0).
+    pub threads: usize,
+    /// Request line / header section limits.
+    pub limits: Limits,
+    /// Largest request body buffered or accepted; `None` = unlimited.
+    pub max_body: Option<u64>,
+    /// Deadline for a whole request head, from its first byte (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long a send (or a body read) may make no progress.
+    pub send_timeout: Duration,
+    /// Connections one worker accepts at most; further ones are closed at once.
+    pub max_connections_per_worker: usize,
+    /// Requests parsed ahead of their responses on one connection (bounds pipelining memory).
+    pub max_pipeline: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            limits: Limits::default(),
+            max_body: None,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections_per_worker: 10_000,
+            max_pipeline: 32,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings as a whole; the engine refuses a config that fails this.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.threads == 0 {
+            return Err(Error::Unsupported("threads = 0 (external-loop mode) is not available yet"));
+        }
+        if self.threads > 1024 {
+            return Err(Error::Invalid("threads must be at most 1024"));
+        }
+        if self.limits.max_request_line < 64 {
+            return Err(Error::Invalid("max_request_line must be at least 64"));
+        }
+        if self.limits.max_head_bytes < self.limits.max_request_line {
+            return Err(Error::Invalid("max_header_bytes must be at least max_request_line"));
+        }
+        if self.limits.max_headers == 0 || self.limits.max_headers > 10_000 {
+            return Err(Error::Invalid("max_headers must be within 1..=10000"));
+        }
+        if self.max_connections_per_worker == 0 {
+            return Err(Error::Invalid("max_connections must be at least 1"));
+        }
+        if self.max_pipeline == 0 {
+            return Err(Error::Invalid("max_pipeline must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,15 @@
-//! placeholder
+//! The only place that issues data syscalls. Given a chain of chunks and a destination socket,
+//! it picks the strategy per chunk (`sendmsg` gathering memory, `sendfile` for file regions),
+//! performs non-blocking steps until the chain is drained or the socket would block, counts
+//! bytes and syscalls per strategy, and falls back to a copy where the kernel refuses a path.
+//!
+//! All `unsafe` syscalls of the engine live here (and pointer handling in `src/ffi`); every
+//! block carries a `// SAFETY:` comment.
+
+mod os;
+mod recv;
+mod send;
+
+pub use os::{block_sigpipe, file_size, reuseport_listener};
+pub use recv::{recv_into, RecvOutcome};
+pub use send::{send_chain, PathMemory, SendError, SendReport, Sent};

@@ -1,0 +1,524 @@
+//! One client connection: reads and parses requests, keeps their responses in request order,
+//! and feeds finished responses to the transfer layer.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::body::Chunk;
+use crate::config::Config;
+use crate::engine::request::{Link, Request};
+use crate::engine::response::Response;
+use crate::engine::shared::{Keep, WorkerShared};
+use crate::h1::{self, BodyFraming, ChunkedDecoder, ParseError, RequestHead, Version};
+use crate::stats::{bump, WorkerStats};
+use crate::transfer::{self, PathMemory, RecvOutcome, SendError, Sent};
+
+/// Bytes asked of one `recv` while reading heads.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest single `recv` while reading a body.
+const BODY_READ_MAX: usize = 1024 * 1024;
+/// Parsed-but-unanswered input kept at most, beyond the pipeline window (backpressure).
+const UNPARSED_MAX: usize = 64 * 1024;
+/// Bodies up to this size are copied into the head buffer: one syscall, one slice.
+const INLINE_BODY_MAX: u64 = 2048;
+/// After a response that closes the connection, unread input is drained for at most this
+/// long (and this much) so the peer gets the response instead of a reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What the engine needs to know about a request when its response leaves.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+}
+
+enum Slot {
+    Waiting(Meta),
+    Ready(Meta, Response, Option<Keep>),
+}
+
+enum Reading {
+    Head,
+    Body { head: RequestHead, remaining: u64 },
+    Chunked { head: RequestHead, decoder: Box<ChunkedDecoder>, body: BytesMut },
+    /// No more requests will be read (close requested, error, or shutdown).
+    Stopped,
+}
+
+/// Why a connection was closed, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    Done,
+    Io,
+    Timeout,
+    Truncated,
+    Shutdown,
+}
+
+/// What the worker should do after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Continue,
+    Close(CloseReason),
+}
+
+/// Per-call context from the worker.
+pub(crate) struct Ctx<'a> {
+    pub config: &'a Config,
+    pub shared: &'a Arc<WorkerShared>,
+    pub date: &'a [u8],
+    pub paths: &'a mut PathMemory,
+    pub now: Instant,
+    pub draining: bool,
+}
+
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) token: usize,
+    pub(crate) sock: mio::net::TcpStream,
+    fd: RawFd,
+    peer: SocketAddr,
+    alive: Arc<AtomicBool>,
+    rbuf: BytesMut,
+    reading: Reading,
+    /// The peer will send nothing more.
+    read_eof: bool,
+    /// Data may be waiting on the socket (edge-triggered: set by events, cleared by EAGAIN).
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    next_seq: u64,
+    send_seq: u64,
+    inflight: VecDeque<Slot>,
+    out: VecDeque<Chunk>,
+    /// Stream positions at which responses end: (end, closes the connection, keep-alive data).
+    marks: VecDeque<(u64, bool, Option<Keep>)>,
+    queued_total: u64,
+    sent_total: u64,
+    /// A response that closes the connection has been queued: queue nothing after it.
+    final_queued: bool,
+    /// Draining input after the final response (lingering close).
+    lingering: Option<(Instant, u64)>,
+    head_started: Option<Instant>,
+    /// Parsing paused because `max_pipeline` responses were outstanding.
+    window_blocked: bool,
+    last_progress: Instant,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) scheduled: Option<Instant>,
+}
+
+impl Conn {
+    pub(crate) fn new(id: u64, token: usize, sock: mio::net::TcpStream, peer: SocketAddr, now: Instant) -> Self {
+        let fd = sock.as_raw_fd();
+        Conn {
+            id,
+            token,
+            sock,
+            fd,
+            peer,
+            alive: Arc::new(AtomicBool::new(true)),
+            rbuf: BytesMut::new(),
+            reading: Reading::Head,
+            read_eof: false,
+            readable: false,
+            writable: false,
+            next_seq: 0,
+            send_seq: 0,
+            inflight: VecDeque::new(),
+            out: VecDeque::new(),
+            marks: VecDeque::new(),
+            queued_total: 0,
+            sent_total: 0,
+            final_queued: false,
+            lingering: None,
+            head_started: None,
+            window_blocked: false,
+            last_progress: now,
+            deadline: None,
+            scheduled: None,
+        }
+    }
+
+    /// Reads what the socket has, within the buffering bounds.
+    pub(crate) fn fill(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if let Some((until, drained)) = self.lingering {
+            return self.linger_read(ctx, until, drained);
+        }
+        while self.readable && !self.read_eof && self.wants_input(ctx.config) {
+            let max = match &self.reading {
+                Reading::Body { remaining, .. } => (*remaining as usize).clamp(READ_CHUNK, BODY_READ_MAX),
+                Reading::Chunked { .. } => BODY_READ_MAX.min(4 * READ_CHUNK),
+                _ => READ_CHUNK,
+            };
+            match transfer::recv_into(self.fd, &mut self.rbuf, max, &ctx.shared.stats) {
+                Ok(RecvOutcome::Data(_)) => {
+                    self.last_progress = ctx.now;
+                    if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
+                        self.head_started = Some(ctx.now);
+                    }
+                }
+                Ok(RecvOutcome::WouldBlock) => self.readable = false,
+                Ok(RecvOutcome::Eof) => {
+                    self.read_eof = true;
+                    self.readable = false;
+                }
+                Err(_) => return Next::Close(CloseReason::Io),
+            }
+        }
+        Next::Continue
+    }
+
+    /// Whether reading more now is useful: not while the pipeline window is full and enough
+    /// unparsed input is already buffered.
+    pub(crate) fn wants_input(&self, config: &Config) -> bool {
+        match self.reading {
+            Reading::Stopped => false,
+            Reading::Head => {
+                if self.inflight.len() >= config.max_pipeline {
+                    self.rbuf.len() < UNPARSED_MAX
+                } else {
+                    self.rbuf.len() <= config.limits.max_head_bytes
+                }
+            }
+            Reading::Body { .. } | Reading::Chunked { .. } => true,
+        }
+    }
+
+    /// Parsing stopped only because the pipeline window was full, and it has room again.
+    pub(crate) fn can_parse_more(&self, config: &Config) -> bool {
+        self.window_blocked && self.inflight.len() < config.max_pipeline
+    }
+
+    /// Parses the next complete request, if any, and returns it for the handler.
+    /// Errors become an in-order error response and stop reading.
+    pub(crate) fn next_request(&mut self, ctx: &mut Ctx<'_>) -> Option<Request> {
+        loop {
+            match std::mem::replace(&mut self.reading, Reading::Stopped) {
+                Reading::Stopped => return None,
+                Reading::Head => {
+                    if ctx.draining || self.final_queued {
+                        return None;
+                    }
+                    self.window_blocked = false;
+                    if self.rbuf.is_empty() {
+                        self.reading = Reading::Head;
+                        return None;
+                    }
+                    if self.inflight.len() >= ctx.config.max_pipeline {
+                        self.window_blocked = true;
+                        self.reading = Reading::Head;
+                        return None;
+                    }
+                    match h1::parse_request_head(&self.rbuf, &ctx.config.limits) {
+                        Err(e) => {
+                            self.fail(e, ctx);
+                            return None;
+                        }
+                        Ok(None) => {
+                            if self.read_eof {
+                                // The peer stopped in the middle of a head: nothing to answer.
+                                self.rbuf.clear();
+                                return None;
+                            }
+                            self.reading = Reading::Head;
+                            return None;
+                        }
+                        Ok(Some((head, used))) => {
+                            let _ = self.rbuf.split_to(used);
+                            self.head_started = None;
+                            bump(&ctx.shared.stats.requests, 1);
+                            match head.framing() {
+                                BodyFraming::None | BodyFraming::Length(0) => {
+                                    return Some(self.dispatch(head, Bytes::new(), ctx));
+                                }
+                                BodyFraming::Length(n) => {
+                                    if ctx.config.max_body.is_some_and(|max| n > max) {
+                                        self.fail(ParseError::PayloadTooLarge, ctx);
+                                        return None;
+                                    }
+                                    self.maybe_continue(&head, n as usize);
+                                    self.reading = Reading::Body { head, remaining: n };
+                                }
+                                BodyFraming::Chunked => {
+                                    self.maybe_continue(&head, usize::MAX);
+                                    let decoder = Box::new(ChunkedDecoder::new(&ctx.config.limits));
+                                    self.reading = Reading::Chunked { head, decoder, body: BytesMut::new() };
+                                }
+                            }
+                        }
+                    }
+                }
+                Reading::Body { head, remaining } => {
+                    if (self.rbuf.len() as u64) < remaining {
+                        let want = (remaining as usize - self.rbuf.len()).min(BODY_READ_MAX * 16);
+                        self.rbuf.reserve(want);
+                        self.reading = Reading::Body { head, remaining };
+                        return None;
+                    }
+                    let body = self.rbuf.split_to(remaining as usize).freeze();
+                    return Some(self.dispatch(head, body, ctx));
+                }
+                Reading::Chunked { head, mut decoder, mut body } => {
+                    match decoder.decode_into(&self.rbuf, &mut body) {
+                        Err(e) => {
+                            self.fail(e, ctx);
+                            return None;
+                        }
+                        Ok((used, done)) => {
+                            let _ = self.rbuf.split_to(used);
+                            if ctx.config.max_body.is_some_and(|max| body.len() as u64 > max) {
+                                self.fail(ParseError::PayloadTooLarge, ctx);
+                                return None;
+                            }
+                            if done {
+                                return Some(self.dispatch(head, body.freeze(), ctx));
+                            }
+                            self.reading = Reading::Chunked { head, decoder, body };
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `100 Continue` when the client waits for it and the body is not here yet. Only
+    /// when no earlier response is pending, since the interim response must not overtake them.
+    fn maybe_continue(&mut self, head: &RequestHead, body_len: usize) {
+        if head.expect_continue() && head.version() == Version::Http11 && self.inflight.is_empty() && self.rbuf.len() < body_len {
+            self.push_out(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        }
+    }
+
+    fn dispatch(&mut self, head: RequestHead, body: Bytes, ctx: &mut Ctx<'_>) -> Request {
+        let meta = Meta { is_head: head.is_head(), version: head.version(), keep_alive: head.keep_alive() };
+        // A request that ends the connection is the last one read.
+        self.reading = if meta.keep_alive { Reading::Head } else { Reading::Stopped };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight.push_back(Slot::Waiting(meta));
+        let link = Link { shared: ctx.shared.clone(), token: self.token, conn_id: self.id, seq, alive: self.alive.clone() };
+        Request::new(head, body, self.peer, link)
+    }
+
+    /// Answers a malformed or over-limit request in order, then closes.
+    fn fail(&mut self, err: ParseError, ctx: &mut Ctx<'_>) {
+        let stats = &ctx.shared.stats;
+        match err {
+            ParseError::PayloadTooLarge | ParseError::UriTooLong | ParseError::HeadersTooLarge => bump(&stats.errors_limit, 1),
+            _ => bump(&stats.errors_parse, 1),
+        }
+        self.rbuf.clear();
+        self.reading = Reading::Stopped;
+        let mut resp = Response::plain(err.status());
+        resp.close = true;
+        let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
+        self.inflight.push_back(Slot::Ready(meta, resp, None));
+        self.next_seq += 1;
+    }
+
+    /// Accepts the application's response for request `seq`.
+    pub(crate) fn on_response(&mut self, seq: u64, resp: Response, keep: Option<Keep>) {
+        let Some(idx) = seq.checked_sub(self.send_seq) else { return };
+        if let Some(slot) = self.inflight.get_mut(idx as usize) {
+            if let Slot::Waiting(meta) = *slot {
+                *slot = Slot::Ready(meta, resp, keep);
+            }
+        }
+    }
+
+    fn push_out(&mut self, bytes: Bytes) {
+        self.queued_total += bytes.len() as u64;
+        self.out.push_back(Chunk::Memory(bytes));
+    }
+
+    /// Moves responses that are ready, in order, into the send queue.
+    fn queue_ready(&mut self, ctx: &mut Ctx<'_>) {
+        while matches!(self.inflight.front(), Some(Slot::Ready(..))) {
+            let Some(Slot::Ready(meta, resp, keep)) = self.inflight.pop_front() else { unreachable!() };
+            self.send_seq += 1;
+            if self.final_queued {
+                continue;
+            }
+            self.queue_response(meta, resp, keep, ctx);
+        }
+    }
+
+    fn queue_response(&mut self, meta: Meta, resp: Response, keep: Option<Keep>, ctx: &mut Ctx<'_>) {
+        let Response { status, headers, body, close } = resp;
+        let mut keep_alive = meta.keep_alive && !close && !ctx.draining;
+        let body_len = body.len();
+        let has_body = h1::response_has_body(meta.is_head, status);
+        let framing = h1::response_framing(meta.is_head, meta.version, status, Some(body_len));
+        if framing == h1::ResponseFraming::CloseDelimited {
+            keep_alive = false;
+        }
+        let mut head = Vec::with_capacity(192 + headers.len() * 48);
+        h1::write_response_head(&mut head, status, &headers, framing, keep_alive, meta.version, ctx.date);
+        let inline = has_body && body_len <= INLINE_BODY_MAX && body.chunks().all(|c| matches!(c, Chunk::Memory(_)));
+        if inline {
+            for c in body.chunks() {
+                if let Chunk::Memory(b) = c {
+                    head.extend_from_slice(b);
+                }
+            }
+            drop(body);
+            self.push_out(Bytes::from(head));
+        } else {
+            self.push_out(Bytes::from(head));
+            if has_body {
+                self.queued_total += body_len;
+                self.out.extend(body.into_chunks());
+            }
+        }
+        self.marks.push_back((self.queued_total, !keep_alive, keep));
+        if !keep_alive {
+            self.final_queued = true;
+            self.reading = Reading::Stopped;
+        }
+    }
+
+    /// Queues ready responses and writes as much as the socket takes.
+    pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        self.queue_ready(ctx);
+        if self.out.is_empty() || !self.writable {
+            return self.after_send(ctx);
+        }
+        let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths);
+        if report.bytes > 0 {
+            self.sent_total += report.bytes;
+            self.last_progress = ctx.now;
+        }
+        match report.outcome {
+            Ok(Sent::All) => {}
+            Ok(Sent::Blocked) => self.writable = false,
+            Err(SendError::Truncated) => return Next::Close(CloseReason::Truncated),
+            Err(SendError::Io(_)) => return Next::Close(CloseReason::Io),
+        }
+        self.after_send(ctx)
+    }
+
+    fn after_send(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let stats: &WorkerStats = &ctx.shared.stats;
+        while let Some(&(end, closes, _)) = self.marks.front() {
+            if self.sent_total < end {
+                break;
+            }
+            let (_, _, keep) = self.marks.pop_front().expect("front exists");
+            drop(keep);
+            bump(&stats.responses, 1);
+            if closes {
+                return self.start_linger(ctx);
+            }
+        }
+        if self.lingering.is_some() {
+            return Next::Continue;
+        }
+        let idle = self.out.is_empty() && self.inflight.is_empty();
+        if idle && (ctx.draining || (self.read_eof && self.rbuf.is_empty())) {
+            // Nothing more will come (or may be accepted): a half-closed peer got its answers.
+            return Next::Close(if ctx.draining { CloseReason::Shutdown } else { CloseReason::Done });
+        }
+        if self.read_eof && matches!(self.reading, Reading::Body { .. } | Reading::Chunked { .. }) {
+            return Next::Close(CloseReason::Done);
+        }
+        Next::Continue
+    }
+
+    /// After the final response: stop writing, and read away what the peer still sends so our
+    /// close does not turn into a reset that destroys the response in flight.
+    fn start_linger(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        self.reading = Reading::Stopped;
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        if self.read_eof {
+            return Next::Close(CloseReason::Done);
+        }
+        self.lingering = Some((ctx.now + LINGER, 0));
+        self.readable = true;
+        self.fill(ctx)
+    }
+
+    fn linger_read(&mut self, ctx: &mut Ctx<'_>, until: Instant, mut drained: u64) -> Next {
+        while self.readable {
+            self.rbuf.clear();
+            match transfer::recv_into(self.fd, &mut self.rbuf, READ_CHUNK, &ctx.shared.stats) {
+                Ok(RecvOutcome::Data(n)) => {
+                    drained += n as u64;
+                    if drained > LINGER_MAX_BYTES {
+                        return Next::Close(CloseReason::Done);
+                    }
+                }
+                Ok(RecvOutcome::WouldBlock) => self.readable = false,
+                Ok(RecvOutcome::Eof) | Err(_) => return Next::Close(CloseReason::Done),
+            }
+        }
+        self.rbuf.clear();
+        self.lingering = Some((until, drained));
+        Next::Continue
+    }
+
+    /// The next moment this connection needs attention without any I/O, and what happens then.
+    pub(crate) fn compute_deadline(&mut self, config: &Config) {
+        self.deadline = if let Some((until, _)) = self.lingering {
+            Some(until)
+        } else if !self.out.is_empty() {
+            Some(self.last_progress + config.send_timeout)
+        } else {
+            match self.reading {
+                Reading::Head if !self.rbuf.is_empty() || self.head_started.is_some() => {
+                    self.head_started.map(|t| t + config.header_read_timeout)
+                }
+                Reading::Head if self.inflight.is_empty() => Some(self.last_progress + config.idle_timeout),
+                Reading::Body { .. } | Reading::Chunked { .. } => Some(self.last_progress + config.send_timeout),
+                _ => None,
+            }
+        };
+    }
+
+    /// The deadline passed: decide what to tell the peer before closing.
+    pub(crate) fn on_deadline(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let partial_head = matches!(self.reading, Reading::Head) && !self.rbuf.is_empty() && self.out.is_empty() && self.inflight.is_empty();
+        if partial_head {
+            // Best effort: a slow client learns why; no waiting for it to read.
+            let mut resp = Response::plain(408);
+            resp.close = true;
+            let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
+            self.queue_response(meta, resp, None, ctx);
+            self.writable = true;
+            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths);
+        }
+        if self.lingering.is_some() {
+            return Next::Close(CloseReason::Done);
+        }
+        let idle = self.rbuf.is_empty() && self.out.is_empty() && self.inflight.is_empty();
+        Next::Close(if idle { CloseReason::Done } else { CloseReason::Timeout })
+    }
+
+    /// Shutdown began: idle connections close now, busy ones after their in-flight responses.
+    pub(crate) fn on_drain(&mut self) -> Next {
+        let idle = self.out.is_empty() && self.inflight.is_empty() && self.lingering.is_none();
+        if idle {
+            return Next::Close(CloseReason::Shutdown);
+        }
+        if matches!(self.reading, Reading::Head) {
+            self.reading = Reading::Stopped;
+        }
+        Next::Continue
+    }
+
+    /// Tears the connection down; requests still held by the application learn it on respond.
+    pub(crate) fn shutdown(&mut self) {
+        self.alive.store(false, Ordering::Release);
+        self.out.clear();
+        self.inflight.clear();
+        self.marks.clear();
+    }
+}

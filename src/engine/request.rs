@@ -1,0 +1,120 @@
+//! A request as the application sees it, and the link back to the connection that answers it.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::engine::response::Response;
+use crate::engine::shared::{Keep, Msg, WorkerShared};
+use crate::error::Error;
+use crate::h1::RequestHead;
+
+/// Where a response for one request goes: a connection on one worker, at one position in the
+/// connection's response order.
+pub(crate) struct Link {
+    pub(crate) shared: Arc<WorkerShared>,
+    pub(crate) token: usize,
+    pub(crate) conn_id: u64,
+    pub(crate) seq: u64,
+    /// Cleared when the connection closes, so a late response is refused without a round trip.
+    pub(crate) alive: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// Hands the response to the owning worker. `keep` is dropped once the response has left
+    /// (or at once, on error).
+    pub(crate) fn respond(self, resp: Response, keep: Option<Keep>) -> Result<(), Error> {
+        if !self.alive.load(Ordering::Acquire) {
+            drop(resp);
+            drop(keep);
+            return Err(Error::Closed);
+        }
+        let msg = Msg::Respond { token: self.token, conn_id: self.conn_id, seq: self.seq, resp, keep };
+        self.shared.send(msg).map_err(|msg| {
+            drop(msg);
+            Error::Closed
+        })
+    }
+}
+
+/// One parsed request with its whole body. Owned by the application until it responds.
+/// Dropping it without responding answers `500` (a safety net for Rust callers; the C API
+/// never drops a request behind the application's back).
+pub struct Request {
+    head: RequestHead,
+    body: Bytes,
+    peer: SocketAddr,
+    link: Mutex<Option<Link>>,
+}
+
+impl Request {
+    pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
+        Request { head, body, peer, link: Mutex::new(Some(link)) }
+    }
+
+    pub fn head(&self) -> &RequestHead {
+        &self.head
+    }
+
+    /// The whole request body (empty when there was none).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Takes the link out; `None` if the request was already handed back.
+    pub(crate) fn take_link(&self) -> Option<Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Sends `resp` as the answer to this request, from any thread.
+    pub fn respond(self, resp: Response) -> Result<(), Error> {
+        self.respond_ref(resp, None)
+    }
+
+    /// Like [`Request::respond`] without consuming the request: a second call returns
+    /// `Error::AlreadyUsed`. `keep` lives until the response has left.
+    pub fn respond_ref(&self, resp: Response, keep: Option<Keep>) -> Result<(), Error> {
+        match self.take_link() {
+            Some(link) => link.respond(resp, keep),
+            None => Err(Error::AlreadyUsed),
+        }
+    }
+
+    /// Whether the connection that sent this request is still there.
+    pub fn is_connected(&self) -> bool {
+        self.link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|l| l.alive.load(Ordering::Acquire))
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        let link = self.link.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(link) = link {
+            let mut resp = Response::plain(500);
+            resp.close = true;
+            let _ = link.respond(resp, None);
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", self.head.method())
+            .field("target", &self.head.target())
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}

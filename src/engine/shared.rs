@@ -1,0 +1,87 @@
+//! The part of a worker that other threads may touch: its message queue, the waker that
+//! interrupts its poll, and its counters.
+#![forbid(unsafe_code)]
+
+use std::any::Any;
+use std::sync::{Mutex, OnceLock};
+use std::thread::ThreadId;
+
+use crate::engine::response::Response;
+use crate::stats::WorkerStats;
+
+/// Something the application handed back with a response that must live until the response
+/// has left (the C API uses it to keep a request handle valid for double-use detection).
+pub(crate) type Keep = Box<dyn Any + Send>;
+
+/// Work for a worker, sent from any thread.
+pub(crate) enum Msg {
+    Respond { token: usize, conn_id: u64, seq: u64, resp: Response, keep: Option<Keep> },
+    AddListener(mio::net::TcpListener),
+    Shutdown { grace: std::time::Duration },
+}
+
+struct Queue {
+    msgs: Vec<Msg>,
+    /// The worker has exited; nothing will ever read the queue again.
+    dead: bool,
+}
+
+pub(crate) struct WorkerShared {
+    queue: Mutex<Queue>,
+    waker: mio::Waker,
+    owner: OnceLock<ThreadId>,
+    pub(crate) stats: WorkerStats,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(waker: mio::Waker) -> Self {
+        WorkerShared {
+            queue: Mutex::new(Queue { msgs: Vec::new(), dead: false }),
+            waker,
+            owner: OnceLock::new(),
+            stats: WorkerStats::default(),
+        }
+    }
+
+    pub(crate) fn set_owner(&self) {
+        let _ = self.owner.set(std::thread::current().id());
+    }
+
+    pub(crate) fn is_owner_thread(&self) -> bool {
+        self.owner.get() == Some(&std::thread::current().id())
+    }
+
+    /// Queues a message; gives it back if the worker has exited.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), Msg> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.dead {
+            return Err(msg);
+        }
+        let was_empty = q.msgs.is_empty();
+        q.msgs.push(msg);
+        drop(q);
+        // The owning worker drains its queue after every handler call and every loop turn, so
+        // it needs no wake-up; another thread wakes it once per batch.
+        if was_empty && !self.is_owner_thread() {
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes every queued message (into `into`, to reuse its allocation).
+    pub(crate) fn take(&self, into: &mut Vec<Msg>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut q.msgs, into);
+    }
+
+    /// Marks the worker gone and returns what was still queued, for dropping outside the lock.
+    pub(crate) fn close(&self) -> Vec<Msg> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.dead = true;
+        std::mem::take(&mut q.msgs)
+    }
+
+    pub(crate) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+}

@@ -1,0 +1,358 @@
+//! One worker: a mio event loop that owns its listeners, its connections and their timers.
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::Config;
+use crate::engine::conn::{CloseReason, Conn, Ctx, Next};
+use crate::engine::shared::{Msg, WorkerShared};
+use crate::engine::Handler;
+use crate::h1::DateCache;
+use crate::stats::{bump, drop_by};
+use crate::transfer::PathMemory;
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Listener tokens count down from here; connection tokens are slab indices.
+const LISTENER_BASE: usize = usize::MAX - 1;
+
+pub(crate) struct Worker {
+    poll: Poll,
+    shared: Arc<WorkerShared>,
+    config: Arc<Config>,
+    handler: Handler,
+    listeners: Vec<mio::net::TcpListener>,
+    conns: Vec<Option<Box<Conn>>>,
+    free: Vec<usize>,
+    live: usize,
+    next_conn_id: u64,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    date: DateCache,
+    paths: PathMemory,
+    draining: Option<Instant>,
+    inbox: Vec<Msg>,
+}
+
+impl Worker {
+    pub(crate) fn new(poll: Poll, shared: Arc<WorkerShared>, config: Arc<Config>, handler: Handler) -> Self {
+        Worker {
+            poll,
+            shared,
+            config,
+            handler,
+            listeners: Vec::new(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            next_conn_id: 1,
+            timers: BinaryHeap::new(),
+            date: DateCache::new(),
+            paths: PathMemory::default(),
+            draining: None,
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) {
+        self.shared.set_owner();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.process_inbox();
+            if let Some(until) = self.draining {
+                if self.live == 0 || Instant::now() >= until {
+                    break;
+                }
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
+                        self.accept(LISTENER_BASE - t, now)
+                    }
+                    Token(t) => {
+                        if let Some(Some(conn)) = self.conns.get_mut(t) {
+                            conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+                            conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+                            self.drive(t, now);
+                        }
+                    }
+                }
+            }
+            self.fire_timers(Instant::now());
+        }
+        self.finish();
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let next = match (timer, self.draining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    fn process_inbox(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        loop {
+            self.shared.take(&mut inbox);
+            if inbox.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            for msg in inbox.drain(..) {
+                self.handle_msg(msg, now);
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    fn handle_msg(&mut self, msg: Msg, now: Instant) {
+        match msg {
+            Msg::Respond { token, conn_id, seq, resp, keep } => {
+                if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if conn.id == conn_id {
+                        conn.on_response(seq, resp, keep);
+                        self.drive(token, now);
+                    }
+                }
+            }
+            Msg::AddListener(mut listener) => {
+                if self.draining.is_some() {
+                    return;
+                }
+                let token = Token(LISTENER_BASE - self.listeners.len());
+                if self.poll.registry().register(&mut listener, token, Interest::READABLE).is_ok() {
+                    self.listeners.push(listener);
+                    // Connections may already be waiting in the backlog.
+                    self.accept(self.listeners.len() - 1, now);
+                }
+            }
+            Msg::Shutdown { grace } => self.begin_drain(now + grace, now),
+        }
+    }
+
+    fn begin_drain(&mut self, until: Instant, now: Instant) {
+        if self.draining.is_some() {
+            return;
+        }
+        self.draining = Some(until);
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for t in 0..self.conns.len() {
+            let next = match self.conns[t].as_mut() {
+                Some(conn) => conn.on_drain(),
+                None => continue,
+            };
+            match next {
+                Next::Close(reason) => self.close(t, reason),
+                Next::Continue => self.drive(t, now),
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else { return };
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    bump(&self.shared.stats.connections_accepted, 1);
+                    if self.live >= self.config.max_connections_per_worker {
+                        bump(&self.shared.stats.connections_closed, 1);
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    self.add_conn(sock, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // Out of fds or memory: leave the rest in the backlog; the next readiness
+                // event (or connection) retries.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        let mut conn = Box::new(Conn::new(id, token, sock, peer, now));
+        if self
+            .poll
+            .registry()
+            .register(&mut conn.sock, Token(token), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.free.push(token);
+            bump(&self.shared.stats.connections_closed, 1);
+            return;
+        }
+        self.conns[token] = Some(conn);
+        self.live += 1;
+        bump(&self.shared.stats.connections_active, 1);
+        self.schedule(token);
+    }
+
+    /// Runs a connection as far as it can go: read, parse, call handlers, write.
+    fn drive(&mut self, token: usize, now: Instant) {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let date: [u8; 29] = self.date.get(unix).try_into().unwrap_or([b' '; 29]);
+        loop {
+            let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
+            let mut ctx = Ctx {
+                config: &self.config,
+                shared: &self.shared,
+                date: &date,
+                paths: &mut self.paths,
+                now,
+                draining: self.draining.is_some(),
+            };
+            if let Next::Close(reason) = conn.fill(&mut ctx) {
+                self.close(token, reason);
+                return;
+            }
+            let request = conn.next_request(&mut ctx);
+            match request {
+                Some(req) => {
+                    let handler = self.handler.clone();
+                    // A panicking handler drops the request while unwinding, which queues a 500.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(req)));
+                    // Responses given inside the handler are applied before anything else.
+                    self.process_inbox_for(token, now);
+                    continue;
+                }
+                None => {
+                    let next = conn.flush(&mut ctx);
+                    if let Next::Close(reason) = next {
+                        self.close(token, reason);
+                        return;
+                    }
+                    // Sending may have freed pipeline slots or revealed more input.
+                    let again = (conn.readable && conn.wants_input(&self.config)) || conn.can_parse_more(&self.config);
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+        self.schedule(token);
+    }
+
+    /// Applies queued messages; a response for `token` itself is applied without recursing.
+    fn process_inbox_for(&mut self, token: usize, now: Instant) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.shared.take(&mut inbox);
+        for msg in inbox.drain(..) {
+            match msg {
+                Msg::Respond { token: t, conn_id, seq, resp, keep } if t == token => {
+                    if let Some(Some(conn)) = self.conns.get_mut(t) {
+                        if conn.id == conn_id {
+                            conn.on_response(seq, resp, keep);
+                        }
+                    }
+                }
+                other => self.handle_msg(other, now),
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    fn schedule(&mut self, token: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(token) else { return };
+        conn.compute_deadline(&self.config);
+        if let Some(d) = conn.deadline {
+            if conn.scheduled.is_none_or(|s| d < s) {
+                conn.scheduled = Some(d);
+                self.timers.push(Reverse((d, token, conn.id)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, token, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(conn)) = self.conns.get_mut(token) else { continue };
+            if conn.id != id || conn.scheduled != Some(t) {
+                continue;
+            }
+            conn.scheduled = None;
+            match conn.deadline {
+                Some(d) if d <= now => {
+                    let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
+                    let mut ctx = Ctx {
+                        config: &self.config,
+                        shared: &self.shared,
+                        date: &date,
+                        paths: &mut self.paths,
+                        now,
+                        draining: self.draining.is_some(),
+                    };
+                    if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
+                        self.close(token, reason);
+                    }
+                }
+                Some(d) => {
+                    conn.scheduled = Some(d);
+                    self.timers.push(Reverse((d, token, id)));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn close(&mut self, token: usize, reason: CloseReason) {
+        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        conn.shutdown();
+        let stats = &self.shared.stats;
+        match reason {
+            CloseReason::Io => bump(&stats.errors_io, 1),
+            CloseReason::Timeout => bump(&stats.errors_timeout, 1),
+            CloseReason::Truncated => bump(&stats.errors_truncated, 1),
+            CloseReason::Done | CloseReason::Shutdown => {}
+        }
+        bump(&stats.connections_closed, 1);
+        drop_by(&stats.connections_active, 1);
+        self.live -= 1;
+        self.free.push(token);
+        drop(conn);
+    }
+
+    fn finish(&mut self) {
+        for t in 0..self.conns.len() {
+            if self.conns[t].is_some() {
+                self.close(t, CloseReason::Shutdown);
+            }
+        }
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        // Whatever arrives from now on is refused by the queue itself; drop what is there.
+        let leftover = self.shared.close();
+        drop(leftover);
+    }
+}

@@ -1,0 +1,127 @@
+//! `zh_config`: engine settings built by the caller, copied by `zh_engine_new`.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::ffi::result::*;
+use crate::ffi::{result_of, write_out};
+
+/// Engine settings. Not thread-safe: use one config from one thread at a time. Create with
+/// `zh_config_new`, free with `zh_config_free`; `zh_engine_new` copies it, so it may be freed
+/// right after.
+pub struct zh_config {
+    inner: Config,
+}
+
+impl zh_config {
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner
+    }
+
+    fn update(&mut self, change: impl FnOnce(&mut Config)) -> zh_result {
+        let mut next = self.inner.clone();
+        change(&mut next);
+        match next.validate() {
+            Ok(()) => {
+                self.inner = next;
+                ZH_OK
+            }
+            Err(e) => result_of(Err(e)),
+        }
+    }
+}
+
+/// Creates a config with the defaults (threads = CPUs, 8 KiB request line, 16 KiB header
+/// section, 100 headers, unlimited body, timeouts 10 s header read / 60 s idle / 60 s send).
+/// On success `*out` owns it: free with `zh_config_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_new(out: *mut *mut zh_config) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        if out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        write_out(out, Box::into_raw(Box::new(zh_config { inner: Config::default() })));
+        ZH_OK
+    })
+}
+
+/// Frees a config. NULL is ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_free(cfg: *mut zh_config) {
+    boundary!((), {
+        if !cfg.is_null() {
+            // SAFETY: non-NULL pointers passed here come from zh_config_new and are freed once.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+/// Sets the number of worker threads (1..=1024). 0 (external-loop mode) returns
+/// `ZH_ERR_UNSUPPORTED` in this version.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_threads(cfg: *mut zh_config, threads: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| c.threads = threads as usize)
+    })
+}
+
+/// Sets request limits. 0 keeps the current value for `max_request_line` (→ 414),
+/// `max_header_bytes` (→ 431) and `max_headers` (→ 431). `max_body_bytes` (→ 413) is the
+/// largest request body accepted; `ZH_UNLIMITED` (UINT64_MAX) removes the limit.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_limits(
+    cfg: *mut zh_config,
+    max_request_line: usize,
+    max_header_bytes: usize,
+    max_headers: usize,
+    max_body_bytes: u64,
+) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| {
+            if max_request_line != 0 {
+                c.limits.max_request_line = max_request_line;
+            }
+            if max_header_bytes != 0 {
+                c.limits.max_head_bytes = max_header_bytes;
+            }
+            if max_headers != 0 {
+                c.limits.max_headers = max_headers;
+            }
+            c.max_body = if max_body_bytes == u64::MAX { None } else { Some(max_body_bytes) };
+        })
+    })
+}
+
+/// Sets timeouts in milliseconds; 0 keeps the current value. `header_read_ms`: a whole request
+/// head must arrive within it (slowloris guard, → 408 and close). `idle_ms`: an idle keep-alive
+/// connection is closed after it. `send_ms`: a send or body read without progress for this long
+/// closes the connection.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_timeouts(cfg: *mut zh_config, header_read_ms: u32, idle_ms: u32, send_ms: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| {
+            if header_read_ms != 0 {
+                c.header_read_timeout = Duration::from_millis(header_read_ms.into());
+            }
+            if idle_ms != 0 {
+                c.idle_timeout = Duration::from_millis(idle_ms.into());
+            }
+            if send_ms != 0 {
+                c.send_timeout = Duration::from_millis(send_ms.into());
+            }
+        })
+    })
+}
+
+/// Sets how many connections one worker keeps at most (default 10000); connections beyond it
+/// are closed right after accept.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_max_connections(cfg: *mut zh_config, per_worker: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| c.max_connections_per_worker = per_worker as usize)
+    })
+}

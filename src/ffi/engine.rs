@@ -1,0 +1,141 @@
+//! `zh_engine`: create, listen, run, shut down, free; and the C handler trampoline.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::engine::{Engine, Request};
+use crate::ffi::config::zh_config;
+use crate::ffi::request::zh_request;
+use crate::ffi::result::*;
+use crate::ffi::{cstr_bytes, result_of, write_out};
+
+/// An HTTP/1.1 server engine with its worker threads. Thread-safe: every `zh_engine_*` call
+/// may come from any thread, except `zh_engine_shutdown` and `zh_engine_free`, which must not
+/// be called from a handler. Create with `zh_engine_new`, free with `zh_engine_free`.
+pub struct zh_engine {
+    inner: Engine,
+}
+
+/// Called once per complete request (head and whole body), on the worker thread that owns the
+/// connection, possibly on several workers at once. It must not block. From this call on the
+/// application owns `req` until it hands it back exactly once with `zh_respond` or
+/// `zh_request_reject` — from this thread, now, or from any thread later.
+pub type zh_handler_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut zh_request)>;
+
+struct CHandler {
+    f: unsafe extern "C" fn(*mut c_void, *mut zh_request),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the documented contract of zh_engine_new is that the handler and its userdata may be
+// used from every worker thread at once; the engine itself never dereferences `userdata`.
+unsafe impl Send for CHandler {}
+// SAFETY: see Send above: concurrent calls are part of the handler's documented contract.
+unsafe impl Sync for CHandler {}
+
+impl CHandler {
+    fn call(&self, req: Request) {
+        let ptr = Box::into_raw(Box::new(zh_request::new(req)));
+        // SAFETY: `f` is the non-NULL handler given to zh_engine_new, called with its own
+        // userdata and a fresh request pointer whose ownership passes to the application.
+        unsafe { (self.f)(self.userdata, ptr) }
+    }
+}
+
+/// Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).
+/// `cfg` is copied; NULL means defaults. `handler` must not be NULL; `userdata` is passed to it
+/// unchanged and must stay valid until `zh_engine_free` returns. On success `*out` owns the
+/// engine: free with `zh_engine_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_new(cfg: *const zh_config, handler: zh_handler_fn, userdata: *mut c_void, out: *mut *mut zh_engine) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(f) = handler else { return ZH_ERR_NULL };
+        if out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        // SAFETY: a non-NULL cfg comes from zh_config_new and is only read here.
+        let config = match unsafe { cfg.as_ref() } {
+            Some(c) => c.config().clone(),
+            None => Config::default(),
+        };
+        let h = CHandler { f, userdata };
+        match Engine::new(config, Arc::new(move |req| h.call(req))) {
+            Ok(engine) => {
+                write_out(out, Box::into_raw(Box::new(zh_engine { inner: engine })));
+                ZH_OK
+            }
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// Listens on `addr` ("127.0.0.1:0", "[::1]:8080", "localhost:8080"), one `SO_REUSEPORT`
+/// socket per worker; allowed before or after start. `bound_port_out` may be NULL; else it
+/// receives the bound port (useful with port 0). `ZH_ERR_ADDR` if the address is not valid.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_listen(engine: *mut zh_engine, addr: *const std::ffi::c_char, bound_port_out: *mut u16) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        let Some(addr) = cstr_bytes(addr) else { return ZH_ERR_NULL };
+        let Ok(addr) = std::str::from_utf8(addr) else { return ZH_ERR_ADDR };
+        match engine.inner.listen(addr) {
+            Ok(port) => {
+                if !bound_port_out.is_null() {
+                    write_out(bound_port_out, port);
+                }
+                ZH_OK
+            }
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// Starts the worker threads and returns. A no-op while running; `ZH_ERR_STATE` after shutdown.
+/// Worker threads block SIGPIPE; a vanished peer is an error on that connection only.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_start(engine: *mut zh_engine) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        result_of(engine.inner.start())
+    })
+}
+
+/// Starts the engine if needed and blocks until `zh_engine_shutdown` (called on another
+/// thread) has finished.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_run(engine: *mut zh_engine) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        result_of(engine.inner.run())
+    })
+}
+
+/// Graceful shutdown: stops accepting, closes idle connections at once, lets in-flight
+/// responses finish for up to `grace_ms`, then closes every connection and waits for the
+/// workers to exit. Requests the application still holds then get `ZH_ERR_CLOSED` from
+/// `zh_respond` (which still frees them). Must not be called from a handler (`ZH_ERR_STATE`).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_shutdown(engine: *mut zh_engine, grace_ms: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        result_of(engine.inner.shutdown(Duration::from_millis(grace_ms.into())))
+    })
+}
+
+/// Shuts the engine down (grace 0) if it still runs, then frees it. NULL is ignored. Must not
+/// be called from a handler.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_free(engine: *mut zh_engine) {
+    boundary!((), {
+        if !engine.is_null() {
+            // SAFETY: non-NULL pointers passed here come from zh_engine_new and are freed once.
+            drop(unsafe { Box::from_raw(engine) });
+        }
+    })
+}
+
+pub(crate) fn engine_of(engine: &zh_engine) -> &Engine {
+    &engine.inner
+}

@@ -1,0 +1,217 @@
+//! `zh_request`: read-only accessors, and handing the request back.
+
+use std::ffi::c_char;
+use std::ptr;
+
+use crate::engine::{Request, Response};
+use crate::ffi::response::{take_response, zh_response};
+use crate::ffi::result::*;
+use crate::ffi::{cstr_bytes, write_out};
+use crate::h1::{BodyFraming, Version};
+
+/// One request with its whole body. The application owns it from the handler call until it
+/// hands it back exactly once (`zh_respond` or `zh_request_reject`), from any thread.
+/// Accessors only read immutable data and may be called from any thread while the request is
+/// owned; every pointer they return is valid until the request is handed back.
+pub struct zh_request {
+    req: Request,
+}
+
+impl zh_request {
+    pub(crate) fn new(req: Request) -> Self {
+        zh_request { req }
+    }
+}
+
+/// Frees a handed-back request once its response has left (or the connection is gone), so a
+/// second hand-back that arrives before then is caught as `ZH_ERR_ALREADY_USED`.
+struct HandedBack(*mut zh_request);
+
+// SAFETY: the pointer is owned exclusively by this value once the request was handed back;
+// it is only dereferenced (freed) in Drop, on whichever thread drops it.
+unsafe impl Send for HandedBack {}
+
+impl Drop for HandedBack {
+    fn drop(&mut self) {
+        // SAFETY: created from Box::into_raw in the handler trampoline; ownership came back with
+        // the hand-back and is released exactly once, here.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
+
+/// Hands the request back with `resp`. The link is taken under the request's lock, so only one
+/// of several racing hand-backs wins.
+pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
+    // SAFETY: checked non-NULL by the callers; valid until handed back (documented contract).
+    let cell = unsafe { &*req };
+    let Some(link) = cell.req.take_link() else { return ZH_ERR_ALREADY_USED };
+    match link.respond(resp, Some(Box::new(HandedBack(req)))) {
+        Ok(()) => ZH_OK,
+        Err(e) => code_of(&e),
+    }
+}
+
+/// Sends `resp` as the answer to `req`. Always takes `resp` (freed on every error). Hands `req`
+/// back unless the result is `ZH_ERR_NULL` or `ZH_ERR_ALREADY_USED`; after that `req` must not
+/// be used (a second hand-back that comes before the response has left is detected and returns
+/// `ZH_ERR_ALREADY_USED`). Thread-safe: call it from any thread. `ZH_ERR_CLOSED`: the peer or
+/// engine is gone; everything was freed anyway.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_respond(req: *mut zh_request, resp: *mut zh_response) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = take_response(resp);
+        if req.is_null() {
+            return ZH_ERR_NULL;
+        }
+        let Some(resp) = resp else { return ZH_ERR_NULL };
+        hand_back(req, resp)
+    })
+}
+
+/// Hands `req` back with a minimal response: `status` (200..=999) and its reason phrase as a
+/// text body. `ZH_ERR_INVALID` (request not handed back) for a status outside that range.
+/// Thread-safe, like `zh_respond`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_reject(req: *mut zh_request, status: u16) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        if req.is_null() {
+            return ZH_ERR_NULL;
+        }
+        if !(200..=999).contains(&status) {
+            return ZH_ERR_INVALID;
+        }
+        hand_back(req, Response::plain(status))
+    })
+}
+
+fn request<'a>(req: *const zh_request) -> Option<&'a Request> {
+    // SAFETY: a non-NULL request pointer is valid while the application owns it (contract).
+    unsafe { req.as_ref() }.map(|c| &c.req)
+}
+
+/// The method as sent ("GET"), NUL-terminated; NULL if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_method(req: *const zh_request) -> *const c_char {
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().method_cstr().as_ptr()) })
+}
+
+/// The request target as sent ("/a/b?x=1"); NULL if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_target(req: *const zh_request) -> *const c_char {
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().target_cstr().as_ptr()) })
+}
+
+/// The path part of the target ("/a/b"), not percent-decoded; NULL if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_path(req: *const zh_request) -> *const c_char {
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().path_cstr().as_ptr()) })
+}
+
+/// The query after the first '?' ("x=1"), or NULL when the target has none (or `req` is NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_query(req: *const zh_request) -> *const c_char {
+    boundary!(ptr::null(), {
+        request(req).and_then(|r| r.head().query_cstr()).map_or(ptr::null(), |q| q.as_ptr())
+    })
+}
+
+/// `ZH_HTTP_1_0` or `ZH_HTTP_1_1`; 0 if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_version(req: *const zh_request) -> u32 {
+    boundary!(0, {
+        match request(req).map(|r| r.head().version()) {
+            Some(Version::Http10) => ZH_HTTP_1_0,
+            Some(Version::Http11) => ZH_HTTP_1_1,
+            None => 0,
+        }
+    })
+}
+
+/// The first value of header `name` (ASCII case-insensitive), NUL-terminated, or NULL when
+/// absent (or an argument is NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_header(req: *const zh_request, name: *const c_char) -> *const c_char {
+    boundary!(ptr::null(), {
+        let (Some(r), Some(name)) = (request(req), cstr_bytes(name)) else { return ptr::null() };
+        r.head().header_cstr(name).map_or(ptr::null(), |v| v.as_ptr())
+    })
+}
+
+/// Number of header fields, in the order received; 0 if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_header_count(req: *const zh_request) -> usize {
+    boundary!(0, { request(req).map_or(0, |r| r.head().header_count()) })
+}
+
+/// Header field `index` (0-based): name as sent and value, both NUL-terminated.
+/// `ZH_ERR_RANGE` if `index >= zh_request_header_count(req)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_header_at(req: *const zh_request, index: usize, name_out: *mut *const c_char, value_out: *mut *const c_char) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if name_out.is_null() || value_out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        match r.head().header_at_cstr(index) {
+            Some((n, v)) => {
+                write_out(name_out, n.as_ptr());
+                write_out(value_out, v.as_ptr());
+                ZH_OK
+            }
+            None => ZH_ERR_RANGE,
+        }
+    })
+}
+
+/// The body length announced by Content-Length (0 without a body), or -1 for a chunked body
+/// (whose decoded length `zh_request_body_bytes` gives); -1 if `req` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_length(req: *const zh_request) -> i64 {
+    boundary!(-1, {
+        match request(req).map(|r| r.head().framing()) {
+            Some(BodyFraming::None) => 0,
+            Some(BodyFraming::Length(n)) => i64::try_from(n).unwrap_or(i64::MAX),
+            Some(BodyFraming::Chunked) | None => -1,
+        }
+    })
+}
+
+/// The whole request body (buffered before the handler runs). `*data_out` is valid until the
+/// request is handed back; for an empty body it is a valid non-NULL pointer and `*len_out` 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_bytes(req: *const zh_request, data_out: *mut *const u8, len_out: *mut usize) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if data_out.is_null() || len_out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        let body = r.body();
+        let data = if body.is_empty() { ptr::NonNull::<u8>::dangling().as_ptr().cast_const() } else { body.as_ptr() };
+        write_out(data_out, data);
+        write_out(len_out, body.len());
+        ZH_OK
+    })
+}
+
+/// Writes the peer address ("127.0.0.1:5000" or "[::1]:5000"), NUL-terminated, into `buf` of
+/// `cap` bytes. `ZH_ERR_RANGE` (nothing written) if it does not fit.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_peer_addr(req: *const zh_request, buf: *mut c_char, cap: usize) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if buf.is_null() {
+            return ZH_ERR_NULL;
+        }
+        let text = r.peer_addr().to_string();
+        if text.len() + 1 > cap {
+            return ZH_ERR_RANGE;
+        }
+        // SAFETY: `buf` has `cap` >= len + 1 writable bytes (caller's contract), `text` is a
+        // live String; the regions cannot overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+            *buf.add(text.len()) = 0;
+        }
+        ZH_OK
+    })
+}

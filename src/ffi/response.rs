@@ -1,0 +1,169 @@
+//! `zh_response`: the builder a caller fills, then gives away to `zh_respond`.
+
+use std::ffi::{c_char, c_void};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use bytes::Bytes;
+
+use crate::body::FileFd;
+use crate::engine::Response;
+use crate::ffi::result::*;
+use crate::ffi::{cstr_bytes, result_of, write_out};
+
+/// A response under construction. Not thread-safe while being built (one thread at a time);
+/// once given to `zh_respond` it belongs to the engine. Free with `zh_response_free` only if it
+/// is never given to `zh_respond`.
+pub struct zh_response {
+    inner: Response,
+}
+
+/// Release callback for lent memory: called exactly once with its userdata, on any thread.
+pub type zh_release_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Flag for `zh_response_add_file`: the engine closes the fd exactly once when it is done with
+/// it (sent, aborted, or the response freed).
+pub const ZH_FD_CLOSE: u32 = 1;
+/// "No limit", for `zh_config_set_limits`' body limit.
+pub const ZH_UNLIMITED: u64 = u64::MAX;
+
+pub(crate) fn take_response(resp: *mut zh_response) -> Option<Response> {
+    if resp.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL pointers passed to a taking call come from zh_response_new and are
+    // taken once (documented contract).
+    Some(unsafe { Box::from_raw(resp) }.inner)
+}
+
+/// Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`
+/// owns it: give it to `zh_respond`, or free it with `zh_response_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_new(status: u16, out: *mut *mut zh_response) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        if out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        match Response::new(status) {
+            Ok(inner) => {
+                write_out(out, Box::into_raw(Box::new(zh_response { inner })));
+                ZH_OK
+            }
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// Frees a response that was never given to `zh_respond`, releasing its chunks (lent memory
+/// release callbacks run, `ZH_FD_CLOSE` fds are closed). NULL is ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_free(resp: *mut zh_response) {
+    boundary!((), { drop(take_response(resp)) })
+}
+
+/// Adds a header (copied). `ZH_ERR_HEADER` for an invalid name or value, and for the framing
+/// headers `Content-Length` and `Transfer-Encoding`, which the engine writes. `Connection:
+/// close` makes the engine close the connection after this response. `Date` replaces the
+/// engine's.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_add_header(resp: *mut zh_response, name: *const c_char, value: *const c_char) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        let (Some(name), Some(value)) = (cstr_bytes(name), cstr_bytes(value)) else { return ZH_ERR_NULL };
+        result_of(resp.inner.add_header(name, value))
+    })
+}
+
+/// Appends a copy of `len` bytes at `ptr` to the body. `ptr` may be NULL only when `len` is 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_add_bytes(resp: *mut zh_response, ptr: *const c_void, len: usize) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        if len == 0 {
+            return ZH_OK;
+        }
+        if ptr.is_null() {
+            return ZH_ERR_NULL;
+        }
+        // SAFETY: non-NULL and the caller promises `len` readable bytes for this call.
+        let data = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+        resp.inner.add_bytes(data);
+        ZH_OK
+    })
+}
+
+/// Memory lent by the caller; its release callback runs when the engine drops the bytes.
+struct Lent {
+    ptr: *const u8,
+    len: usize,
+    release: zh_release_fn,
+    userdata: *mut c_void,
+}
+
+// SAFETY: zh_response_add_lent's contract: the memory stays valid and unchanged until release
+// runs, which may happen on any thread, and release itself may be called from any thread.
+unsafe impl Send for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: ptr is non-NULL (checked at creation) with `len` bytes that the caller keeps
+        // valid and unchanged until release runs (contract of zh_response_add_lent).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(f) = self.release {
+            // SAFETY: the caller-provided release callback, called exactly once with its own
+            // userdata (Drop runs once).
+            unsafe { f(self.userdata) }
+        }
+    }
+}
+
+/// Appends `len` bytes at `ptr` without copying. The memory must stay valid and unchanged
+/// until `release(userdata)` runs — exactly once, on any thread: after the bytes are sent, when
+/// the connection aborts, or when the response is freed (at once for `len` 0). `release` may be
+/// NULL (static memory). On an error return nothing is taken and `release` is not called.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_add_lent(resp: *mut zh_response, ptr: *const c_void, len: usize, release: zh_release_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        if ptr.is_null() {
+            return ZH_ERR_NULL;
+        }
+        let lent = Lent { ptr: ptr.cast(), len, release, userdata };
+        resp.inner.add_memory(Bytes::from_owner(lent));
+        ZH_OK
+    })
+}
+
+/// Appends the file region `(fd, offset, len)`; it is sent by `sendfile`. `len` -1 means "to
+/// the end of the file". The file is `fstat`ed now: a region past its end is `ZH_ERR_RANGE`, a
+/// non-regular file `ZH_ERR_INVALID`. With `ZH_FD_CLOSE` the engine owns `fd` and closes it
+/// exactly once; without it the caller keeps `fd` open until the response is done (the engine
+/// never closes it). On an error return nothing is taken (the fd stays open). If the file
+/// shrinks before it is sent, the connection is aborted (`errors_truncated` counts it).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_add_file(resp: *mut zh_response, fd: i32, offset: u64, len: i64, flags: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        if flags & !ZH_FD_CLOSE != 0 || len < -1 {
+            return ZH_ERR_INVALID;
+        }
+        let want = if len == -1 { None } else { Some(len as u64) };
+        let len = match Response::check_file_region(fd, offset, want) {
+            Ok(n) => n,
+            Err(e) => return result_of(Err(e)),
+        };
+        let fd = if flags & ZH_FD_CLOSE != 0 {
+            // SAFETY: fstat just proved `fd` is open; with ZH_FD_CLOSE the caller transfers
+            // ownership of it to the engine (documented), so we are its only owner now.
+            FileFd::Owned(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            FileFd::Borrowed(fd)
+        };
+        resp.inner.add_file_checked(fd, offset, len);
+        ZH_OK
+    })
+}

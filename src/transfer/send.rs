@@ -1,0 +1,354 @@
+//! Sending a chain of chunks to a non-blocking socket.
+//!
+//! Consecutive memory chunks go out in one `sendmsg` (gathered, `MSG_NOSIGNAL`, and `MSG_MORE`
+//! when a file region follows so head and file data share segments). File regions go by
+//! `sendfile`; where the kernel refuses it (EINVAL/ENOSYS/EOPNOTSUPP) the refusal is remembered
+//! in [`PathMemory`] and the region is copied through a pooled buffer with `pread` + `send`.
+//! A file that ends before its region does is an error, never padding and never a hang.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+use bytes::Buf;
+
+use crate::body::Chunk;
+use crate::stats::{bump, WorkerStats};
+
+/// At most this many slices per `sendmsg`; well under IOV_MAX (1024 on Linux).
+const MAX_IOV: usize = 64;
+/// `sendfile` moves at most 0x7ffff000 bytes per call.
+const SENDFILE_MAX: u64 = 0x7fff_f000;
+/// Size of the copy-fallback buffer.
+const COPY_BUF: usize = 64 * 1024;
+
+/// Which zero-copy paths the kernel refused for this kind of destination; a refused path is
+/// never tried again (one per worker, for TCP sockets).
+#[derive(Debug)]
+pub struct PathMemory {
+    sendfile_refused: bool,
+    copy_buf: Vec<u8>,
+}
+
+impl Default for PathMemory {
+    fn default() -> Self {
+        PathMemory { sendfile_refused: false, copy_buf: Vec::new() }
+    }
+}
+
+impl PathMemory {
+    /// Forget every refusal (tests use this to force a path).
+    pub fn refuse_sendfile(&mut self) {
+        self.sendfile_refused = true;
+    }
+}
+
+/// How far a send got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The chain is empty.
+    All,
+    /// The socket would block; wait for writability.
+    Blocked,
+}
+
+/// Why a send stopped for good; the connection must be closed.
+#[derive(Debug)]
+pub enum SendError {
+    Io(io::Error),
+    /// A file region ended early (the file shrank after it was submitted).
+    Truncated,
+}
+
+/// Bytes written by one call, and how it ended.
+#[derive(Debug)]
+pub struct SendReport {
+    pub bytes: u64,
+    pub outcome: Result<Sent, SendError>,
+}
+
+/// Writes as much of `chain` to `fd` as the socket takes, dropping chunks as they complete
+/// (which releases lent memory and closes owned fds).
+pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory) -> SendReport {
+    let mut total = 0u64;
+    loop {
+        let step = match chain.front() {
+            None => return SendReport { bytes: total, outcome: Ok(Sent::All) },
+            Some(Chunk::Memory(_)) => send_memory(fd, chain, stats),
+            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats) {
+                Err(StepError::Refused) => {
+                    paths.sendfile_refused = true;
+                    bump(&stats.fallbacks, 1);
+                    continue;
+                }
+                other => other,
+            },
+            Some(Chunk::File(_)) => copy_file(fd, chain, stats, &mut paths.copy_buf),
+        };
+        match step {
+            Ok(n) => total += n,
+            Err(StepError::WouldBlock) => return SendReport { bytes: total, outcome: Ok(Sent::Blocked) },
+            Err(StepError::Truncated) => return SendReport { bytes: total, outcome: Err(SendError::Truncated) },
+            Err(StepError::Io(e)) => return SendReport { bytes: total, outcome: Err(SendError::Io(e)) },
+            Err(StepError::Refused) => unreachable!("only sendfile reports Refused"),
+        }
+    }
+}
+
+enum StepError {
+    WouldBlock,
+    Truncated,
+    Refused,
+    Io(io::Error),
+}
+
+fn classify(err: io::Error) -> Option<StepError> {
+    match err.raw_os_error() {
+        Some(libc::EINTR) => None,
+        Some(libc::EAGAIN) => Some(StepError::WouldBlock),
+        _ => Some(StepError::Io(err)),
+    }
+}
+
+/// Drops `n` sent bytes from the front of the chain's memory chunks.
+fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize) {
+    while n > 0 {
+        match chain.front_mut() {
+            Some(Chunk::Memory(b)) if b.len() <= n => {
+                n -= b.len();
+                chain.pop_front();
+            }
+            Some(Chunk::Memory(b)) => {
+                b.advance(n);
+                n = 0;
+            }
+            _ => unreachable!("consumed more bytes than the memory chunks hold"),
+        }
+    }
+}
+
+fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats) -> Result<u64, StepError> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    let mut count = 0;
+    let mut more = false;
+    for chunk in chain.iter() {
+        match chunk {
+            Chunk::Memory(b) if count < MAX_IOV => {
+                iov[count] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+                count += 1;
+            }
+            _ => {
+                more = true;
+                break;
+            }
+        }
+    }
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header that we then fill.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = count;
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    loop {
+        bump(&stats.syscalls_writev, 1);
+        // SAFETY: every iovec points into a `Bytes` held by `chain`, which is not touched until
+        // the call returns; `msg` points at `iov`, alive for the whole call. sendmsg only reads.
+        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
+        if n >= 0 {
+            let n = n as usize;
+            bump(&stats.bytes_writev, n as u64);
+            consume_memory(chain, n);
+            return Ok(n as u64);
+        }
+        if let Some(e) = classify(io::Error::last_os_error()) {
+            return Err(e);
+        }
+    }
+}
+
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats) -> Result<u64, StepError> {
+    let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
+    let count = region.len.min(SENDFILE_MAX) as usize;
+    let mut offset = region.offset as libc::off_t;
+    loop {
+        bump(&stats.syscalls_sendfile, 1);
+        // SAFETY: `offset` is a live local the kernel updates; both descriptors are plain ints
+        // (a closed one yields EBADF). sendfile does not keep any pointer.
+        let n = unsafe { libc::sendfile(fd, region.fd.raw(), &mut offset, count) };
+        if n > 0 {
+            let n = n as u64;
+            bump(&stats.bytes_sendfile, n);
+            region.offset += n;
+            region.len -= n;
+            if region.len == 0 {
+                chain.pop_front();
+            }
+            return Ok(n);
+        }
+        if n == 0 {
+            return Err(StepError::Truncated);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => return Err(StepError::Refused),
+            _ => {
+                if let Some(e) = classify(err) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+fn copy_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, buf: &mut Vec<u8>) -> Result<u64, StepError> {
+    let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
+    if buf.len() < COPY_BUF {
+        buf.resize(COPY_BUF, 0);
+    }
+    let want = (region.len.min(COPY_BUF as u64)) as usize;
+    let got = loop {
+        bump(&stats.syscalls_copy, 1);
+        // SAFETY: `buf` has at least `want` initialised bytes; pread writes at most `want` there.
+        let n = unsafe { libc::pread(region.fd.raw(), buf.as_mut_ptr().cast(), want, region.offset as libc::off_t) };
+        if n > 0 {
+            break n as usize;
+        }
+        if n == 0 {
+            return Err(StepError::Truncated);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(StepError::Io(err));
+        }
+    };
+    loop {
+        bump(&stats.syscalls_copy, 1);
+        // SAFETY: the first `got` bytes of `buf` were filled by pread; send only reads them.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), got, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            let n = n as u64;
+            bump(&stats.bytes_copy, n);
+            region.offset += n;
+            region.len -= n;
+            if region.len == 0 {
+                chain.pop_front();
+            }
+            return Ok(n);
+        }
+        if let Some(e) = classify(io::Error::last_os_error()) {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{FileFd, FileRegion};
+    use bytes::Bytes;
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+
+    fn temp_file(len: usize) -> (std::fs::File, Vec<u8>) {
+        let path = std::env::temp_dir().join(format!("zh-send-{}-{len}-{:?}", std::process::id(), std::thread::current().id()));
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        f.write_all(&data).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        (f, data)
+    }
+
+    fn drain(mut peer: UnixStream) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            peer.read_to_end(&mut out).unwrap();
+            out
+        })
+    }
+
+    fn run_to_end(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory) -> Result<u64, SendError> {
+        let mut total = 0;
+        loop {
+            let r = send_chain(fd, chain, stats, paths);
+            total += r.bytes;
+            match r.outcome {
+                Ok(Sent::All) => return Ok(total),
+                Ok(Sent::Blocked) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[test]
+    fn memory_and_file_chunks_arrive_in_order() {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let (file, data) = temp_file(300_000);
+        let mut chain = VecDeque::new();
+        chain.push_back(Chunk::Memory(Bytes::from_static(b"head|")));
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Owned(OwnedFd::from(file)), offset: 10, len: 200_000 }));
+        chain.push_back(Chunk::Memory(Bytes::from_static(b"|tail")));
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        let n = run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths).unwrap();
+        drop(ours);
+        let got = reader.join().unwrap();
+        let mut want = b"head|".to_vec();
+        want.extend_from_slice(&data[10..200_010]);
+        want.extend_from_slice(b"|tail");
+        assert_eq!(n as usize, want.len());
+        assert!(got == want, "bytes differ");
+        assert_eq!(stats.bytes_sendfile.load(std::sync::atomic::Ordering::Relaxed), 200_000);
+        assert_eq!(stats.bytes_copy.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn copy_fallback_sends_the_same_bytes() {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let (file, data) = temp_file(150_000);
+        let mut chain = VecDeque::new();
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Borrowed(file.as_raw_fd()), offset: 0, len: 150_000 }));
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        paths.refuse_sendfile();
+        run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths).unwrap();
+        drop(ours);
+        assert!(reader.join().unwrap() == data);
+        assert_eq!(stats.bytes_copy.load(std::sync::atomic::Ordering::Relaxed), 150_000);
+        assert_eq!(stats.bytes_sendfile.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_short_file_is_an_error_not_a_hang() {
+        for refuse in [false, true] {
+            let (ours, peer) = UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let reader = drain(peer);
+            let (file, _) = temp_file(1000);
+            let mut chain = VecDeque::new();
+            chain.push_back(Chunk::File(FileRegion { fd: FileFd::Borrowed(file.as_raw_fd()), offset: 0, len: 5000 }));
+            let stats = WorkerStats::default();
+            let mut paths = PathMemory::default();
+            if refuse {
+                paths.refuse_sendfile();
+            }
+            let r = run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths);
+            assert!(matches!(r, Err(SendError::Truncated)), "refuse={refuse}: {r:?}");
+            drop(ours);
+            assert_eq!(reader.join().unwrap().len(), 1000);
+        }
+    }
+
+    #[test]
+    fn a_closed_peer_is_epipe_not_a_signal() {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        drop(peer);
+        let mut chain = VecDeque::new();
+        chain.push_back(Chunk::Memory(Bytes::from_static(b"x")));
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default());
+        assert!(matches!(r.outcome, Err(SendError::Io(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
+    }
+}

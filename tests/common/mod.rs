@@ -1,0 +1,91 @@
+//! Helpers for integration tests: an engine on 127.0.0.1:0 and a tiny blocking HTTP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zerohttp::config::Config;
+use zerohttp::engine::{Engine, Request};
+
+pub fn start(threads: usize, handler: impl Fn(Request) + Send + Sync + 'static) -> (Engine, u16) {
+    start_with(Config { threads, ..Config::default() }, handler)
+}
+
+pub fn start_with(config: Config, handler: impl Fn(Request) + Send + Sync + 'static) -> (Engine, u16) {
+    let engine = Engine::new(config, Arc::new(handler)).expect("engine");
+    let port = engine.listen("127.0.0.1:0").expect("listen");
+    engine.start().expect("start");
+    (engine, port)
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response from `s`, using `buf` for bytes that belong to later responses.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Option<Resp> {
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let mut tmp = [0u8; 65536];
+        let n = s.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    buf.drain(..head_end);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(a, b)| (a.trim().to_string(), b.trim().to_string())))
+        .collect();
+    let mut resp = Resp { status, headers, body: Vec::new() };
+    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Some(resp);
+    }
+    if let Some(len) = resp.header("content-length") {
+        let len: usize = len.parse().ok()?;
+        while buf.len() < len {
+            let mut tmp = vec![0u8; (len - buf.len()).min(1 << 20)];
+            let n = s.read(&mut tmp).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        resp.body = buf.drain(..len).collect();
+    } else {
+        s.read_to_end(buf).ok()?;
+        resp.body = std::mem::take(buf);
+    }
+    Some(resp)
+}
+
+pub fn get(port: u16, path: &str) -> Resp {
+    let mut s = connect(port);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    read_response(&mut s, &mut Vec::new(), false).expect("response")
+}
