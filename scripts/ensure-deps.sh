@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Make sure the system tools the build needs are installed; install what is missing with apt.
+#
+# usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv]
+#   (always)    cmake
+#   --bench     nginx, wrk, curl (required) and lighttpd (optional: a failure is only a warning)
+#   --valgrind  valgrind
+#   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
+#
+# Idempotent and a fast no-op when everything is there. When something is missing it runs
+# `apt-get update` once, then `apt-get install -y` (as root, else through sudo, else it fails
+# and says what to install). nginx/lighttpd installed here get their system service stopped
+# again: Debian starts them on port 80 at install time.
+set -euo pipefail
+
+want_bench=0 want_valgrind=0 want_pyvenv=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want_bench=1 ;;
+    --valgrind) want_valgrind=1 ;;
+    --pyvenv) want_pyvenv=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "ensure-deps: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+# command -v with the sbin directories too (nginx lives in /usr/sbin; not on a user's PATH).
+have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
+
+required=() optional=()
+missing() { # missing <list-name> <command> <package>
+  if ! have "$2"; then
+    local -n list=$1
+    list+=("$3")
+  fi
+}
+
+missing required cmake cmake
+if [ "$want_bench" = 1 ]; then
+  missing required nginx nginx
+  missing required wrk wrk
+  missing required curl curl
+  missing optional lighttpd lighttpd
+fi
+if [ "$want_valgrind" = 1 ]; then missing required valgrind valgrind; fi
+if [ "$want_pyvenv" = 1 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  have python3 || required+=(python3)
+  required+=(python3-venv)
+fi
+
+if [ ${#required[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "ensure-deps: missing: ${required[*]} ${optional[*]}"
+if ! have apt-get; then
+  echo "ensure-deps: no apt-get on this system; install these yourself: ${required[*]} ${optional[*]}" >&2
+  exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif have sudo; then
+  as_root=(sudo)
+else
+  echo "ensure-deps: not root and no sudo: install as root: apt-get install -y ${required[*]} ${optional[*]}" >&2
+  exit 1
+fi
+
+apt_get() {
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
+apt_get update -q
+installed=()
+if [ ${#required[@]} -gt 0 ]; then
+  apt_get install -y -q --no-install-recommends "${required[@]}"
+  installed+=("${required[@]}")
+fi
+for pkg in "${optional[@]}"; do
+  if apt_get install -y -q --no-install-recommends "$pkg"; then
+    installed+=("$pkg")
+  else
+    echo "ensure-deps: warning: optional package $pkg could not be installed; continuing" >&2
+  fi
+done
+
+# Debian starts freshly installed daemons on port 80; benchmarks start their own instances.
+for svc in nginx lighttpd; do
+  for pkg in "${installed[@]}"; do
+    if [ "$pkg" = "$svc" ]; then
+      if have service; then "${as_root[@]}" service "$svc" stop >/dev/null 2>&1 || true; fi
+      if have systemctl; then "${as_root[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+      echo "ensure-deps: stopped the $svc system service"
+    fi
+  done
+done
+
+# Re-check: everything required must now be there.
+still=()
+have cmake || still+=(cmake)
+if [ "$want_bench" = 1 ]; then for c in nginx wrk curl; do have "$c" || still+=("$c"); done; fi
+if [ "$want_valgrind" = 1 ]; then have valgrind || still+=(valgrind); fi
+if [ "$want_pyvenv" = 1 ]; then python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || still+=(python3-venv); fi
+if [ ${#still[@]} -gt 0 ]; then
+  echo "ensure-deps: still missing after install: ${still[*]}" >&2
+  exit 1
+fi
+echo "ensure-deps: installed: ${installed[*]}"
