@@ -12,7 +12,8 @@
 #   BENCH_ROUNDS=3         repeat the whole alternation; the table reports the median round
 #   BENCH_SERVERS="zh nginx"  which servers to run (e.g. "nginx" alone to test the harness)
 #   BENCH_PIN=0            1: pin the server to CPU 0 and the load generator to the other CPUs
-#   ZH_STATIC=build/examples-c/zh_static   NGINX=/usr/sbin/nginx
+#   ZH_STATIC=build/examples-c/zh_static (or ZH_EXAMPLES_DIR=DIR)   NGINX=/usr/sbin/nginx
+#   ZEROHTTP_LIB_DIR=target/release   (put first on LD_LIBRARY_PATH)
 #   ZH_PORT=18080 NGINX_PORT=18081
 # Output: bench/results/latest.md (also printed), raw logs in bench/results/raw/.
 set -euo pipefail
@@ -26,7 +27,7 @@ BIG_REPS=${BENCH_BIG_REPS:-3}
 ROUNDS=${BENCH_ROUNDS:-3}
 SERVERS=${BENCH_SERVERS:-"zh nginx"}
 PIN=${BENCH_PIN:-0}
-ZH_STATIC=${ZH_STATIC:-$ROOT/build/examples-c/zh_static}
+ZH_STATIC=${ZH_STATIC:-${ZH_EXAMPLES_DIR:-$ROOT/build/examples-c}/zh_static}
 NGINX=${NGINX:-/usr/sbin/nginx}
 ZH_PORT=${ZH_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
@@ -39,6 +40,12 @@ CLK_TCK=$(getconf CLK_TCK)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
+
+case "${1:-}" in
+  "") ;;
+  -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0;;
+  *) die "no arguments are taken (got '$*'); configure with environment variables, see --help";;
+esac
 
 # wrk duration in seconds (for timeouts)
 dur_s=$(python3 -c '
@@ -61,7 +68,7 @@ for s in $SERVERS; do
   esac
 done
 # The release library, in case the binary was linked without an rpath.
-export LD_LIBRARY_PATH=$ROOT/target/release${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=${ZEROHTTP_LIB_DIR:-$ROOT/target/release}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 SERVER_CPU=() LOAD_CPU=()
 if [[ "$PIN" == 1 ]]; then
@@ -71,6 +78,9 @@ if [[ "$PIN" == 1 ]]; then
 fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if python3 -c "import sys; sys.exit(0 if float('${LOAD_BEFORE%% *}') > 0.7 else 1)"; then
+  log "WARNING: load average is $LOAD_BEFORE: something else is running; numbers will be skewed"
+fi
 
 # ---- bench root -------------------------------------------------------------------------------
 mkdir -p "$WWW/f" "$RAW"
@@ -145,7 +155,7 @@ start_server() { # name
   if [[ $name == zh ]]; then port=$ZH_PORT; else port=$NGINX_PORT; fi
   if port_busy "$port"; then die "port $port is already in use"; fi
   if [[ $name == zh ]]; then
-    "${SERVER_CPU[@]}" "$ZH_STATIC" --threads 1 --listen "127.0.0.1:$ZH_PORT" "$WWW" \
+    ZH_EXAMPLE_STATS=1 "${SERVER_CPU[@]}" "$ZH_STATIC" --threads 1 --listen "127.0.0.1:$ZH_PORT" "$WWW" \
       >"$RAW/zh.out" 2>>"$RAW/zh.err" &
   else
     "${SERVER_CPU[@]}" "$NGINX" -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -e stderr \
@@ -210,6 +220,7 @@ cpu_delta() { # "ticks ns" before, after -> "dticks dns"
 }
 
 # ---- scenarios --------------------------------------------------------------------------------
+: >"$RAW/zh.err"; : >"$RAW/nginx.err"
 printf 'round\tscenario\tserver\trequests\tbytes\tduration_us\tcpu_ticks\tcpu_ns\terrors\tp50_us\tp99_us\n' >"$DATA"
 
 run_wrk() { # round scenario server port path conns
@@ -261,6 +272,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         run_wrk "$round" "$sc" "$name" "$port" "$path" "$conns"
       fi
       stop_server "$name"
+      if [[ $name == zh ]]; then
+        { grep '^zh stats:' "$RAW/zh.err" | tail -1 || true; } >"$RAW/zh-stats-$sc-r$round.txt"
+      fi
     done
   done
 done
@@ -271,9 +285,9 @@ commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 python3 - "$DATA" "$CLK_TCK" "$BIG_NAME" "$DURATION" "$BIG_REPS" "$ROUNDS" "$SERVERS" "$PIN" \
-  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" "${ZH_STATIC#"$ROOT"/}" "$LOAD_BEFORE" "$loadavg" >"$RESULTS/latest.md" <<'EOF'
+  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" "${ZH_STATIC#"$ROOT"/}" "$LOAD_BEFORE" "$loadavg" "$RAW" >"$RESULTS/latest.md" <<'EOF'
 import csv, statistics, sys, datetime
-(data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit, zhbin, load_before, load_after) = sys.argv[1:17]
+(data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit, zhbin, load_before, load_after, raw) = sys.argv[1:18]
 clk = int(clk)
 rows = list(csv.DictReader(open(data), delimiter="\t"))
 servers = servers.split()
@@ -342,6 +356,23 @@ if errs:
                "; ".join(" ".join(e) for e in errs))
 else:
     out.append("No request errors in any run.")
+# Which kernel path carried zh's bytes (engine counters printed by zh_static on exit, round 1).
+import os
+stat_lines = []
+for sc, label, _ in table:
+    f = os.path.join(raw, f"zh-stats-{sc}-r1.txt")
+    if "zh" in servers and os.path.exists(f) and open(f).read().strip():
+        kv = dict(p.split("=") for p in open(f).read().split()[2:])
+        tot = sum(int(kv[k]) for k in ("bytes_writev", "bytes_sendfile", "bytes_splice", "bytes_copy"))
+        stat_lines.append(f"- {label.split(',')[0]}: {int(kv['responses']):,} responses; bytes by sendfile "
+                          f"{100 * int(kv['bytes_sendfile']) / tot if tot else 0:.1f}%, writev "
+                          f"{100 * int(kv['bytes_writev']) / tot if tot else 0:.1f}%, copy {int(kv['bytes_copy'])}; "
+                          f"sendfile calls {int(kv['syscalls_sendfile']):,}, writev calls {int(kv['syscalls_writev']):,}; "
+                          f"fallbacks {kv['fallbacks']}, I/O errors {kv['errors_io']}")
+if stat_lines:
+    out.append("")
+    out.append("zh_static engine counters (zh_stats, round 1):")
+    out.extend(stat_lines)
 print("\n".join(out))
 EOF
 cat "$RESULTS/latest.md"

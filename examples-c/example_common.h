@@ -5,7 +5,8 @@
  *   - prints exactly `listening on http://HOST:PORT` (the real bound port) once ready, flushed;
  *   - blocks SIGINT/SIGTERM/SIGPIPE in main BEFORE zh_engine_start, so the engine's worker
  *     threads inherit the mask, then waits for SIGINT/SIGTERM with sigwait() and shuts down
- *     cleanly (zh_engine_shutdown with a 2 s grace period, zh_engine_free, exit 0).
+ *     cleanly (zh_engine_shutdown with a 2 s grace period, zh_engine_free, exit 0);
+ *   - with ZH_EXAMPLE_STATS=1 in the environment, prints the engine's zh_stats to stderr on exit.
  *
  * Header-only: everything here is `static inline` so unused helpers do not warn under -Werror.
  */
@@ -93,6 +94,31 @@ static inline void zh_ex_parse_args(int argc, char **argv, const char *positiona
 
 static inline void zh_ex_fail(const char *what, zh_result rc) {
   fprintf(stderr, "%s failed: %s (%u)\n", what, zh_result_str(rc), (unsigned)rc);
+}
+
+/* With ZH_EXAMPLE_STATS set in the environment, the examples print the engine's counters to
+ * stderr on exit: which kernel path carried the bytes (the benchmark records this line). */
+static inline void zh_ex_print_stats(const zh_engine *engine) {
+  zh_stats st;
+  memset(&st, 0, sizeof st);
+  st.struct_size = (uint32_t)sizeof st;
+  zh_result rc = zh_engine_stats(engine, &st);
+  if (rc != ZH_OK) {
+    zh_ex_fail("zh_engine_stats", rc);
+    return;
+  }
+  fprintf(stderr,
+          "zh stats: connections=%llu requests=%llu responses=%llu bytes_writev=%llu "
+          "bytes_sendfile=%llu bytes_splice=%llu bytes_copy=%llu syscalls_writev=%llu "
+          "syscalls_sendfile=%llu fallbacks=%llu errors_parse=%llu errors_io=%llu "
+          "errors_timeout=%llu\n",
+          (unsigned long long)st.connections_accepted, (unsigned long long)st.requests,
+          (unsigned long long)st.responses, (unsigned long long)st.bytes_writev,
+          (unsigned long long)st.bytes_sendfile, (unsigned long long)st.bytes_splice,
+          (unsigned long long)st.bytes_copy, (unsigned long long)st.syscalls_writev,
+          (unsigned long long)st.syscalls_sendfile, (unsigned long long)st.fallbacks,
+          (unsigned long long)st.errors_parse, (unsigned long long)st.errors_io,
+          (unsigned long long)st.errors_timeout);
 }
 
 /* Optional hook to adjust the config (limits, timeouts) before the engine is created. */
@@ -187,6 +213,7 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
     zh_ex_fail("zh_engine_shutdown", rc);
     status = 1;
   }
+  if (getenv("ZH_EXAMPLE_STATS") != NULL) zh_ex_print_stats(engine);
   zh_engine_free(engine);
   return status;
 }
