@@ -70,6 +70,32 @@ pub(crate) fn list_elements(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(trim_ows)
 }
 
+/// Position of the first `needle` in `hay`, eight bytes at a time (no memchr dependency;
+/// a per-byte loop was as slow as httparse itself on typical heads).
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // Classic "has zero byte": the lowest flagged byte is always a true match.
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
+}
+
 /// Decimal formatting into a stack buffer; returns the used tail.
 pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
@@ -110,6 +136,22 @@ mod tests {
         assert!(parse_field_line(b"X-A: a\x7fb").is_err());
         assert!(parse_field_line(b"X-A v").is_err());
         assert!(parse_field_line(b"X-A: caf\xc3\xa9").is_ok());
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        for start in 0..40 {
+            for len in 0..(hay.len() - start) {
+                let h = &hay[start..start + len];
+                for needle in [b'\n', 0, 0x80, 0xff, 1, h.last().copied().unwrap_or(9)] {
+                    assert_eq!(find_byte(h, needle), h.iter().position(|&b| b == needle));
+                }
+            }
+        }
+        assert_eq!(find_byte(b"\x0b\n", b'\n'), Some(1));
+        assert_eq!(find_byte(b"aaaaaaa\x0b\n", b'\n'), Some(8));
+        assert_eq!(find_byte(b"\x0a\x09aaaaaa\n", b'\n'), Some(0));
     }
 
     #[test]
