@@ -604,6 +604,57 @@ mod tests {
         }
     }
 
+    /// Mutated bodies never panic, and feeding byte by byte gives exactly the result of
+    /// feeding everything at once (same payload, same error, same end).
+    #[test]
+    fn mutations_incremental_equals_whole() {
+        let interesting = [
+            b'\r', b'\n', b' ', b'\t', b';', b'=', b'"', b'\\', b':', 0, b'0', b'f',
+        ];
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        for _ in 0..5_000 {
+            let mut input = BODY.to_vec();
+            for _ in 0..=(rng.next() % 2) {
+                let at = (rng.next() % input.len() as u64) as usize;
+                let b = interesting[(rng.next() % interesting.len() as u64) as usize];
+                match rng.next() % 3 {
+                    0 => input[at] = b,
+                    1 => input.insert(at, b),
+                    _ => {
+                        input.remove(at);
+                    }
+                }
+            }
+            let whole = whole(&input).map(|(p, n, done)| (p, if done { n } else { usize::MAX }));
+            let mut d = ChunkedDecoder::new(&limits());
+            let mut out = BytesMut::new();
+            let mut bytewise: Result<((), usize), ParseError> = Ok(((), usize::MAX));
+            for i in 0..input.len() {
+                match d.decode_into(&input[i..=i], &mut out) {
+                    Err(e) => {
+                        bytewise = Err(e);
+                        break;
+                    }
+                    Ok((1, true)) => {
+                        bytewise = Ok(((), i + 1));
+                        break;
+                    }
+                    Ok((1, false)) => {}
+                    Ok(other) => panic!("byte not consumed: {other:?}"),
+                }
+            }
+            let bytewise = bytewise.map(|(_, n)| (out.to_vec(), n));
+            match (&whole, &bytewise) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&input)),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&input)),
+                _ => panic!(
+                    "{whole:?} vs {bytewise:?} for {:?}",
+                    String::from_utf8_lossy(&input)
+                ),
+            }
+        }
+    }
+
     #[test]
     fn extensions_accepted() {
         for line in [

@@ -283,7 +283,15 @@ fn check_request_line(line: &[u8]) -> Result<(), ParseError> {
 /// more than `max_headers` fields → `HeadersTooLarge`).
 /// `Ok(Some((head, consumed)))`: the head is `buf[..consumed]`, final empty line included.
 ///
-/// Only CRLF ends a line (see the module docs): bare LF → `BadRequest("bare LF")`.
+/// Strictness (all 400 unless noted): only CRLF ends a line (see the module docs), so bare LF
+/// → `BadRequest("bare LF")`; single SP between request-line parts; version `HTTP/d.d` other
+/// than 1.0/1.1 → 505; request-target of visible ASCII only and without `#`, in the form its
+/// method allows (origin; absolute with http/https, a non-empty host and no userinfo; `*` for
+/// OPTIONS; `host:port` for CONNECT); exactly one Host in HTTP/1.1, at most one in 1.0, with
+/// URI-authority characters only; Content-Length `1*DIGIT` (identical repeats merged);
+/// Transfer-Encoding only in HTTP/1.1, never with Content-Length, `chunked` once and last
+/// (other codings → 501); no obs-fold, no whitespace before a field's colon, no CTLs but HTAB
+/// in values (obs-text is kept).
 pub fn parse_request_head(
     buf: &[u8],
     limits: &Limits,
@@ -1266,6 +1274,73 @@ mod tests {
         assert_eq!(h.framing(), BodyFraming::None);
         let h = ok(b"POST /x HTTP/1.0\r\nContent-Length: 4\r\n\r\n");
         assert_eq!(h.framing(), BodyFraming::Length(4));
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Mutated heads never panic; whenever a head parses, every prefix of it is "incomplete"
+    /// and trailing bytes do not change what was consumed.
+    #[test]
+    fn mutations_and_prefix_consistency() {
+        let bases: &[&[u8]] = &[
+            b"GET /a?b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            b"POST http://h/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PUT /u HTTP/1.0\r\nContent-Length: 10, 10\r\nExpect: 100-continue\r\n\r\n",
+            b"\r\nOPTIONS * HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+        ];
+        let interesting = [
+            b'\r', b'\n', b' ', b'\t', b':', b',', 0, 0x7f, 0x80, b'0', b'?', b'#',
+        ];
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut buf = bases[(rng.next() % bases.len() as u64) as usize].to_vec();
+            for _ in 0..=(rng.next() % 3) {
+                let at = (rng.next() % buf.len() as u64) as usize;
+                let b = if rng.next() % 2 == 0 {
+                    interesting[(rng.next() % interesting.len() as u64) as usize]
+                } else {
+                    rng.next() as u8
+                };
+                match rng.next() % 3 {
+                    0 => buf[at] = b,
+                    1 => buf.insert(at, b),
+                    _ => {
+                        buf.remove(at);
+                    }
+                }
+            }
+            if let Ok(Some((h, n))) = parse(&buf) {
+                accepted += 1;
+                for i in 0..n {
+                    assert!(
+                        matches!(parse(&buf[..i]), Ok(None)),
+                        "{:?} prefix {i}",
+                        String::from_utf8_lossy(&buf)
+                    );
+                }
+                let mut more = buf[..n].to_vec();
+                more.extend_from_slice(b"GET / HTTP/1.1\r\n");
+                assert_eq!(parse(&more).unwrap().unwrap().1, n);
+                // accessors hold together on whatever was accepted
+                assert_eq!(h.target_cstr().to_bytes(), h.target().as_bytes());
+                assert_eq!(h.path_cstr().to_bytes(), h.path().as_bytes());
+                for i in 0..h.header_count() {
+                    let (n1, v1) = h.header_at(i).unwrap();
+                    let (n2, v2) = h.header_at_cstr(i).unwrap();
+                    assert_eq!((n1.as_bytes(), v1), (n2.to_bytes(), v2.to_bytes()));
+                }
+            }
+        }
+        assert!(accepted > 100, "mutations too destructive: {accepted}");
     }
 
     #[test]
