@@ -95,6 +95,8 @@ pub(crate) struct Conn {
     /// Data may be waiting on the socket (edge-triggered: set by events, cleared by EAGAIN).
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The last event said the peer shut its side: read on until EOF.
+    pub(crate) peer_closing: bool,
     next_seq: u64,
     send_seq: u64,
     inflight: VecDeque<Slot>,
@@ -130,6 +132,7 @@ impl Conn {
             read_eof: false,
             readable: false,
             writable: false,
+            peer_closing: false,
             next_seq: 0,
             send_seq: 0,
             inflight: VecDeque::new(),
@@ -159,7 +162,12 @@ impl Conn {
                 _ => READ_CHUNK,
             };
             match transfer::recv_into(self.fd, &mut self.rbuf, max, &ctx.shared.stats) {
-                Ok(RecvOutcome::Data(_)) => {
+                Ok(RecvOutcome::Data { drained, .. }) => {
+                    // A short read emptied the receive queue: skip the recv that would only
+                    // say EAGAIN (unless the peer's FIN is pending, which must be read).
+                    if drained && !self.peer_closing {
+                        self.readable = false;
+                    }
                     self.last_progress = ctx.now;
                     if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
                         self.head_started = Some(ctx.now);
@@ -450,7 +458,7 @@ impl Conn {
         while self.readable {
             self.rbuf.clear();
             match transfer::recv_into(self.fd, &mut self.rbuf, READ_CHUNK, &ctx.shared.stats) {
-                Ok(RecvOutcome::Data(n)) => {
+                Ok(RecvOutcome::Data { n, .. }) => {
                     drained += n as u64;
                     if drained > LINGER_MAX_BYTES {
                         return Next::Close(CloseReason::Done);

@@ -86,6 +86,7 @@ impl Worker {
                     Token(t) => {
                         if let Some(Some(conn)) = self.conns.get_mut(t) {
                             conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+                            conn.peer_closing |= event.is_read_closed() || event.is_error();
                             conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
                             self.drive(t, now);
                         }

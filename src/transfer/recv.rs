@@ -10,7 +10,9 @@ use crate::stats::{bump, WorkerStats};
 /// What one `recv` produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecvOutcome {
-    Data(usize),
+    /// `n` bytes arrived; `drained` when fewer than asked for came, i.e. the socket's receive
+    /// queue was empty at that moment (a later arrival raises a new edge).
+    Data { n: usize, drained: bool },
     Eof,
     WouldBlock,
 }
@@ -32,7 +34,7 @@ pub fn recv_into(fd: RawFd, buf: &mut BytesMut, max: usize, stats: &WorkerStats)
             // SAFETY: the kernel initialised exactly `n` bytes of the spare capacity.
             unsafe { buf.advance_mut(n) };
             bump(&stats.bytes_received, n as u64);
-            return Ok(RecvOutcome::Data(n));
+            return Ok(RecvOutcome::Data { n, drained: n < len });
         }
         if n == 0 {
             return Ok(RecvOutcome::Eof);
