@@ -24,7 +24,9 @@ static void dummy_handler(void *ud, zh_request *req) {
 /* Misuse of a live request: invalid arguments on a valid request. */
 static atomic_int g_live_checked;
 static void live_handler(void *ud, zh_request *req) {
-  (void)ud;
+  zh_engine *engine = *(zh_engine **)ud;
+  /* documented: zh_engine_shutdown must not be called from a handler -> ZH_ERR_STATE */
+  CHECK_RES(zh_engine_shutdown(engine, 0), ZH_ERR_STATE);
   CHECK(zh_request_header(req, NULL) == NULL);
   const char *name = (const char *)0x1, *value = (const char *)0x1;
   size_t n = zh_request_header_count(req);
@@ -43,8 +45,11 @@ static void live_handler(void *ud, zh_request *req) {
   CHECK(strncmp(buf, "127.0.0.1:", 10) == 0);
   /* zh_respond(req, NULL): resp is required */
   /* (not called: whether req is handed back on a NULL resp is not specified) */
+  /* documented: a status outside 200..=999 is ZH_ERR_INVALID and the request is NOT handed back */
+  CHECK_RES(zh_request_reject(req, 100), ZH_ERR_INVALID);
+  CHECK_RES(zh_request_reject(req, 1000), ZH_ERR_INVALID);
   atomic_fetch_add(&g_live_checked, 1);
-  zt_respond_text(req, 200, "ok");
+  zt_respond_text(req, 200, "ok"); /* still ours to hand back */
 }
 
 static void check_version(void) {
@@ -112,6 +117,8 @@ static void check_config(void) {
   CHECK_RES(zh_config_set_threads(cfg, 0), ZH_ERR_UNSUPPORTED);
   CHECK_OK(zh_config_set_threads(cfg, 1));
   CHECK_OK(zh_config_set_threads(cfg, 2));
+  CHECK_OK(zh_config_set_threads(cfg, 1024));
+  CHECK_RES(zh_config_set_threads(cfg, 1025), ZH_ERR_INVALID); /* documented range 1..=1024 */
   CHECK_OK(zh_config_set_limits(cfg, 0, 0, 0, ZH_UNLIMITED)); /* all defaults */
   CHECK_OK(zh_config_set_limits(cfg, 4096, 8192, 50, 1 << 20));
   CHECK_OK(zh_config_set_timeouts(cfg, 0, 0, 0));
@@ -154,7 +161,11 @@ static void check_engine(void) {
   CHECK_EQ_INT(st.connections_accepted, 0);
   CHECK_EQ_INT(st.requests, 0);
   CHECK_EQ_INT(st.bytes_sendfile, 0);
-  /* a smaller (older) struct_size: accepted or refused, but never written past */
+  /* a smaller (older) struct_size is accepted and only that prefix is written (documented);
+   * one smaller than the struct_size field itself is ZH_ERR_INVALID */
+  memset(&st, 0, sizeof st);
+  st.struct_size = 2;
+  CHECK_RES(zh_engine_stats(e, &st), ZH_ERR_INVALID);
   {
     struct {
       zh_stats s;
@@ -162,9 +173,8 @@ static void check_engine(void) {
     } small;
     memset(&small, 0xAB, sizeof small);
     small.s.struct_size = (uint32_t)offsetof(zh_stats, connections_active);
-    zh_result sr = zh_engine_stats(e, &small.s);
-    CHECK_MSG(sr == ZH_OK || sr == ZH_ERR_INVALID, zh_result_str(sr));
-    if (sr == ZH_OK) CHECK_EQ_INT(small.s.connections_accepted, 0);
+    CHECK_OK(zh_engine_stats(e, &small.s));
+    CHECK_EQ_INT(small.s.connections_accepted, 0);
     const uint8_t *after = (const uint8_t *)&small.s + offsetof(zh_stats, connections_active);
     for (size_t i = 0; i < sizeof(zh_stats) - offsetof(zh_stats, connections_active); i++) {
       CHECK_MSG(after[i] == 0xAB, "zh_engine_stats wrote past struct_size");
@@ -181,8 +191,9 @@ static void check_engine(void) {
   CHECK_OK(zh_engine_new(NULL, dummy_handler, NULL, &e));
   CHECK_OK(zh_engine_listen(e, "127.0.0.1:0", NULL));
   CHECK_OK(zh_engine_start(e));
-  CHECK_RES(zh_engine_start(e), ZH_ERR_STATE);
+  CHECK_OK(zh_engine_start(e)); /* documented: a no-op while running */
   CHECK_OK(zh_engine_shutdown(e, 0));
+  CHECK_RES(zh_engine_start(e), ZH_ERR_STATE); /* documented: after shutdown */
   zh_engine_free(e);
 }
 
@@ -222,6 +233,7 @@ static void check_response(void) {
   CHECK_OK(zh_response_add_header(r, "X-Fine", "value with spaces"));
   CHECK_OK(zh_response_add_header(r, "X-Empty", ""));
   CHECK_RES(zh_response_add_bytes(r, NULL, 1), ZH_ERR_NULL);
+  CHECK_OK(zh_response_add_bytes(r, NULL, 0)); /* documented: NULL only with len 0 */
   CHECK_OK(zh_response_add_bytes(r, "abc", 3));
 
   static const char lent[] = "lent data";
@@ -230,6 +242,10 @@ static void check_response(void) {
   CHECK_OK(zh_response_add_lent(r, lent, sizeof lent - 1, count_release, &g_release_count));
   CHECK_EQ_INT(atomic_load(&g_release_count), 0);
   CHECK_OK(zh_response_add_lent(r, lent, 4, NULL, NULL)); /* release may be NULL */
+  /* len 0: released at once (documented) */
+  CHECK_OK(zh_response_add_lent(r, lent, 0, count_release, &g_release_count));
+  CHECK_EQ_INT(atomic_load(&g_release_count), 1);
+  atomic_store(&g_release_count, 0);
 
   /* files: region checks, nothing taken on error */
   int fd = zt_temp_file(100);
@@ -253,6 +269,12 @@ static void check_response(void) {
   close(closed_fd);
   br = zh_response_add_file(r, closed_fd, 0, -1, 0);
   CHECK_MSG(br == ZH_ERR_INVALID || br == ZH_ERR_IO, zh_result_str(br));
+  /* a non-regular file is ZH_ERR_INVALID (documented), and not taken */
+  int dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CHECK(dir >= 0);
+  CHECK_RES(zh_response_add_file(r, dir, 0, -1, ZH_FD_CLOSE), ZH_ERR_INVALID);
+  CHECK(!zt_fd_closed(dir));
+  close(dir);
   /* exact end is fine; empty region at EOF is fine */
   int fd2 = zt_dup(fd);
   CHECK_OK(zh_response_add_file(r, fd2, 0, 100, ZH_FD_CLOSE));
@@ -304,7 +326,12 @@ static void check_request_accessors_null(void) {
 
 static void check_live_request(void) {
   uint16_t port = 0;
-  zh_engine *e = zt_engine_start(NULL, live_handler, NULL, &port);
+  static zh_engine *engine_slot; /* the handler reads the engine through its userdata */
+  zh_engine *e = NULL;
+  CHECK_OK(zh_engine_new(NULL, live_handler, &engine_slot, &e));
+  engine_slot = e;
+  CHECK_OK(zh_engine_listen(e, "127.0.0.1:0", &port));
+  CHECK_OK(zh_engine_start(e));
   zt_conn *c = zt_connect(port);
   zt_response resp;
   zt_get(c, "/misuse", &resp);

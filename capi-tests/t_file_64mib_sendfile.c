@@ -27,6 +27,7 @@ static void handler(void *ud, zh_request *req) {
   } else if (strcmp(path, "/tail") == 0) {
     CHECK_OK(zh_response_add_file(r, fd, FILE_SIZE - 777, -1, ZH_FD_CLOSE));
   } else {
+    CHECK_OK(zh_response_add_file(r, fd, 0, 10, ZH_FD_CLOSE));
     zh_response_free(r);
     CHECK_MSG(zt_fd_closed(fd), "zh_response_free did not close the ZH_FD_CLOSE fd");
     CHECK_OK(zh_request_reject(req, 404));

@@ -100,6 +100,11 @@ static void handler(void *ud, zh_request *req) {
     CHECK_OK(zh_response_add_header(r, "Connection", "close"));
     CHECK_OK(zh_response_add_bytes(r, "bye", 3));
     CHECK_OK(zh_respond(req, r));
+  } else if (strcmp(path, "/date") == 0) {
+    zh_response *r = NULL;
+    CHECK_OK(zh_response_new(200, &r));
+    CHECK_OK(zh_response_add_header(r, "Date", "Mon, 01 Jan 2001 00:00:00 GMT"));
+    CHECK_OK(zh_respond(req, r));
   } else if (strcmp(path, "/empty") == 0) {
     zh_response *r = NULL;
     CHECK_OK(zh_response_new(204, &r));
@@ -159,6 +164,17 @@ int main(void) {
   zt_get(c, "/v", &r);
   CHECK_EQ_INT(r.status, 200);
   CHECK_STREQ((const char *)r.body, "version=11");
+  zt_response_free(&r);
+  /* a Date set by the handler replaces the engine's (documented) */
+  zt_get(c, "/date", &r);
+  CHECK_EQ_INT(r.status, 200);
+  {
+    int dates = 0;
+    for (size_t i = 0; i < r.nheaders; i++) dates += strcasecmp(r.names[i], "Date") == 0;
+    CHECK_EQ_INT(dates, 1);
+    CHECK_STREQ(zt_header(&r, "Date"), "Mon, 01 Jan 2001 00:00:00 GMT");
+    CHECK_STREQ(zt_header(&r, "Content-Length"), "0");
+  }
   zt_response_free(&r);
   /* 204: no body, no chunked framing */
   zt_get(c, "/empty", &r);
