@@ -2,12 +2,13 @@
 #
 #   make serve   builds the library and the C examples, then serves build/www (a copy of
 #                examples-c/www plus a 256 MiB big.bin, generated once) with
-#                build/examples-c/zh_static on http://127.0.0.1:8080/  (SERVE_ADDR=... to move it)
-#   make test    everything CI runs (.ci/run): cargo tests incl. header freshness, the header
-#                compiled as C11/C++, C API tests under ctest, Python tests when present, then the
-#                C tests again under ASan+UBSan (ZH_ASAN=0 skips) and valgrind (ZH_VALGRIND=1 adds).
+#                build/examples-c/zh_static on http://127.0.0.1:8080/  (SERVE_ADDR=... moves it)
+#   make test    everything CI runs (.ci/run): cargo tests incl. header freshness, the header as
+#                C11/C++, C API tests (ctest), the examples' smoke test, Python tests when present,
+#                then the C tests under ASan+UBSan (ZH_ASAN=0 skips) and valgrind (ZH_VALGRIND=1).
+#                `make -k test` keeps going past a failed step to show every failure.
 #
-# Missing tools (cmake; nginx/wrk for bench) are apt-installed by scripts/ensure-deps.sh.
+# Missing tools (cmake, curl; nginx/wrk for bench) are apt-installed by scripts/ensure-deps.sh.
 # Other targets: lib, header, examples, bench, clean, help.   Needs: cargo, gcc/g++.
 
 SHELL := /bin/bash
@@ -34,7 +35,7 @@ PY_TESTS := $(wildcard bindings/python/tests/test_*.py bindings/python/tests/*_t
 banner = @printf '\n==== %s ====\n' '$(1)'
 
 .PHONY: help deps deps-bench deps-valgrind lib header header-check cmake-build examples \
-        test test-cargo test-ctest test-python test-asan test-valgrind serve www bench clean
+        test test-cargo test-ctest test-examples test-python test-asan test-valgrind serve www bench clean
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST))
@@ -81,7 +82,8 @@ examples: deps lib cmake-build
 
 # ---- testing ----------------------------------------------------------------------------------
 
-test: deps lib test-cargo header-check cmake-build test-ctest test-python test-asan test-valgrind
+test: deps lib test-cargo header-check cmake-build test-ctest test-examples test-python test-asan \
+      test-valgrind
 	$(call banner,make test: all steps passed)
 
 test-cargo:
@@ -91,6 +93,12 @@ test-cargo:
 test-ctest:
 	$(call banner,test: ctest (C API tests) in build/)
 	$(CTEST) --test-dir build --no-tests=error --output-on-failure -j$(JOBS)
+
+# examples-c/smoke-test.sh (written with the examples) runs each example against curl.
+test-examples:
+	$(call banner,test: C examples smoke test (examples-c/smoke-test.sh))
+	if [ -f examples-c/smoke-test.sh ]; then bash examples-c/smoke-test.sh $(CURDIR)/build/examples-c; \
+	else echo "skipped: examples-c/smoke-test.sh does not exist yet"; fi
 
 test-python:
 ifeq ($(strip $(PY_TESTS)),)
@@ -148,7 +156,7 @@ serve: examples www
 	@test -x build/examples-c/zh_static || { echo "build/examples-c/zh_static was not built (does examples-c/CMakeLists.txt build it yet?)" >&2; exit 1; }
 	exec build/examples-c/zh_static --listen $(SERVE_ADDR) build/www
 
-bench: deps-bench lib cmake-build www
+bench: deps-bench lib cmake-build
 	$(call banner,bench: bench/run.sh $(BENCH_ARGS))
 	@test -f bench/run.sh || { echo "bench/run.sh does not exist yet" >&2; exit 1; }
 	ZH_ROOT=$(CURDIR) ZH_EXAMPLES_DIR=$(CURDIR)/build/examples-c ZH_WWW=$(CURDIR)/build/www \

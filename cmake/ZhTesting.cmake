@@ -1,7 +1,6 @@
 # zh_add_capi_test(<name> <source> [more sources...])
 #
-# Builds executable t_<...> (named after <source> without extension, e.g. t_x.c -> t_x),
-# links it to zerohttp::zerohttp and registers ctest test <name> with
+# Builds executable t_<name> from <source>, links it to zerohttp::zerohttp and registers ctest test <name> with
 #   TIMEOUT 120 s, ENVIRONMENT ZH_TEST_ROOT=<repo root>.
 # With ZH_SANITIZE=address the test also gets ASAN_OPTIONS/UBSAN_OPTIONS that make every
 # report fatal. With -DZH_VALGRIND=ON it also registers valgrind_<name>:
@@ -19,10 +18,7 @@ if(ZH_VALGRIND)
 endif()
 
 function(zh_add_capi_test name source)
-  get_filename_component(exe "${source}" NAME_WE)
-  if(TARGET "${exe}")
-    set(exe "t_${name}")
-  endif()
+  set(exe "t_${name}")
   add_executable(${exe} ${source} ${ARGN})
   target_link_libraries(${exe} PRIVATE zerohttp::zerohttp)
   add_test(NAME ${name} COMMAND ${exe})

@@ -2,8 +2,8 @@
 # Make sure the system tools the build needs are installed; install what is missing with apt.
 #
 # usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv]
-#   (always)    cmake
-#   --bench     nginx, wrk, curl (required) and lighttpd (optional: a failure is only a warning)
+#   (always)    cmake, curl
+#   --bench     nginx, wrk (required) and lighttpd (optional: a failure is only a warning)
 #   --valgrind  valgrind
 #   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
 #
@@ -25,7 +25,11 @@ for arg in "$@"; do
 done
 
 # command -v with the sbin directories too (nginx lives in /usr/sbin; not on a user's PATH).
-have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
+# ZH_DEPS_PRETEND_MISSING="cmake nginx" treats those as absent (to exercise the install path).
+have() {
+  case " ${ZH_DEPS_PRETEND_MISSING:-} " in *" $1 "*) [ "${_zh_installed:-0}" = 1 ] || return 1 ;; esac
+  PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1
+}
 
 required=() optional=()
 missing() { # missing <list-name> <command> <package>
@@ -36,10 +40,10 @@ missing() { # missing <list-name> <command> <package>
 }
 
 missing required cmake cmake
+missing required curl curl
 if [ "$want_bench" = 1 ]; then
   missing required nginx nginx
   missing required wrk wrk
-  missing required curl curl
   missing optional lighttpd lighttpd
 fi
 if [ "$want_valgrind" = 1 ]; then missing required valgrind valgrind; fi
@@ -85,6 +89,8 @@ for pkg in "${optional[@]}"; do
   fi
 done
 
+_zh_installed=1
+
 # Debian starts freshly installed daemons on port 80; benchmarks start their own instances.
 for svc in nginx lighttpd; do
   for pkg in "${installed[@]}"; do
@@ -98,8 +104,8 @@ done
 
 # Re-check: everything required must now be there.
 still=()
-have cmake || still+=(cmake)
-if [ "$want_bench" = 1 ]; then for c in nginx wrk curl; do have "$c" || still+=("$c"); done; fi
+for c in cmake curl; do have "$c" || still+=("$c"); done
+if [ "$want_bench" = 1 ]; then for c in nginx wrk; do have "$c" || still+=("$c"); done; fi
 if [ "$want_valgrind" = 1 ]; then have valgrind || still+=(valgrind); fi
 if [ "$want_pyvenv" = 1 ]; then python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || still+=(python3-venv); fi
 if [ ${#still[@]} -gt 0 ]; then
