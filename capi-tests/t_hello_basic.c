@@ -207,6 +207,25 @@ int main(void) {
   CHECK(memcmp(r.body, "hello world", 11) == 0);
   zt_response_free(&r);
 
+  /* ---- Expect: 100-continue: the engine asks for the body it is about to buffer */
+  {
+    CHECK(zt_send_str(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n"
+                         "Expect: 100-continue\r\n\r\n") == 0);
+    zt_response h;
+    int rc = zt_read_head_only(c, &h, 2000);
+    fprintf(stderr, "Expect: 100-continue -> rc %d status %d after %.1f ms\n", rc, h.status,
+            h.elapsed_ms);
+    CHECK_MSG(rc == 0, "no interim response to Expect: 100-continue within 2 s");
+    CHECK_EQ_INT(h.status, 100);
+    zt_response_free(&h);
+    CHECK(zt_send_str(c, "hello world") == 0);
+    CHECK_EQ_INT(zt_read_response(c, &r, 0), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_INT(r.interim, 0); /* exactly one 100, already consumed */
+    CHECK_STREQ((const char *)r.body, "hello world");
+    zt_response_free(&r);
+  }
+
   /* ---- larger POST (1 MiB pattern) sent in pieces */
   {
     size_t n = 1 << 20;

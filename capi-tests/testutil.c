@@ -82,8 +82,8 @@ void zt_sleep_ms(unsigned ms) {
 
 /* ------------------------------------------------------------------ client */
 
-zt_conn *zt_try_connect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+static zt_conn *try_connect(uint16_t port, int v6) {
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   CHECK(fd >= 0);
   struct timeval tv = {(time_t)(10 * zt_time_scale()), 0};
   CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
@@ -91,11 +91,18 @@ zt_conn *zt_try_connect(uint16_t port) {
   int one = 1;
   CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0);
   struct sockaddr_in sa;
+  struct sockaddr_in6 sa6;
   memset(&sa, 0, sizeof sa);
+  memset(&sa6, 0, sizeof sa6);
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+  sa6.sin6_family = AF_INET6;
+  sa6.sin6_port = htons(port);
+  sa6.sin6_addr = in6addr_loopback;
+  int rc = v6 ? connect(fd, (struct sockaddr *)&sa6, sizeof sa6)
+              : connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  if (rc != 0) {
     int e = errno;
     close(fd);
     errno = e;
@@ -109,6 +116,9 @@ zt_conn *zt_try_connect(uint16_t port) {
   CHECK(c->buf != NULL);
   return c;
 }
+
+zt_conn *zt_try_connect(uint16_t port) { return try_connect(port, 0); }
+zt_conn *zt_try_connect6(uint16_t port) { return try_connect(port, 1); }
 
 zt_conn *zt_connect(uint16_t port) {
   zt_conn *c = zt_try_connect(port);
@@ -134,10 +144,11 @@ void zt_abort(zt_conn *c) {
 }
 
 uint16_t zt_local_port(const zt_conn *c) {
-  struct sockaddr_in sa;
-  socklen_t sl = sizeof sa;
-  CHECK(getsockname(c->fd, (struct sockaddr *)&sa, &sl) == 0);
-  return ntohs(sa.sin_port);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK(getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 int zt_send_all(zt_conn *c, const void *data, size_t len) {
@@ -307,25 +318,6 @@ static int read_head(zt_conn *c, zt_response *r) {
     free(h);
   }
   r->head_complete = 1;
-  return 0;
-}
-
-int zt_read_response(zt_conn *c, zt_response *r, int is_head) {
-  memset(r, 0, sizeof *r);
-  double t0 = zt_now_ms();
-  c->err = 0;
-  for (;;) {
-    if (read_head(c, r) != 0) {
-      mark_incomplete(c, r);
-      r->elapsed_ms = zt_now_ms() - t0;
-      return -1;
-    }
-    if (r->status >= 100 && r->status < 200 && r->status != 101) {
-      response_reset(r);
-      continue;
-    }
-    break;
-  }
   const char *te = zt_header(r, "Transfer-Encoding");
   const char *cl = zt_header(r, "Content-Length");
   if (te && strcasestr(te, "chunked")) r->chunked = 1;
@@ -335,6 +327,29 @@ int zt_read_response(zt_conn *c, zt_response *r, int is_head) {
     r->content_length = strtoull(cl, &end, 10);
     CHECK_MSG(end && *end == 0 && end != cl, "unparsable Content-Length");
   }
+  return 0;
+}
+
+int zt_read_response(zt_conn *c, zt_response *r, int is_head) {
+  memset(r, 0, sizeof *r);
+  double t0 = zt_now_ms();
+  c->err = 0;
+  int interim = 0;
+  for (;;) {
+    if (read_head(c, r) != 0) {
+      r->interim = interim;
+      mark_incomplete(c, r);
+      r->elapsed_ms = zt_now_ms() - t0;
+      return -1;
+    }
+    if (r->status >= 100 && r->status < 200 && r->status != 101) {
+      response_reset(r);
+      interim++;
+      continue;
+    }
+    break;
+  }
+  r->interim = interim;
   size_t cap = 0;
   int ok = 1;
   if (is_head || r->status == 204 || r->status == 304) {
@@ -428,6 +443,28 @@ int zt_read_response(zt_conn *c, zt_response *r, int is_head) {
   }
   r->complete = 1;
   return 0;
+}
+
+int zt_read_head_only(zt_conn *c, zt_response *r, int timeout_ms) {
+  memset(r, 0, sizeof *r);
+  double t0 = zt_now_ms();
+  if (c->len == c->pos) {
+    struct pollfd p = {c->fd, POLLIN, 0};
+    int pr;
+    do {
+      pr = poll(&p, 1, (int)(timeout_ms * zt_time_scale()));
+    } while (pr < 0 && errno == EINTR);
+    if (pr <= 0) {
+      r->timed_out = 1;
+      r->elapsed_ms = zt_now_ms() - t0;
+      return -1;
+    }
+  }
+  c->err = 0;
+  int rc = read_head(c, r);
+  if (rc != 0) mark_incomplete(c, r);
+  r->elapsed_ms = zt_now_ms() - t0;
+  return rc;
 }
 
 void zt_response_free(zt_response *r) {

@@ -99,6 +99,7 @@ typedef struct zt_response {
   int has_content_length;
   uint64_t content_length;
   int chunked;
+  int interim;        /* number of 1xx interim responses skipped before this one */
   int head_complete;  /* status line + headers were read */
   int complete;       /* the whole message was read according to its framing */
   int eof;            /* the connection closed before the message was complete */
@@ -106,6 +107,8 @@ typedef struct zt_response {
   double elapsed_ms;  /* time spent inside zt_read_response */
 } zt_response;
 
+/* Connects to [::1]:port; NULL (errno set) when connect() fails. */
+zt_conn *zt_try_connect6(uint16_t port);
 /* Connects to 127.0.0.1:port (TCP_NODELAY, SO_RCVTIMEO/SO_SNDTIMEO 10 s x zt_time_scale()).
  * CHECK-fails on error. */
 zt_conn *zt_connect(uint16_t port);
@@ -124,6 +127,9 @@ int zt_send_str(zt_conn *c, const char *s);
  * Returns 0 when complete, -1 otherwise (r->eof / r->timed_out tell why). r must be freed. */
 int zt_read_response(zt_conn *c, zt_response *r, int is_head);
 void zt_response_free(zt_response *r);
+/* Reads only a status line + headers (of any status, 1xx included; no body), waiting at most
+ * timeout_ms (x zt_time_scale()) for the first byte. Returns 0 if a head was read. */
+int zt_read_head_only(zt_conn *c, zt_response *r, int timeout_ms);
 /* Case-insensitive header lookup (first match), NULL if absent. */
 const char *zt_header(const zt_response *r, const char *name);
 /* Sends "GET <path> HTTP/1.1" with Host and reads the response; CHECK-fails unless complete. */
