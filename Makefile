@@ -5,17 +5,19 @@
 #                build/examples-c/zh_static on http://127.0.0.1:8080/  (SERVE_ADDR=... moves it)
 #   make test    everything CI runs (.ci/run): cargo tests incl. header freshness, the header as
 #                C11/C++, C API tests (ctest), the examples' smoke test, Python tests when present,
-#                then the C tests under ASan+UBSan (ZH_ASAN=0 skips) and valgrind (ZH_VALGRIND=1).
+#                the installed package (find_package/pkg-config) used by a consumer, then the C
+#                tests under ASan+UBSan (ZH_ASAN=0 skips) and valgrind (ZH_VALGRIND=1 adds).
 #                `make -k test` keeps going past a failed step to show every failure.
 #
 # Missing tools (cmake, curl; nginx/wrk for bench) are apt-installed by scripts/ensure-deps.sh.
-# Other targets: lib, header, examples, bench, clean, help.   Needs: cargo, gcc/g++.
+# Other targets: lib, header, examples, install (PREFIX=/usr/local), bench, clean, help.   Needs: cargo, gcc/g++.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 # Steps run in the order listed; parallelism lives inside cargo/cmake/ctest.
 .NOTPARALLEL:
+MAKEFLAGS += --no-print-directory
 
 CARGO ?= cargo
 CMAKE ?= cmake
@@ -26,6 +28,7 @@ ZH_VALGRIND ?= 0
 SERVE_ADDR ?= 127.0.0.1:8080
 BIG_MIB ?= 256
 BENCH_ARGS ?=
+PREFIX ?= /usr/local
 
 LIB_DIR := $(CURDIR)/target/release
 SONAME := libzerohttp.so.0
@@ -33,9 +36,11 @@ CMAKE_COMMON := -DZEROHTTP_LIB_DIR=$(LIB_DIR)
 PY_TESTS := $(wildcard bindings/python/tests/test_*.py bindings/python/tests/*_test.py)
 
 banner = @printf '\n==== %s ====\n' '$(1)'
+# A build dir outside /build of .gitignore ignores itself (as cargo does for target/).
+selfignore = @mkdir -p $(1) && echo '*' > $(1)/.gitignore
 
 .PHONY: help deps deps-bench deps-valgrind lib header header-check cmake-build examples \
-        test test-cargo test-ctest test-examples test-python test-asan test-valgrind serve www bench clean
+        install test test-cargo test-ctest test-examples test-package test-python test-asan test-valgrind serve www bench clean
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST))
@@ -82,8 +87,8 @@ examples: deps lib cmake-build
 
 # ---- testing ----------------------------------------------------------------------------------
 
-test: deps lib test-cargo header-check cmake-build test-ctest test-examples test-python test-asan \
-      test-valgrind
+test: deps lib test-cargo header-check cmake-build test-ctest test-examples test-package \
+      test-python test-asan test-valgrind
 	$(call banner,make test: all steps passed)
 
 test-cargo:
@@ -99,6 +104,26 @@ test-examples:
 	$(call banner,test: C examples smoke test (examples-c/smoke-test.sh))
 	if [ -f examples-c/smoke-test.sh ]; then bash examples-c/smoke-test.sh $(CURDIR)/build/examples-c; \
 	else echo "skipped: examples-c/smoke-test.sh does not exist yet"; fi
+
+# Install into build/prefix, then build consumers from outside the tree: cmake/package-test
+# (find_package, shared + static), pkg-config, and examples-c standalone.
+test-package: cmake-build
+	$(call banner,test: installed package (build/prefix) used by outside projects)
+	rm -rf build/prefix build/package-test build/package-examples
+	$(CMAKE) --install build --prefix $(CURDIR)/build/prefix
+	$(CMAKE) -S cmake/package-test -B build/package-test -DCMAKE_PREFIX_PATH=$(CURDIR)/build/prefix
+	$(CMAKE) --build build/package-test -j$(JOBS)
+	$(CTEST) --test-dir build/package-test --no-tests=error --output-on-failure
+	if command -v pkg-config >/dev/null; then \
+	  PKG_CONFIG_PATH=$(CURDIR)/build/prefix/lib/pkgconfig; export PKG_CONFIG_PATH; \
+	  $${CC:-cc} -Wall -Wextra -Werror cmake/package-test/use_zerohttp.c -o build/package-test/use_pc \
+	    $$(pkg-config --cflags --libs zerohttp) -Wl,-rpath,$(CURDIR)/build/prefix/lib; \
+	  build/package-test/use_pc; \
+	else echo "pkg-config not installed: .pc file not exercised"; fi
+	if [ -f examples-c/CMakeLists.txt ]; then \
+	  $(CMAKE) -S examples-c -B build/package-examples -DCMAKE_PREFIX_PATH=$(CURDIR)/build/prefix; \
+	  $(CMAKE) --build build/package-examples -j$(JOBS); \
+	fi
 
 test-python:
 ifeq ($(strip $(PY_TESTS)),)
@@ -116,6 +141,7 @@ endif
 test-asan:
 ifeq ($(ZH_ASAN),1)
 	$(call banner,test: C tests under ASan+UBSan in build-asan/)
+	$(call selfignore,build-asan)
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZH_SANITIZE=address -DZH_VALGRIND=OFF $(CMAKE_COMMON)
 	$(CMAKE) --build build-asan -j$(JOBS)
 	$(CTEST) --test-dir build-asan --no-tests=error --output-on-failure -j$(JOBS)
@@ -127,6 +153,7 @@ test-valgrind:
 ifeq ($(ZH_VALGRIND),1)
 	$(call banner,test: C tests under valgrind in build-valgrind/)
 	scripts/ensure-deps.sh --valgrind
+	$(call selfignore,build-valgrind)
 	$(CMAKE) -S . -B build-valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZH_SANITIZE=OFF -DZH_VALGRIND=ON $(CMAKE_COMMON)
 	$(CMAKE) --build build-valgrind -j$(JOBS)
 	$(CTEST) --test-dir build-valgrind -R '^valgrind_' --no-tests=error --output-on-failure -j$(JOBS)
@@ -161,6 +188,11 @@ bench: deps-bench lib cmake-build
 	@test -f bench/run.sh || { echo "bench/run.sh does not exist yet" >&2; exit 1; }
 	ZH_ROOT=$(CURDIR) ZH_EXAMPLES_DIR=$(CURDIR)/build/examples-c ZH_WWW=$(CURDIR)/build/www \
 	  ZEROHTTP_LIB_DIR=$(LIB_DIR) bash bench/run.sh $(BENCH_ARGS)
+
+install: lib
+	$(call banner,install into $(PREFIX))
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_COMMON)
+	$(CMAKE) --install build --prefix $(PREFIX)
 
 clean:
 	$(call banner,clean)
