@@ -273,6 +273,12 @@ zh_result zh_config_set_timeouts(struct zh_config *cfg,
 zh_result zh_config_set_max_connections(struct zh_config *cfg, uint32_t per_worker);
 
 /**
+ * Sets how long reading a request body may make no progress before the connection is closed
+ * (milliseconds, default 60000; 0 keeps the current value).
+ */
+zh_result zh_config_set_body_read_timeout(struct zh_config *cfg, uint32_t body_read_ms);
+
+/**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).
  * `cfg` is copied; NULL means defaults. `handler` must not be NULL; `userdata` is passed to it
  * unchanged and must stay valid until `zh_engine_free` returns. On success `*out` owns the
@@ -396,6 +402,25 @@ zh_result zh_request_body_bytes(const struct zh_request *req,
  * `cap` bytes. `ZH_ERR_RANGE` (nothing written) if it does not fit.
  */
 zh_result zh_request_peer_addr(const struct zh_request *req, char *buf, size_t cap);
+
+/**
+ * The first trailer field `name` of a chunked request body (ASCII case-insensitive), or NULL.
+ */
+const char *zh_request_trailer(const struct zh_request *req, const char *name);
+
+/**
+ * Number of trailer fields (0 without a chunked body, or if `req` is NULL).
+ */
+size_t zh_request_trailer_count(const struct zh_request *req);
+
+/**
+ * Trailer field `index` (0-based): name and value, NUL-terminated, valid while `req` is
+ * owned. `ZH_ERR_RANGE` if `index >= zh_request_trailer_count(req)`.
+ */
+zh_result zh_request_trailer_at(const struct zh_request *req,
+                                size_t index,
+                                const char **name_out,
+                                const char **value_out);
 
 /**
  * Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`

@@ -19,8 +19,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long an idle keep-alive connection may wait for its next request.
     pub idle_timeout: Duration,
-    /// How long a send (or a body read) may make no progress.
+    /// How long a send may make no progress (a client that stops reading is dropped).
     pub send_timeout: Duration,
+    /// How long reading a request body may make no progress.
+    pub body_read_timeout: Duration,
     /// Connections one worker accepts at most; further ones are closed at once.
     pub max_connections_per_worker: usize,
     /// Requests parsed ahead of their responses on one connection (bounds pipelining memory).
@@ -36,6 +38,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
             max_connections_per_worker: 10_000,
             max_pipeline: 32,
         }

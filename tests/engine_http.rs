@@ -282,3 +282,100 @@ fn many_connections_across_workers() {
     assert_eq!(st.connections_active, 0);
     assert_eq!(st.connections_closed, 400);
 }
+
+#[test]
+fn unknown_expectations_get_417_and_trailers_reach_the_handler() {
+    let (engine, port) = start(1, |req| {
+        let t = req.trailer(b"x-checksum").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        text(req, &t);
+    });
+    let r = raw_exchange(port, b"POST / HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\nhi");
+    assert!(r.starts_with("HTTP/1.1 417"), "{r}");
+    let mut s = connect(port);
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n").unwrap();
+    let resp = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(resp.body, b"42");
+    // 100-continue: the interim response comes before the body is sent.
+    let mut s = connect(port);
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let interim = read_response(&mut s, &mut buf, false).unwrap();
+    assert_eq!(interim.status, 100);
+    s.write_all(b"abc").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_at_the_send_deadline() {
+    let config = Config { threads: 1, send_timeout: Duration::from_millis(400), ..Config::default() };
+    let big = bytes::Bytes::from(vec![7u8; 32 << 20]);
+    let (engine, port) = start_with(config, move |req| {
+        let mut r = Response::new(200).unwrap();
+        r.add_memory(big.clone());
+        req.respond(r).unwrap();
+    });
+    let mut s = connect(port);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let t = Instant::now();
+    while engine.stats().errors_timeout == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "not dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(engine.stats().connections_active, 0);
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_pipelining_client_that_never_reads_cannot_grow_server_memory() {
+    let config = Config { threads: 1, send_timeout: Duration::from_secs(30), ..Config::default() };
+    let body = bytes::Bytes::from(vec![1u8; 64 << 10]);
+    let (engine, port) = start_with(config, move |req| {
+        let mut r = Response::new(200).unwrap();
+        r.add_memory(body.clone());
+        req.respond(r).unwrap();
+    });
+    let s = connect(port);
+    s.set_nonblocking(true).unwrap();
+    let one = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    let flood: Vec<u8> = one.iter().copied().cycle().take(one.len() * 200_000).collect();
+    let mut written = 0usize;
+    let t = Instant::now();
+    let mut s = s;
+    while t.elapsed() < Duration::from_secs(2) && written < flood.len() {
+        match s.write(&flood[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The server stopped reading once its window filled: the flood stalls in socket buffers.
+    assert!(written < flood.len(), "the server swallowed the whole flood");
+    // What was parsed is the window plus what the kernel's socket buffers absorbed; it must
+    // stop growing even though the client keeps offering requests.
+    let parsed = engine.stats().requests;
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = s.write(&flood[written..]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(engine.stats().requests, parsed, "still parsing");
+    assert!(parsed < 1000, "parsed {parsed} requests while the client read nothing");
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_half_closed_client_still_gets_its_response() {
+    let (engine, port) = start(1, |req| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            text(req, "late");
+        });
+    });
+    let mut s = connect(port);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    assert!(String::from_utf8_lossy(&all).ends_with("late"));
+    engine.shutdown(Duration::ZERO).unwrap();
+}

@@ -190,7 +190,7 @@ impl Conn {
         match self.reading {
             Reading::Stopped => false,
             Reading::Head => {
-                if self.inflight.len() >= config.max_pipeline {
+                if self.outstanding() >= config.max_pipeline {
                     self.rbuf.len() < UNPARSED_MAX
                 } else {
                     self.rbuf.len() <= config.limits.max_head_bytes
@@ -202,7 +202,13 @@ impl Conn {
 
     /// Parsing stopped only because the pipeline window was full, and it has room again.
     pub(crate) fn can_parse_more(&self, config: &Config) -> bool {
-        self.window_blocked && self.inflight.len() < config.max_pipeline
+        self.window_blocked && self.outstanding() < config.max_pipeline
+    }
+
+    /// Responses not yet fully sent: waiting for the application, or queued for the socket.
+    /// Bounding this bounds what a client that pipelines without reading can make us hold.
+    fn outstanding(&self) -> usize {
+        self.inflight.len() + self.marks.len()
     }
 
     /// Parses the next complete request, if any, and returns it for the handler.
@@ -220,7 +226,7 @@ impl Conn {
                         self.reading = Reading::Head;
                         return None;
                     }
-                    if self.inflight.len() >= ctx.config.max_pipeline {
+                    if self.outstanding() >= ctx.config.max_pipeline {
                         self.window_blocked = true;
                         self.reading = Reading::Head;
                         return None;
@@ -243,6 +249,11 @@ impl Conn {
                             let _ = self.rbuf.split_to(used);
                             self.head_started = None;
                             bump(&ctx.shared.stats.requests, 1);
+                            if head.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")) {
+                                // RFC 9110 §10.1.1: an expectation we cannot meet.
+                                self.fail_status(417, false, ctx);
+                                return None;
+                            }
                             match head.framing() {
                                 BodyFraming::None | BodyFraming::Length(0) => {
                                     return Some(self.dispatch(head, Bytes::new(), ctx));
@@ -287,7 +298,10 @@ impl Conn {
                                 return None;
                             }
                             if done {
-                                return Some(self.dispatch(head, body.freeze(), ctx));
+                                let trailers = decoder.trailers().to_vec();
+                                let mut req = self.dispatch(head, body.freeze(), ctx);
+                                req.set_trailers(trailers);
+                                return Some(req);
                             }
                             self.reading = Reading::Chunked { head, decoder, body };
                             return None;
@@ -319,14 +333,16 @@ impl Conn {
 
     /// Answers a malformed or over-limit request in order, then closes.
     fn fail(&mut self, err: ParseError, ctx: &mut Ctx<'_>) {
+        let limit = matches!(err, ParseError::PayloadTooLarge | ParseError::UriTooLong | ParseError::HeadersTooLarge);
+        self.fail_status(err.status(), limit, ctx);
+    }
+
+    fn fail_status(&mut self, status: u16, limit: bool, ctx: &mut Ctx<'_>) {
         let stats = &ctx.shared.stats;
-        match err {
-            ParseError::PayloadTooLarge | ParseError::UriTooLong | ParseError::HeadersTooLarge => bump(&stats.errors_limit, 1),
-            _ => bump(&stats.errors_parse, 1),
-        }
+        bump(if limit { &stats.errors_limit } else { &stats.errors_parse }, 1);
         self.rbuf.clear();
         self.reading = Reading::Stopped;
-        let mut resp = Response::plain(err.status());
+        let mut resp = Response::plain(status);
         resp.close = true;
         let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
         self.inflight.push_back(Slot::Ready(meta, resp, None));
@@ -485,7 +501,7 @@ impl Conn {
                     self.head_started.map(|t| t + config.header_read_timeout)
                 }
                 Reading::Head if self.inflight.is_empty() => Some(self.last_progress + config.idle_timeout),
-                Reading::Body { .. } | Reading::Chunked { .. } => Some(self.last_progress + config.send_timeout),
+                Reading::Body { .. } | Reading::Chunked { .. } => Some(self.last_progress + config.body_read_timeout),
                 _ => None,
             }
         };

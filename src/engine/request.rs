@@ -1,6 +1,7 @@
 //! A request as the application sees it, and the link back to the connection that answers it.
 #![forbid(unsafe_code)]
 
+use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,13 +47,15 @@ impl Link {
 pub struct Request {
     head: RequestHead,
     body: Bytes,
+    /// Trailer fields of a chunked body, NUL-terminated for the C API.
+    trailers: Vec<(CString, CString)>,
     peer: SocketAddr,
     link: Mutex<Option<Link>>,
 }
 
 impl Request {
     pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
-        Request { head, body, peer, link: Mutex::new(Some(link)) }
+        Request { head, body, trailers: Vec::new(), peer, link: Mutex::new(Some(link)) }
     }
 
     pub fn head(&self) -> &RequestHead {
@@ -62,6 +65,24 @@ impl Request {
     /// The whole request body (empty when there was none).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    pub(crate) fn set_trailers(&mut self, trailers: Vec<(String, Vec<u8>)>) {
+        // The decoder admits no NUL in trailer fields, so conversion cannot fail in practice.
+        self.trailers = trailers
+            .into_iter()
+            .filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?)))
+            .collect();
+    }
+
+    /// Trailer fields of a chunked request body, in the order received.
+    pub fn trailers(&self) -> &[(CString, CString)] {
+        &self.trailers
+    }
+
+    /// The first trailer field named `name` (ASCII case-insensitive).
+    pub fn trailer(&self, name: &[u8]) -> Option<&CString> {
+        self.trailers.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     pub fn peer_addr(&self) -> SocketAddr {

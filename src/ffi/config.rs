@@ -125,3 +125,17 @@ pub extern "C" fn zh_config_set_max_connections(cfg: *mut zh_config, per_worker:
         cfg.update(|c| c.max_connections_per_worker = per_worker as usize)
     })
 }
+
+/// Sets how long reading a request body may make no progress before the connection is closed
+/// (milliseconds, default 60000; 0 keeps the current value).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_body_read_timeout(cfg: *mut zh_config, body_read_ms: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| {
+            if body_read_ms != 0 {
+                c.body_read_timeout = Duration::from_millis(body_read_ms.into());
+            }
+        })
+    })
+}

@@ -215,3 +215,38 @@ pub extern "C" fn zh_request_peer_addr(req: *const zh_request, buf: *mut c_char,
         ZH_OK
     })
 }
+
+/// The first trailer field `name` of a chunked request body (ASCII case-insensitive), or NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_trailer(req: *const zh_request, name: *const c_char) -> *const c_char {
+    boundary!(ptr::null(), {
+        let (Some(r), Some(name)) = (request(req), cstr_bytes(name)) else { return ptr::null() };
+        r.trailer(name).map_or(ptr::null(), |v| v.as_ptr())
+    })
+}
+
+/// Number of trailer fields (0 without a chunked body, or if `req` is NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_trailer_count(req: *const zh_request) -> usize {
+    boundary!(0, { request(req).map_or(0, |r| r.trailers().len()) })
+}
+
+/// Trailer field `index` (0-based): name and value, NUL-terminated, valid while `req` is
+/// owned. `ZH_ERR_RANGE` if `index >= zh_request_trailer_count(req)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_trailer_at(req: *const zh_request, index: usize, name_out: *mut *const c_char, value_out: *mut *const c_char) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if name_out.is_null() || value_out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        match r.trailers().get(index) {
+            Some((n, v)) => {
+                write_out(name_out, n.as_ptr());
+                write_out(value_out, v.as_ptr());
+                ZH_OK
+            }
+            None => ZH_ERR_RANGE,
+        }
+    })
+}
