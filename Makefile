@@ -69,7 +69,7 @@ lib:
 # Regenerate include/zerohttp.h from src/ffi (cbindgen, config cbindgen.toml).
 header:
 	$(call banner,header: regenerate include/zerohttp.h)
-	ZH_UPDATE_HEADER=1 $(CARGO) test --release --test header_fresh
+	ZH_UPDATE_HEADER=1 $(CARGO) test --release --test header_fresh -- --nocapture
 	scripts/check-header.sh
 
 header-check:
