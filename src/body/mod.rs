@@ -6,6 +6,8 @@
 //! lent memory through its owner, an owned fd by closing it.
 #![forbid(unsafe_code)]
 
+pub mod source;
+
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -38,19 +40,72 @@ pub struct FileRegion {
     pub len: u64,
 }
 
-/// One piece of a body.
+/// What kind of descriptor an fd chunk reads from: it decides the splice path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// `splice` pipe → socket directly.
+    Pipe,
+    /// `splice` socket → engine pipe → socket.
+    Socket,
+}
+
+/// A pipe or socket to read the body from, `len` bytes or (None) until EOF.
 #[derive(Debug)]
+pub struct FdChunk {
+    pub fd: FileFd,
+    pub kind: FdKind,
+    pub len: Option<u64>,
+    /// Each piece read goes out as one chunk of chunked transfer coding (set by the engine
+    /// when the response is chunked).
+    pub chunked: bool,
+}
+
+/// One piece of a body.
 pub enum Chunk {
     Memory(Bytes),
     File(FileRegion),
+    Fd(FdChunk),
+    /// Produces further chunks on demand (callbacks, streams).
+    Source(Box<dyn source::Source>),
+    /// Bytes already moved into the connection's staging pipe (made by the transfer layer).
+    Piped(u64),
+    /// Zero bytes: the end of one response in a connection's send queue. The transfer layer
+    /// counts the ends it passes, so the engine learns which responses have fully left.
+    End,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chunk::Memory(b) => f.debug_tuple("Memory").field(&b.len()).finish(),
+            Chunk::File(r) => f.debug_tuple("File").field(r).finish(),
+            Chunk::Fd(c) => f.debug_tuple("Fd").field(c).finish(),
+            Chunk::Source(s) => f.debug_tuple("Source").field(&s.len()).finish(),
+            Chunk::Piped(n) => f.debug_tuple("Piped").field(n).finish(),
+            Chunk::End => f.write_str("End"),
+        }
+    }
 }
 
 impl Chunk {
-    /// Bytes still to be sent from this chunk.
+    /// Bytes still to be sent from this chunk, as far as known (0 for an unknown length).
     pub fn remaining(&self) -> u64 {
         match self {
             Chunk::Memory(b) => b.len() as u64,
             Chunk::File(r) => r.len,
+            Chunk::Fd(c) => c.len.unwrap_or(0),
+            Chunk::Source(s) => s.len().unwrap_or(0),
+            Chunk::Piped(n) => *n,
+            Chunk::End => 0,
+        }
+    }
+
+    /// Whether the chunk's length is known before sending it.
+    pub fn len_known(&self) -> bool {
+        match self {
+            Chunk::Memory(_) | Chunk::File(_) | Chunk::Piped(_) | Chunk::End => true,
+            Chunk::Fd(c) => c.len.is_some(),
+            Chunk::Source(s) => s.len().is_some(),
         }
     }
 }
@@ -60,6 +115,8 @@ impl Chunk {
 pub struct Body {
     chunks: VecDeque<Chunk>,
     len: u64,
+    /// Some chunk's length is unknown: the body goes chunked (or close-delimited).
+    unknown: bool,
 }
 
 impl Body {
@@ -70,16 +127,23 @@ impl Body {
     /// Appends a chunk; empty chunks are dropped at once (releasing what they hold).
     pub fn push(&mut self, chunk: Chunk) {
         let n = chunk.remaining();
-        if n == 0 {
+        if !chunk.len_known() {
+            self.unknown = true;
+        } else if n == 0 {
             return;
         }
         self.len += n;
         self.chunks.push_back(chunk);
     }
 
-    /// Total bytes of the chain.
+    /// Total bytes of the chain, counting unknown-length chunks as 0.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The total length if every chunk's length is known.
+    pub fn known_len(&self) -> Option<u64> {
+        if self.unknown { None } else { Some(self.len) }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -15,9 +15,11 @@ use crate::body::Chunk;
 use crate::config::Config;
 use crate::engine::request::{Link, Request};
 use crate::engine::response::Response;
-use crate::engine::shared::{Keep, WorkerShared};
+use crate::body::source::SourcePoll;
+use crate::engine::framing;
+use crate::engine::shared::{Keep, Msg, WorkerShared};
 use crate::h1::{self, BodyFraming, ChunkedDecoder, ParseError, RequestHead, Version};
-use crate::stats::{bump, WorkerStats};
+use crate::stats::bump;
 use crate::transfer::{self, PathMemory, RecvOutcome, SendError, Sent};
 
 /// Bytes asked of one `recv` while reading heads.
@@ -32,6 +34,21 @@ const INLINE_BODY_MAX: u64 = 2048;
 /// long (and this much) so the peer gets the response instead of a reset.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Bytes of small source output gathered before sending.
+const SOURCE_BATCH: usize = 256 * 1024;
+/// Tokens of source fds watched for a connection: the connection's token with this bit set.
+pub(crate) const SOURCE_TOKEN_BIT: usize = 1 << (usize::BITS - 2);
+
+/// What polling a source led to.
+enum Expand {
+    /// Chunks were queued (or the source ended): keep sending.
+    More,
+    /// The source is pending; its waker will reschedule the connection.
+    Waiting,
+    /// The source failed: abort the connection.
+    Failed,
+}
 
 /// What the engine needs to know about a request when its response leaves.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +91,7 @@ pub(crate) enum Next {
 /// Per-call context from the worker.
 pub(crate) struct Ctx<'a> {
     pub config: &'a Config,
+    pub registry: &'a mio::Registry,
     pub shared: &'a Arc<WorkerShared>,
     pub date: &'a [u8],
     pub paths: &'a mut PathMemory,
@@ -102,9 +120,12 @@ pub(crate) struct Conn {
     inflight: VecDeque<Slot>,
     out: VecDeque<Chunk>,
     /// Stream positions at which responses end: (end, closes the connection, keep-alive data).
-    marks: VecDeque<(u64, bool, Option<Keep>)>,
-    queued_total: u64,
-    sent_total: u64,
+    /// Responses queued in `out` and not yet fully sent: (closes the connection, kept data).
+    marks: VecDeque<(bool, Option<Keep>)>,
+    /// The connection's staging pipe for socket sources and chunked fd sources.
+    pipe: Option<transfer::PipePair>,
+    /// A pipe/socket source fd registered for readability.
+    watched_fd: Option<RawFd>,
     /// A response that closes the connection has been queued: queue nothing after it.
     final_queued: bool,
     /// Draining input after the final response (lingering close).
@@ -138,8 +159,8 @@ impl Conn {
             inflight: VecDeque::new(),
             out: VecDeque::new(),
             marks: VecDeque::new(),
-            queued_total: 0,
-            sent_total: 0,
+            pipe: None,
+            watched_fd: None,
             final_queued: false,
             lingering: None,
             head_started: None,
@@ -360,7 +381,6 @@ impl Conn {
     }
 
     fn push_out(&mut self, bytes: Bytes) {
-        self.queued_total += bytes.len() as u64;
         self.out.push_back(Chunk::Memory(bytes));
     }
 
@@ -379,15 +399,17 @@ impl Conn {
     fn queue_response(&mut self, meta: Meta, resp: Response, keep: Option<Keep>, ctx: &mut Ctx<'_>) {
         let Response { status, headers, body, close } = resp;
         let mut keep_alive = meta.keep_alive && !close && !ctx.draining;
-        let body_len = body.len();
+        let body_len = body.known_len();
         let has_body = h1::response_has_body(meta.is_head, status);
-        let framing = h1::response_framing(meta.is_head, meta.version, status, Some(body_len));
+        let framing = h1::response_framing(meta.is_head, meta.version, status, body_len);
         if framing == h1::ResponseFraming::CloseDelimited {
             keep_alive = false;
         }
         let mut head = Vec::with_capacity(192 + headers.len() * 48);
         h1::write_response_head(&mut head, status, &headers, framing, keep_alive, meta.version, ctx.date);
-        let inline = has_body && body_len <= INLINE_BODY_MAX && body.chunks().all(|c| matches!(c, Chunk::Memory(_)));
+        let inline = has_body
+            && body_len.is_some_and(|n| n <= INLINE_BODY_MAX)
+            && body.chunks().all(|c| matches!(c, Chunk::Memory(_)));
         if inline {
             for c in body.chunks() {
                 if let Chunk::Memory(b) = c {
@@ -399,52 +421,133 @@ impl Conn {
         } else {
             self.push_out(Bytes::from(head));
             if has_body {
-                self.queued_total += body_len;
-                self.out.extend(body.into_chunks());
+                framing::frame_body(body, framing == h1::ResponseFraming::Chunked, &mut self.out);
             }
         }
-        self.marks.push_back((self.queued_total, !keep_alive, keep));
+        self.out.push_back(Chunk::End);
+        self.marks.push_back((!keep_alive, keep));
         if !keep_alive {
             self.final_queued = true;
             self.reading = Reading::Stopped;
         }
     }
 
-    /// Queues ready responses and writes as much as the socket takes.
+    /// Queues ready responses and writes as much as the socket takes, polling body sources as
+    /// they come up.
     pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>) -> Next {
         self.queue_ready(ctx);
-        if self.out.is_empty() || !self.writable {
-            return self.after_send(ctx);
-        }
-        let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths);
-        if report.bytes > 0 {
-            self.sent_total += report.bytes;
-            self.last_progress = ctx.now;
-        }
-        match report.outcome {
-            Ok(Sent::All) => {}
-            Ok(Sent::Blocked) => self.writable = false,
-            Err(SendError::Truncated) => return Next::Close(CloseReason::Truncated),
-            Err(SendError::Io(_)) => return Next::Close(CloseReason::Io),
+        loop {
+            if self.out.is_empty() || !self.writable {
+                break;
+            }
+            let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.pipe);
+            if report.bytes > 0 {
+                self.last_progress = ctx.now;
+            }
+            if let Next::Close(r) = self.responses_done(report.ends, ctx) {
+                return Next::Close(r);
+            }
+            match report.outcome {
+                Ok(Sent::All) => break,
+                Ok(Sent::Blocked) => {
+                    self.writable = false;
+                    break;
+                }
+                Ok(Sent::Source) => match self.expand_source(ctx) {
+                    Expand::More => continue,
+                    Expand::Waiting => break,
+                    Expand::Failed => return Next::Close(CloseReason::Io),
+                },
+                Ok(Sent::SourceBlocked(fd)) => {
+                    self.watch_source_fd(fd, ctx);
+                    break;
+                }
+                Err(SendError::Truncated) => return Next::Close(CloseReason::Truncated),
+                Err(SendError::Io(_)) => return Next::Close(CloseReason::Io),
+            }
         }
         self.after_send(ctx)
     }
 
-    fn after_send(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        let stats: &WorkerStats = &ctx.shared.stats;
-        while let Some(&(end, closes, _)) = self.marks.front() {
-            if self.sent_total < end {
-                break;
+    /// Polls the source at the front of the queue and puts what it produced ahead of it.
+    fn expand_source(&mut self, ctx: &mut Ctx<'_>) -> Expand {
+        let mut produced = 0usize;
+        let mut at = 0usize;
+        loop {
+            let Some(Chunk::Source(src)) = self.out.get_mut(at) else { return Expand::More };
+            match src.poll(SOURCE_BATCH.saturating_sub(produced)) {
+                SourcePoll::Chunk(c) => {
+                    produced += c.remaining() as usize;
+                    let is_memory = matches!(c, Chunk::Memory(_));
+                    self.out.insert(at, c);
+                    at += 1;
+                    // Gather small memory pieces into one send; anything else goes right away.
+                    if !is_memory || produced >= SOURCE_BATCH {
+                        return Expand::More;
+                    }
+                }
+                SourcePoll::End(_) => {
+                    self.out.remove(at);
+                    return Expand::More;
+                }
+                SourcePoll::Failed(_) => return Expand::Failed,
+                SourcePoll::Pending => {
+                    if at > 0 {
+                        return Expand::More;
+                    }
+                    let shared = ctx.shared.clone();
+                    let (token, conn_id) = (self.token, self.id);
+                    let waker = src.waker().clone();
+                    waker.attach(Box::new(move || {
+                        let _ = shared.send(Msg::Wake { token, conn_id });
+                    }));
+                    if waker.take_early() {
+                        continue;
+                    }
+                    return Expand::Waiting;
+                }
             }
-            let (_, _, keep) = self.marks.pop_front().expect("front exists");
+        }
+    }
+
+    /// Waits for a pipe or socket source to become readable (edge-triggered, like the socket).
+    fn watch_source_fd(&mut self, fd: RawFd, ctx: &mut Ctx<'_>) {
+        if self.watched_fd == Some(fd) {
+            return;
+        }
+        self.unwatch_source_fd(ctx.registry);
+        let token = mio::Token(self.token | SOURCE_TOKEN_BIT);
+        if ctx.registry.register(&mut mio::unix::SourceFd(&fd), token, mio::Interest::READABLE).is_ok() {
+            self.watched_fd = Some(fd);
+        }
+    }
+
+    pub(crate) fn unwatch_source_fd(&mut self, registry: &mio::Registry) {
+        if let Some(fd) = self.watched_fd.take() {
+            // The fd may already be closed (its chunk finished); epoll forgot it then.
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+    }
+
+    /// `n` responses have fully left: release what they kept, close after a final one.
+    fn responses_done(&mut self, n: usize, ctx: &mut Ctx<'_>) -> Next {
+        for _ in 0..n {
+            let Some((closes, keep)) = self.marks.pop_front() else { break };
             drop(keep);
-            bump(&stats.responses, 1);
+            bump(&ctx.shared.stats.responses, 1);
             if closes {
                 return self.start_linger(ctx);
             }
         }
+        Next::Continue
+    }
+
+    fn after_send(&mut self, ctx: &mut Ctx<'_>) -> Next {
         if self.lingering.is_some() {
             return Next::Continue;
+        }
+        if self.watched_fd.is_some() && !matches!(self.out.front(), Some(Chunk::Fd(_))) {
+            self.unwatch_source_fd(ctx.registry);
         }
         let idle = self.out.is_empty() && self.inflight.is_empty();
         if idle && (ctx.draining || (self.read_eof && self.rbuf.is_empty())) {
@@ -517,7 +620,7 @@ impl Conn {
             let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
             self.queue_response(meta, resp, None, ctx);
             self.writable = true;
-            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths);
+            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.pipe);
         }
         if self.lingering.is_some() {
             return Next::Close(CloseReason::Done);
@@ -539,7 +642,8 @@ impl Conn {
     }
 
     /// Tears the connection down; requests still held by the application learn it on respond.
-    pub(crate) fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self, registry: &mio::Registry) {
+        self.unwatch_source_fd(registry);
         self.alive.store(false, Ordering::Release);
         self.out.clear();
         self.inflight.clear();

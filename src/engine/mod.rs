@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod framing;
 mod request;
 mod response;
 mod shared;

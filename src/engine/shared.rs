@@ -16,6 +16,8 @@ pub(crate) type Keep = Box<dyn Any + Send>;
 /// Work for a worker, sent from any thread.
 pub(crate) enum Msg {
     Respond { token: usize, conn_id: u64, seq: u64, resp: Response, keep: Option<Keep> },
+    /// A body source of this connection has more to send.
+    Wake { token: usize, conn_id: u64 },
     AddListener(mio::net::TcpListener),
     Shutdown { grace: std::time::Duration },
 }

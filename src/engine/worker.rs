@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::engine::conn::{CloseReason, Conn, Ctx, Next};
+use crate::engine::conn::{CloseReason, Conn, Ctx, Next, SOURCE_TOKEN_BIT};
 use crate::engine::shared::{Msg, WorkerShared};
 use crate::engine::Handler;
 use crate::h1::DateCache;
@@ -83,6 +83,12 @@ impl Worker {
                     Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
                         self.accept(LISTENER_BASE - t, now)
                     }
+                    Token(t) if t & SOURCE_TOKEN_BIT != 0 => {
+                        let t = t & !SOURCE_TOKEN_BIT;
+                        if self.conns.get(t).is_some_and(|c| c.is_some()) {
+                            self.drive(t, now);
+                        }
+                    }
                     Token(t) => {
                         if let Some(Some(conn)) = self.conns.get_mut(t) {
                             conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
@@ -129,6 +135,13 @@ impl Worker {
                 if let Some(Some(conn)) = self.conns.get_mut(token) {
                     if conn.id == conn_id {
                         conn.on_response(seq, resp, keep);
+                        self.drive(token, now);
+                    }
+                }
+            }
+            Msg::Wake { token, conn_id } => {
+                if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if conn.id == conn_id {
                         self.drive(token, now);
                     }
                 }
@@ -223,6 +236,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
             let mut ctx = Ctx {
                 config: &self.config,
+                registry: self.poll.registry(),
                 shared: &self.shared,
                 date: &date,
                 paths: &mut self.paths,
@@ -306,6 +320,7 @@ impl Worker {
                     let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
                     let mut ctx = Ctx {
                         config: &self.config,
+                        registry: self.poll.registry(),
                         shared: &self.shared,
                         date: &date,
                         paths: &mut self.paths,
@@ -328,7 +343,7 @@ impl Worker {
     fn close(&mut self, token: usize, reason: CloseReason) {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         let _ = self.poll.registry().deregister(&mut conn.sock);
-        conn.shutdown();
+        conn.shutdown(self.poll.registry());
         let stats = &self.shared.stats;
         match reason {
             CloseReason::Io => bump(&stats.errors_io, 1),

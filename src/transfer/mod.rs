@@ -9,7 +9,9 @@
 mod os;
 mod recv;
 mod send;
+mod splice;
 
 pub use os::{block_sigpipe, file_size, reuseport_listener};
 pub use recv::{recv_into, RecvOutcome};
 pub use send::{send_chain, PathMemory, SendError, SendReport, Sent};
+pub use splice::PipePair;

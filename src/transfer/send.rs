@@ -14,6 +14,7 @@ use bytes::Buf;
 
 use crate::body::Chunk;
 use crate::stats::{bump, WorkerStats};
+use crate::transfer::splice::{self, FdStall, PipePair};
 
 /// At most this many slices per `sendmsg`; well under IOV_MAX (1024 on Linux).
 const MAX_IOV: usize = 64;
@@ -24,22 +25,22 @@ const COPY_BUF: usize = 64 * 1024;
 
 /// Which zero-copy paths the kernel refused for this kind of destination; a refused path is
 /// never tried again (one per worker, for TCP sockets).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PathMemory {
     sendfile_refused: bool,
+    splice_refused: bool,
     copy_buf: Vec<u8>,
 }
 
-impl Default for PathMemory {
-    fn default() -> Self {
-        PathMemory { sendfile_refused: false, copy_buf: Vec::new() }
-    }
-}
-
 impl PathMemory {
-    /// Forget every refusal (tests use this to force a path).
+    /// Marks sendfile as refused (a config knob and tests use this to force the copy path).
     pub fn refuse_sendfile(&mut self) {
         self.sendfile_refused = true;
+    }
+
+    /// Marks splice as refused (forces the read + send path for pipe and socket sources).
+    pub fn refuse_splice(&mut self) {
+        self.splice_refused = true;
     }
 }
 
@@ -50,6 +51,10 @@ pub enum Sent {
     All,
     /// The socket would block; wait for writability.
     Blocked,
+    /// The front chunk is a source: the engine must poll it for concrete chunks.
+    Source,
+    /// A pipe/socket source has nothing yet: wait for this fd to become readable.
+    SourceBlocked(RawFd),
 }
 
 /// Why a send stopped for good; the connection must be closed.
@@ -60,21 +65,48 @@ pub enum SendError {
     Truncated,
 }
 
-/// Bytes written by one call, and how it ended.
+/// Bytes written by one call, response ends passed, and how it ended.
 #[derive(Debug)]
 pub struct SendReport {
     pub bytes: u64,
+    /// `Chunk::End` markers passed: that many responses have fully left.
+    pub ends: usize,
     pub outcome: Result<Sent, SendError>,
 }
 
 /// Writes as much of `chain` to `fd` as the socket takes, dropping chunks as they complete
 /// (which releases lent memory and closes owned fds).
-pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory) -> SendReport {
+pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory, pipe: &mut Option<PipePair>) -> SendReport {
     let mut total = 0u64;
+    let mut ends = 0usize;
+    macro_rules! report {
+        ($outcome:expr) => {
+            return SendReport { bytes: total, ends, outcome: $outcome }
+        };
+    }
     loop {
         let step = match chain.front() {
-            None => return SendReport { bytes: total, outcome: Ok(Sent::All) },
-            Some(Chunk::Memory(_)) => send_memory(fd, chain, stats),
+            None => report!(Ok(Sent::All)),
+            Some(Chunk::End) => {
+                chain.pop_front();
+                ends += 1;
+                continue;
+            }
+            Some(Chunk::Source(_)) => report!(Ok(Sent::Source)),
+            Some(Chunk::Fd(_)) => match splice::send_fd(fd, chain, pipe, paths.splice_refused, &mut paths.copy_buf, stats) {
+                Ok(n) => Ok(n),
+                Err(stall) => match stall {
+                    FdStall::Refused => {
+                        paths.splice_refused = true;
+                        bump(&stats.fallbacks, 1);
+                        continue;
+                    }
+                    FdStall::Source(src) => report!(Ok(Sent::SourceBlocked(src))),
+                    other => Err(StepError::from(other)),
+                },
+            },
+            Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
+            Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends),
             Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats) {
                 Err(StepError::Refused) => {
                     paths.sendfile_refused = true;
@@ -87,10 +119,10 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
         };
         match step {
             Ok(n) => total += n,
-            Err(StepError::WouldBlock) => return SendReport { bytes: total, outcome: Ok(Sent::Blocked) },
-            Err(StepError::Truncated) => return SendReport { bytes: total, outcome: Err(SendError::Truncated) },
-            Err(StepError::Io(e)) => return SendReport { bytes: total, outcome: Err(SendError::Io(e)) },
-            Err(StepError::Refused) => unreachable!("only sendfile reports Refused"),
+            Err(StepError::WouldBlock) => report!(Ok(Sent::Blocked)),
+            Err(StepError::Truncated) => report!(Err(SendError::Truncated)),
+            Err(StepError::Io(e)) => report!(Err(SendError::Io(e))),
+            Err(StepError::Refused) => unreachable!("refusals are handled where they occur"),
         }
     }
 }
@@ -102,6 +134,18 @@ enum StepError {
     Io(io::Error),
 }
 
+impl From<FdStall> for StepError {
+    fn from(s: FdStall) -> Self {
+        match s {
+            FdStall::Socket => StepError::WouldBlock,
+            FdStall::Truncated => StepError::Truncated,
+            FdStall::Refused => StepError::Refused,
+            FdStall::Io(e) => StepError::Io(e),
+            FdStall::Source(_) => unreachable!("handled by the caller"),
+        }
+    }
+}
+
 fn classify(err: io::Error) -> Option<StepError> {
     match err.raw_os_error() {
         Some(libc::EINTR) => None,
@@ -110,10 +154,15 @@ fn classify(err: io::Error) -> Option<StepError> {
     }
 }
 
-/// Drops `n` sent bytes from the front of the chain's memory chunks.
-fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize) {
+/// Drops `n` sent bytes from the front of the chain's memory chunks, counting the response
+/// ends passed on the way.
+fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &mut usize) {
     while n > 0 {
         match chain.front_mut() {
+            Some(Chunk::End) => {
+                chain.pop_front();
+                *ends += 1;
+            }
             Some(Chunk::Memory(b)) if b.len() <= n => {
                 n -= b.len();
                 chain.pop_front();
@@ -127,20 +176,25 @@ fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize) {
     }
 }
 
-fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats) -> Result<u64, StepError> {
+fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends: &mut usize) -> Result<u64, StepError> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
     let mut count = 0;
     let mut more = false;
     for chunk in chain.iter() {
         match chunk {
+            // Pipelined responses go out together: gather across response ends.
+            Chunk::End => {}
             Chunk::Memory(b) if count < MAX_IOV => {
                 iov[count] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
                 count += 1;
             }
-            _ => {
+            // Cork only before data that is ready to follow at once; a source may go quiet, and
+            // corked bytes would then wait for the kernel's 200 ms cork timer.
+            Chunk::Memory(_) | Chunk::File(_) | Chunk::Piped(_) => {
                 more = true;
                 break;
             }
+            Chunk::Fd(_) | Chunk::Source(_) => break,
         }
     }
     // SAFETY: msghdr is plain old data; all-zero is a valid empty header that we then fill.
@@ -156,7 +210,7 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats) -> R
         if n >= 0 {
             let n = n as usize;
             bump(&stats.bytes_writev, n as u64);
-            consume_memory(chain, n);
+            consume_memory(chain, n, ends);
             return Ok(n as u64);
         }
         if let Some(e) = classify(io::Error::last_os_error()) {
@@ -268,12 +322,14 @@ mod tests {
 
     fn run_to_end(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory) -> Result<u64, SendError> {
         let mut total = 0;
+        let mut pipe = None;
         loop {
-            let r = send_chain(fd, chain, stats, paths);
+            let r = send_chain(fd, chain, stats, paths, &mut pipe);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
-                Ok(Sent::Blocked) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Ok(Sent::Source) => panic!("sources are expanded by the engine"),
                 Err(e) => return Err(e),
             }
         }
@@ -348,7 +404,88 @@ mod tests {
         drop(peer);
         let mut chain = VecDeque::new();
         chain.push_back(Chunk::Memory(Bytes::from_static(b"x")));
-        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default());
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default(), &mut None);
         assert!(matches!(r.outcome, Err(SendError::Io(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
+    }
+
+    fn fd_chunk(fd: OwnedFd, kind: crate::body::FdKind, len: Option<u64>, chunked: bool) -> Chunk {
+        Chunk::Fd(crate::body::FdChunk { fd: FileFd::Owned(fd), kind, len, chunked })
+    }
+
+    fn pipe_with(data: &'static [u8]) -> OwnedFd {
+        let (mut w, r) = UnixStream::pair().map(|(a, b)| (a, b)).unwrap();
+        // A socketpair stands in for "a socket upstream"; for a real pipe use std's pipe.
+        w.write_all(data).unwrap();
+        drop(w);
+        r.set_nonblocking(true).unwrap();
+        OwnedFd::from(r)
+    }
+
+    fn os_pipe_with(data: &[u8]) -> OwnedFd {
+        let (r, mut w) = std::io::pipe().unwrap();
+        w.write_all(data).unwrap();
+        drop(w);
+        OwnedFd::from(r)
+    }
+
+    #[test]
+    fn pipe_and_socket_sources_go_by_splice() {
+        for (kind, chunked, want) in [
+            (crate::body::FdKind::Pipe, false, &b"hello pipe"[..]),
+            (crate::body::FdKind::Pipe, true, &b"a\r\nhello pipe\r\n"[..]),
+            (crate::body::FdKind::Socket, false, &b"hello pipe"[..]),
+        ] {
+            let src = if kind == crate::body::FdKind::Pipe { os_pipe_with(b"hello pipe") } else { pipe_with(b"hello pipe") };
+            let (ours, peer) = UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let reader = drain(peer);
+            let mut chain = VecDeque::new();
+            chain.push_back(fd_chunk(src, kind, None, chunked));
+            chain.push_back(Chunk::End);
+            let stats = WorkerStats::default();
+            let mut paths = PathMemory::default();
+            let mut pipe = None;
+            let mut ends = 0;
+            loop {
+                let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut pipe);
+                ends += r.ends;
+                match r.outcome.unwrap() {
+                    Sent::All => break,
+                    _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
+            }
+            drop(ours);
+            assert_eq!(reader.join().unwrap(), want, "{kind:?} chunked={chunked}");
+            assert_eq!(ends, 1);
+            assert_eq!(stats.bytes_splice.load(std::sync::atomic::Ordering::Relaxed), 10, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_splice_falls_back_to_copying() {
+        let src = os_pipe_with(b"copy me");
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let mut chain = VecDeque::new();
+        chain.push_back(fd_chunk(src, crate::body::FdKind::Pipe, Some(7), false));
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        paths.refuse_splice();
+        run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths).unwrap();
+        drop(ours);
+        assert_eq!(reader.join().unwrap(), b"copy me");
+        assert_eq!(stats.bytes_splice.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_pipe_that_ends_early_is_truncation() {
+        let src = os_pipe_with(b"short");
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut chain = VecDeque::new();
+        chain.push_back(fd_chunk(src, crate::body::FdKind::Pipe, Some(100), false));
+        let r = run_to_end(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default());
+        assert!(matches!(r, Err(SendError::Truncated)), "{r:?}");
     }
 }
