@@ -43,6 +43,37 @@
 #define ZH_HTTP_1_1 11
 
 /**
+ * `zh_chunk_out.kind`: `len` bytes were written into `buf`.
+ */
+#define ZH_CHUNK_BYTES 0
+
+/**
+ * `zh_chunk_out.kind`: a file region `(fd, offset, fd_len)` (sendfile), `flags` may hold
+ * `ZH_FD_CLOSE`.
+ */
+#define ZH_CHUNK_FILE 1
+
+/**
+ * `zh_chunk_out.kind`: a pipe or socket to read `fd_len` bytes from (-1: until EOF) (splice).
+ */
+#define ZH_CHUNK_FD 2
+
+/**
+ * `poll_fn` result: `*out` holds the next piece.
+ */
+#define ZH_POLL_READY 0
+
+/**
+ * `poll_fn` result: nothing yet; call `zh_source_ready(out->source)` when there is.
+ */
+#define ZH_PENDING 1
+
+/**
+ * `poll_fn` result: the body is complete.
+ */
+#define ZH_EOF 2
+
+/**
  * Engine settings. Not thread-safe: use one config from one thread at a time. Create with
  * `zh_config_new`, free with `zh_config_free`; `zh_engine_new` copies it, so it may be freed
  * right after.
@@ -72,6 +103,19 @@ typedef struct zh_request zh_request;
 typedef struct zh_response zh_response;
 
 /**
+ * A callback source's wake-up handle. Thread-safe. Valid until the source's `release_fn` has
+ * returned.
+ */
+typedef struct zh_source zh_source;
+
+/**
+ * The producer's handle of a streaming response. Thread-safe: every `zh_stream_*` call may
+ * come from any thread (calls on one stream are serialised by the engine). Owned by the
+ * application from `zh_respond_stream` until `zh_stream_end` or `zh_stream_abort` frees it.
+ */
+typedef struct zh_stream zh_stream;
+
+/**
  * Result of a fallible call: `ZH_OK` (0) or one of the `ZH_ERR_*` codes. Read it as an
  * integer; new codes may be added.
  */
@@ -89,6 +133,53 @@ typedef void (*zh_handler_fn)(void *userdata, struct zh_request *req);
  * Release callback for lent memory: called exactly once with its userdata, on any thread.
  */
 typedef void (*zh_release_fn)(void *userdata);
+
+/**
+ * Filled in by a `poll_fn`. The engine sets `buf`, `buf_cap` and `source`; the callback sets
+ * `kind` and the fields that kind uses.
+ */
+typedef struct zh_chunk_out {
+  /**
+   * In: an engine buffer of `buf_cap` bytes to write `ZH_CHUNK_BYTES` data into.
+   */
+  uint8_t *buf;
+  size_t buf_cap;
+  /**
+   * Out: `ZH_CHUNK_BYTES` (default), `ZH_CHUNK_FILE` or `ZH_CHUNK_FD`.
+   */
+  uint32_t kind;
+  /**
+   * Out: bytes written into `buf` (`ZH_CHUNK_BYTES`; 0 is ignored).
+   */
+  size_t len;
+  /**
+   * Out: the descriptor for `ZH_CHUNK_FILE` / `ZH_CHUNK_FD`.
+   */
+  int32_t fd;
+  /**
+   * Out: the file offset for `ZH_CHUNK_FILE`.
+   */
+  uint64_t offset;
+  /**
+   * Out: the region or fd length; -1 = to end of file / until EOF.
+   */
+  int64_t fd_len;
+  /**
+   * Out: `ZH_FD_CLOSE` to give the descriptor to the engine.
+   */
+  uint32_t flags;
+  /**
+   * In: this source's handle, for `zh_source_ready` after returning `ZH_PENDING`.
+   */
+  struct zh_source *source;
+} zh_chunk_out;
+
+/**
+ * Produces the next piece of a body: returns `ZH_POLL_READY` (with `*out` filled),
+ * `ZH_PENDING`, `ZH_EOF`, or a negative value (an error: the connection is aborted). Runs on
+ * the worker thread that owns the connection; must not block. `out` is valid for the call.
+ */
+typedef int32_t (*zh_poll_fn)(void *userdata, struct zh_chunk_out *out);
 
 /**
  * Engine counters, summed over workers. Set `struct_size = sizeof(zh_stats)` before calling
@@ -151,6 +242,11 @@ typedef struct zh_stats {
    */
   uint64_t errors_limit;
 } zh_stats;
+
+/**
+ * Called on the worker thread when a stream's queue drains below its low-water mark.
+ */
+typedef void (*zh_drain_fn)(void *userdata);
 
 /**
  * Success.
@@ -474,6 +570,16 @@ zh_result zh_response_add_file(struct zh_response *resp,
                                uint32_t flags);
 
 /**
+ * Appends a pipe or socket to read `len` bytes from (-1: until EOF, which makes the body
+ * chunked for HTTP/1.1 or close-delimited for HTTP/1.0); sent by `splice` (pipes straight to
+ * the socket, sockets through an engine-owned pipe). The fd is switched to non-blocking mode.
+ * `ZH_ERR_INVALID` if it is neither a pipe nor a socket. `ZH_FD_CLOSE`: the engine closes it
+ * exactly once. On an error return nothing is taken. A source that ends before `len` bytes
+ * aborts the connection.
+ */
+zh_result zh_response_add_fd(struct zh_response *resp, int32_t fd, int64_t len, uint32_t flags);
+
+/**
  * The library version as a static NUL-terminated string, e.g. "0.1.0". Never NULL.
  */
 const char *zh_version(void);
@@ -484,10 +590,111 @@ const char *zh_version(void);
 const char *zh_result_str(zh_result code);
 
 /**
+ * Appends a callback source: `poll_fn(userdata, out)` is called on the worker thread whenever
+ * the connection can take more, until it returns `ZH_EOF` (or an error, which aborts the
+ * connection). `len` is the total it will produce, or -1 if unknown (the body then goes
+ * chunked for HTTP/1.1, close-delimited for HTTP/1.0); a known length that is not met aborts
+ * the connection. `release_fn(userdata)` (may be NULL) runs exactly once on every path: after
+ * EOF, on abort, or when the response is freed or dropped. On an error return nothing is
+ * taken and `release_fn` is not called.
+ */
+zh_result zh_response_add_callback(struct zh_response *resp,
+                                   zh_poll_fn poll_fn,
+                                   zh_release_fn release_fn,
+                                   void *userdata,
+                                   int64_t len);
+
+/**
+ * Tells the engine that a source which returned `ZH_PENDING` has more: its `poll_fn` will be
+ * called again on the worker thread. Thread-safe; valid until the source's `release_fn` has
+ * returned.
+ */
+zh_result zh_source_ready(struct zh_source *source);
+
+/**
  * Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
  * `ZH_ERR_INVALID` if `struct_size` is smaller than the `struct_size` field itself.
  */
 zh_result zh_engine_stats(const struct zh_engine *engine, struct zh_stats *out);
+
+/**
+ * Answers `req` with `head` (status, headers, and any chunks already added) followed by a body
+ * that `*out` feeds over time; the body goes chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
+ * Takes `head` always; hands `req` back like `zh_respond` (same results). On success `*out`
+ * is owned by the caller until `zh_stream_end` / `zh_stream_abort`.
+ */
+zh_result zh_respond_stream(struct zh_request *req,
+                            struct zh_response *head,
+                            struct zh_stream **out);
+
+/**
+ * Queues a copy of `len` bytes. `ZH_ERR_CLOSED` if the connection is gone, `ZH_ERR_STATE`
+ * after `zh_stream_end`; on any error nothing is taken.
+ */
+zh_result zh_stream_add_bytes(struct zh_stream *s, const void *ptr, size_t len);
+
+/**
+ * Queues lent memory (zero-copy), as `zh_response_add_lent`: `release(userdata)` runs
+ * exactly once when the engine is done with it; on an error return it is not called.
+ */
+zh_result zh_stream_add_lent(struct zh_stream *s,
+                             const void *ptr,
+                             size_t len,
+                             zh_release_fn release,
+                             void *userdata);
+
+/**
+ * Queues a file region, as `zh_response_add_file` (sendfile; `len` -1 = to EOF; with
+ * `ZH_FD_CLOSE` the engine closes `fd` once). On an error return nothing is taken.
+ */
+zh_result zh_stream_add_file(struct zh_stream *s,
+                             int32_t fd,
+                             uint64_t offset,
+                             int64_t len,
+                             uint32_t flags);
+
+/**
+ * Queues a pipe or socket to read `len` bytes from, or until EOF with `len` -1; sent by
+ * `splice`. The fd is switched to non-blocking mode. `ZH_FD_CLOSE` as for files.
+ */
+zh_result zh_stream_add_fd(struct zh_stream *s, int32_t fd, int64_t len, uint32_t flags);
+
+/**
+ * Bytes queued on the stream and not yet taken by the connection (0 for NULL).
+ */
+uint64_t zh_stream_queued(const struct zh_stream *s);
+
+/**
+ * Whether the connection behind the stream is gone (1) or still there (0); 1 for NULL.
+ */
+bool zh_stream_is_closed(const struct zh_stream *s);
+
+/**
+ * Backpressure: calls `on_drain(userdata)` on the worker thread whenever the queued bytes
+ * fall below `low_mark` after having reached it. Replaces an earlier registration. The
+ * callback must not block; it may call `zh_stream_add_*`.
+ */
+zh_result zh_stream_on_drain(struct zh_stream *s,
+                             uint64_t low_mark,
+                             zh_drain_fn on_drain,
+                             void *userdata);
+
+/**
+ * Ends the body, with `n` trailer fields (`names[i]: values[i]`, sent for chunked responses;
+ * `n` 0 allows NULL arrays). Frees the stream handle — except on `ZH_ERR_NULL` or
+ * `ZH_ERR_HEADER` (an invalid trailer), where nothing happened. `ZH_ERR_CLOSED`: the
+ * connection is gone (the handle is freed anyway).
+ */
+zh_result zh_stream_end(struct zh_stream *s,
+                        const char *const *names,
+                        const char *const *values,
+                        size_t n);
+
+/**
+ * Aborts the response (the connection is closed without completing the body) and frees the
+ * handle. NULL is ignored.
+ */
+void zh_stream_abort(struct zh_stream *s);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -129,15 +129,29 @@ impl StreamHandle {
 
     /// Queues a chunk (memory, file region, pipe/socket fd) and wakes the connection.
     pub fn push(&self, chunk: Chunk) -> Result<(), (StreamError, Chunk)> {
+        let mut slot = Some(chunk);
+        match self.push_with(|| slot.take().expect("called once")) {
+            Ok(()) => Ok(()),
+            Err(e) => Err((e, slot.take().expect("not taken on error"))),
+        }
+    }
+
+    /// Like [`StreamHandle::push`], but the chunk is only made (by `make`) once the stream is
+    /// known to accept it, so a refused add takes nothing.
+    pub fn push_with(&self, make: impl FnOnce() -> Chunk) -> Result<(), StreamError> {
         let mut s = self.lock();
         if s.closed {
-            return Err((StreamError::Closed, chunk));
+            return Err(StreamError::Closed);
         }
         if s.finished || s.failed {
-            return Err((StreamError::Ended, chunk));
+            return Err(StreamError::Ended);
         }
+        let chunk = make();
         let n = chunk.remaining();
-        if n == 0 && !matches!(chunk, Chunk::Fd(_)) {
+        if n == 0 && chunk.len_known() {
+            // Released outside the lock: a release callback may call back into the stream.
+            drop(s);
+            drop(chunk);
             return Ok(());
         }
         s.queued += n;

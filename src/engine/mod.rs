@@ -7,7 +7,7 @@ mod conn;
 mod framing;
 mod request;
 mod response;
-mod shared;
+pub(crate) mod shared;
 mod worker;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use request::Request;
 pub use response::Response;
+pub use shared::Keep;
 
 use crate::config::Config;
 use crate::error::Error;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::body::source::{stream, StreamHandle};
 use crate::engine::response::Response;
 use crate::engine::shared::{Keep, Msg, WorkerShared};
 use crate::error::Error;
@@ -106,6 +107,17 @@ impl Request {
             Some(link) => link.respond(resp, keep),
             None => Err(Error::AlreadyUsed),
         }
+    }
+
+    /// Answers with `head` (status, headers, any first chunks) and a body that the returned
+    /// handle feeds over time, from any thread, until `end` — chunked for HTTP/1.1,
+    /// close-delimited for HTTP/1.0.
+    pub fn respond_stream(&self, head: Response, keep: Option<Keep>) -> Result<StreamHandle, Error> {
+        let (handle, source) = stream(None);
+        let mut head = head;
+        head.add_source(Box::new(source));
+        self.respond_ref(head, keep)?;
+        Ok(handle)
     }
 
     /// Whether the connection that sent this request is still there.

@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 
-use crate::body::{Body, Chunk, FileFd, FileRegion};
+use crate::body::source::Source;
+use crate::body::{Body, Chunk, FdChunk, FdKind, FileFd, FileRegion};
 use crate::error::Error;
 use crate::transfer;
 
@@ -98,6 +99,34 @@ impl Response {
         let len = Self::check_file_region(fd.raw(), offset, len)?;
         self.add_file_checked(fd, offset, len);
         Ok(())
+    }
+
+    /// Appends a pipe or socket to read `len` bytes from (or, with `None`, until EOF: the
+    /// response then goes chunked, or close-delimited for HTTP/1.0). Sent by `splice`. The fd
+    /// is switched to non-blocking mode.
+    pub fn add_fd(&mut self, fd: FileFd, len: Option<u64>) -> Result<(), Error> {
+        let kind = Self::check_fd_source(fd.raw())?;
+        self.body.push(Chunk::Fd(FdChunk { fd, kind, len, chunked: false }));
+        Ok(())
+    }
+
+    /// Checks that `fd` is a pipe or socket and makes it non-blocking.
+    pub fn check_fd_source(fd: i32) -> Result<FdKind, Error> {
+        if fd < 0 {
+            return Err(Error::Invalid("negative file descriptor"));
+        }
+        match transfer::fd_kind(fd)? {
+            Some(kind) => {
+                transfer::set_nonblocking(fd)?;
+                Ok(kind)
+            }
+            None => Err(Error::Invalid("fd sources must be pipes or sockets (use a file region for files)")),
+        }
+    }
+
+    /// Appends a source that produces the rest of this chunk over time.
+    pub fn add_source(&mut self, source: Box<dyn Source>) {
+        self.body.push(Chunk::Source(source));
     }
 
     /// A short text response used for errors and rejections.

@@ -11,7 +11,7 @@ use crate::stats::WorkerStats;
 
 /// Something the application handed back with a response that must live until the response
 /// has left (the C API uses it to keep a request handle valid for double-use detection).
-pub(crate) type Keep = Box<dyn Any + Send>;
+pub type Keep = Box<dyn Any + Send>;
 
 /// Work for a worker, sent from any thread.
 pub(crate) enum Msg {

@@ -47,14 +47,18 @@ pub mod engine;
 pub mod request;
 pub mod response;
 pub mod result;
+pub mod source;
 pub mod stats;
+pub mod stream;
 
 pub use config::*;
 pub use engine::*;
 pub use request::*;
 pub use response::*;
 pub use result::*;
+pub use source::*;
 pub use stats::*;
+pub use stream::*;
 
 /// Lets `try_ref!` take both `*const T` and `*mut T`.
 #[inline]

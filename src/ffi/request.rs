@@ -39,6 +39,11 @@ impl Drop for HandedBack {
     }
 }
 
+/// Hands the request back with `resp` (the request pointer is checked non-NULL by the caller).
+pub(crate) fn hand_back_with(req: *mut zh_request, resp: Response) -> zh_result {
+    hand_back(req, resp)
+}
+
 /// Hands the request back with `resp`. The link is taken under the request's lock, so only one
 /// of several racing hand-backs wins.
 pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {

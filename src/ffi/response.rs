@@ -1,11 +1,10 @@
 //! `zh_response`: the builder a caller fills, then gives away to `zh_respond`.
 
 use std::ffi::{c_char, c_void};
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use bytes::Bytes;
 
-use crate::body::FileFd;
+use crate::ffi::stream::owned_or_borrowed;
 use crate::engine::Response;
 use crate::ffi::result::*;
 use crate::ffi::{cstr_bytes, result_of, write_out};
@@ -25,6 +24,10 @@ pub type zh_release_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 pub const ZH_FD_CLOSE: u32 = 1;
 /// "No limit", for `zh_config_set_limits`' body limit.
 pub const ZH_UNLIMITED: u64 = u64::MAX;
+
+pub(crate) fn response_mut(r: &mut zh_response) -> &mut Response {
+    &mut r.inner
+}
 
 pub(crate) fn take_response(resp: *mut zh_response) -> Option<Response> {
     if resp.is_null() {
@@ -121,6 +124,11 @@ impl Drop for Lent {
     }
 }
 
+/// Wraps lent memory (non-NULL `ptr`) so its release runs when the bytes are dropped.
+pub(crate) fn lent_bytes(ptr: *const c_void, len: usize, release: zh_release_fn, userdata: *mut c_void) -> Bytes {
+    Bytes::from_owner(Lent { ptr: ptr.cast(), len, release, userdata })
+}
+
 /// Appends `len` bytes at `ptr` without copying. The memory must stay valid and unchanged
 /// until `release(userdata)` runs — exactly once, on any thread: after the bytes are sent, when
 /// the connection aborts, or when the response is freed (at once for `len` 0). `release` may be
@@ -132,8 +140,7 @@ pub extern "C" fn zh_response_add_lent(resp: *mut zh_response, ptr: *const c_voi
         if ptr.is_null() {
             return ZH_ERR_NULL;
         }
-        let lent = Lent { ptr: ptr.cast(), len, release, userdata };
-        resp.inner.add_memory(Bytes::from_owner(lent));
+        resp.inner.add_memory(lent_bytes(ptr, len, release, userdata));
         ZH_OK
     })
 }
@@ -156,14 +163,28 @@ pub extern "C" fn zh_response_add_file(resp: *mut zh_response, fd: i32, offset: 
             Ok(n) => n,
             Err(e) => return result_of(Err(e)),
         };
-        let fd = if flags & ZH_FD_CLOSE != 0 {
-            // SAFETY: fstat just proved `fd` is open; with ZH_FD_CLOSE the caller transfers
-            // ownership of it to the engine (documented), so we are its only owner now.
-            FileFd::Owned(unsafe { OwnedFd::from_raw_fd(fd) })
-        } else {
-            FileFd::Borrowed(fd)
-        };
-        resp.inner.add_file_checked(fd, offset, len);
+        resp.inner.add_file_checked(owned_or_borrowed(fd, flags), offset, len);
         ZH_OK
+    })
+}
+
+/// Appends a pipe or socket to read `len` bytes from (-1: until EOF, which makes the body
+/// chunked for HTTP/1.1 or close-delimited for HTTP/1.0); sent by `splice` (pipes straight to
+/// the socket, sockets through an engine-owned pipe). The fd is switched to non-blocking mode.
+/// `ZH_ERR_INVALID` if it is neither a pipe nor a socket. `ZH_FD_CLOSE`: the engine closes it
+/// exactly once. On an error return nothing is taken. A source that ends before `len` bytes
+/// aborts the connection.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_add_fd(resp: *mut zh_response, fd: i32, len: i64, flags: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        if flags & !ZH_FD_CLOSE != 0 || len < -1 {
+            return ZH_ERR_INVALID;
+        }
+        if let Err(e) = Response::check_fd_source(fd) {
+            return result_of(Err(e));
+        }
+        let len = if len == -1 { None } else { Some(len as u64) };
+        result_of(resp.inner.add_fd(owned_or_borrowed(fd, flags), len))
     })
 }

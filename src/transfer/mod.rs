@@ -11,7 +11,7 @@ mod recv;
 mod send;
 mod splice;
 
-pub use os::{block_sigpipe, file_size, reuseport_listener};
+pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
 pub use recv::{recv_into, RecvOutcome};
 pub use send::{send_chain, PathMemory, SendError, SendReport, Sent};
 pub use splice::PipePair;

@@ -34,6 +34,35 @@ pub fn file_size(fd: RawFd) -> io::Result<(u64, bool)> {
     Ok((st.st_size.max(0) as u64, regular))
 }
 
+/// Whether `fd` is a pipe or a socket (the kinds an fd body source may be), or neither.
+pub fn fd_kind(fd: RawFd) -> io::Result<Option<crate::body::FdKind>> {
+    // SAFETY: as in file_size: a zeroed POD stat filled by fstat, pointer not retained.
+    let st = unsafe {
+        let mut st: libc::stat = mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st
+    };
+    Ok(match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => Some(crate::body::FdKind::Pipe),
+        libc::S_IFSOCK => Some(crate::body::FdKind::Socket),
+        _ => None,
+    })
+}
+
+/// Puts `fd` in non-blocking mode (sources are read from the event loop).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor number; an invalid fd fails with EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live local c_int together with its exact size; the kernel
     // copies the value during the call.

@@ -32,6 +32,54 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub trailers: Vec<(String, String)>,
+}
+
+fn fill_until(s: &mut TcpStream, buf: &mut Vec<u8>, want: impl Fn(&[u8]) -> Option<usize>) -> Option<usize> {
+    loop {
+        if let Some(p) = want(buf) {
+            return Some(p);
+        }
+        let mut tmp = [0u8; 65536];
+        let n = s.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Decodes a chunked body strictly; None if the framing is wrong or the peer closed early.
+fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>, trailers: &mut Vec<(String, String)>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let eol = fill_until(s, buf, find_crlf)?;
+        let line = String::from_utf8(buf[..eol].to_vec()).ok()?;
+        buf.drain(..eol + 2);
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            loop {
+                let eol = fill_until(s, buf, find_crlf)?;
+                let line = String::from_utf8(buf[..eol].to_vec()).ok()?;
+                buf.drain(..eol + 2);
+                if line.is_empty() {
+                    return Some(body);
+                }
+                let (n, v) = line.split_once(':')?;
+                trailers.push((n.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        fill_until(s, buf, |b| (b.len() >= size + 2).then_some(0))?;
+        body.extend_from_slice(&buf[..size]);
+        if &buf[size..size + 2] != b"\r\n" {
+            return None;
+        }
+        buf.drain(..size + 2);
+    }
 }
 
 impl Resp {
@@ -62,8 +110,12 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
         .filter(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':').map(|(a, b)| (a.trim().to_string(), b.trim().to_string())))
         .collect();
-    let mut resp = Resp { status, headers, body: Vec::new() };
+    let mut resp = Resp { status, headers, body: Vec::new(), trailers: Vec::new() };
     if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Some(resp);
+    }
+    if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        resp.body = read_chunked(s, buf, &mut resp.trailers)?;
         return Some(resp);
     }
     if let Some(len) = resp.header("content-length") {
