@@ -12,13 +12,14 @@ status is non-zero on any failure. Plain python3, no third-party modules.
 tests/conformance/pending/ holds cases where the engine does not (yet) do what the RFC
 requires; they are not loaded by default (see pending/README.md).
 
-Case file format: blocks of `key: value` lines,
-separated by blank lines; `#` starts a comment line.
+Case file format: blocks of `key: value` lines, separated by blank lines; `#` starts a comment
+line. Every response with status >= 400 must also carry `Connection: close`.
 
     id:      unique name
     rfc:     section the case checks, e.g. `9112 §6.3`
-    send:    request bytes in escaped notation (\\r \\n \\t \\xHH \\\\ ; `${N*TEXT}` repeats TEXT
-             N times). Several `send:` lines are concatenated.
+    send:    request bytes in escaped notation: \\r \\n \\t \\0 \\v \\f \\xHH \\\\, \\s (a space,
+             handy at either end), `${N*TEXT}` (TEXT repeated N times; no nesting).
+             Several `send:` lines are concatenated.
     split:   optional. `lines`: each `send:` line is written separately, 50 ms apart;
              an integer N: the bytes are written N at a time, 10 ms apart.
     expect:  one entry per expected response, in order; an entry may be a set `400|501`;
@@ -29,6 +30,7 @@ separated by blank lines; `#` starts a comment line.
     head:    optional. 1-based positions of responses to HEAD requests (no body is read).
     body:    optional. Expected body (escaped) of the last expected response;
              `body@K:` for position K.
+    note:    optional free text (why the expectation is what it is).
     header:  optional, repeatable. `Name: value` must be present with exactly that value (name
              case-insensitive); `Name` alone: present; `!Name`: absent. `header@K:` for
              position K, otherwise the last expected response.
@@ -56,12 +58,12 @@ class CaseError(Exception):
 # ---- case files ----------------------------------------------------------------------------
 
 _ESC = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\x00", "\\": b"\\", "v": b"\x0b",
-        "f": b"\x0c", "s": b" ", "e": b""}
+        "f": b"\x0c", "s": b" "}
 
 
 def unescape(text):
-    """Escaped notation → bytes. `\\s` is an explicit space (useful at the end of a line),
-    `\\e` is nothing (an explicit end marker). Non-ASCII characters are sent as UTF-8."""
+    """Escaped notation → bytes. `\\s` is an explicit space (useful at either end of a line).
+    Non-ASCII characters are sent as UTF-8."""
     out = bytearray()
     i = 0
     while i < len(text):
