@@ -87,7 +87,7 @@ examples: deps lib cmake-build
 
 # ---- testing ----------------------------------------------------------------------------------
 
-test: deps lib test-cargo header-check cmake-build test-ctest test-examples test-package \
+test: deps lib test-cargo header-check cmake-build test-ctest test-conformance test-examples test-package \
       test-python test-asan test-valgrind
 	$(call banner,make test: all steps passed)
 
@@ -98,6 +98,11 @@ test-cargo:
 test-ctest:
 	$(call banner,test: ctest (C API tests) in build/)
 	$(CTEST) --test-dir build --no-tests=error --output-on-failure -j$(JOBS)
+
+# Raw-bytes RFC 9112/9110 cases against build/examples-c/zh_echo (built by cmake-build).
+test-conformance:
+	$(call banner,test: HTTP/1.1 conformance suite (tests/conformance/run.py against zh_echo))
+	ZH_ECHO=$(CURDIR)/build/examples-c/zh_echo python3 tests/conformance/run.py
 
 # examples-c/smoke-test.sh (written with the examples) runs each example against curl.
 test-examples:
