@@ -214,7 +214,9 @@ typedef struct zh_stats {
   uint64_t bytes_splice;
   uint64_t bytes_copy_file_range;
   /**
-   * Bytes copied through user space because a zero-copy path was refused.
+   * Bytes copied through user space because a zero-copy path was refused or forced off
+   * (file regions: pread + send; pipe/socket sources: read, then sent as memory, so those
+   * bytes also appear in `bytes_writev`).
    */
   uint64_t bytes_copy;
   uint64_t syscalls_writev;
@@ -373,6 +375,12 @@ zh_result zh_config_set_max_connections(struct zh_config *cfg, uint32_t per_work
  * (milliseconds, default 60000; 0 keeps the current value).
  */
 zh_result zh_config_set_body_read_timeout(struct zh_config *cfg, uint32_t body_read_ms);
+
+/**
+ * Forces the copy path (`pread`/`read` + `send`) instead of `sendfile`/`splice`, e.g. to
+ * compare paths or test fallbacks. Off by default.
+ */
+zh_result zh_config_set_force_copy(struct zh_config *cfg, bool force_copy);
 
 /**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).

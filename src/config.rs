@@ -27,6 +27,8 @@ pub struct Config {
     pub max_connections_per_worker: usize,
     /// Requests parsed ahead of their responses on one connection (bounds pipelining memory).
     pub max_pipeline: usize,
+    /// Never use sendfile/splice: copy through user space (for tests and for comparing paths).
+    pub force_copy: bool,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(60),
             max_connections_per_worker: 10_000,
             max_pipeline: 32,
+            force_copy: false,
         }
     }
 }

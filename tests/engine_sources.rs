@@ -164,3 +164,28 @@ fn an_aborted_stream_closes_the_connection_and_a_gone_client_refuses_adds() {
     engine.shutdown(Duration::ZERO).unwrap();
     let _ = Ordering::Relaxed;
 }
+
+#[test]
+fn force_copy_sends_the_same_bytes_without_sendfile_or_splice() {
+    let config = zerohttp::config::Config { threads: 1, force_copy: true, ..Default::default() };
+    let path = std::env::temp_dir().join(format!("zh-fc-{}", std::process::id()));
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 233) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let p2 = path.clone();
+    let d2 = data.clone();
+    let (engine, port) = start_with(config, move |req| {
+        let mut r = Response::new(200).unwrap();
+        let f = std::fs::File::open(&p2).unwrap();
+        r.add_file(FileFd::Owned(OwnedFd::from(f)), 0, None).unwrap();
+        r.add_fd(FileFd::Owned(pipe_with(d2.clone())), Some(d2.len() as u64)).unwrap();
+        req.respond(r).unwrap();
+    });
+    let r = get(port, "/");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(r.body.len(), 2 * data.len());
+    assert!(r.body[..data.len()] == data[..] && r.body[data.len()..] == data[..]);
+    let st = engine.stats();
+    assert_eq!(st.bytes_sendfile + st.bytes_splice, 0, "{st:?}");
+    assert_eq!(st.bytes_copy, 2 * data.len() as u64);
+    engine.shutdown(Duration::ZERO).unwrap();
+}

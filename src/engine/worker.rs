@@ -40,6 +40,11 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn new(poll: Poll, shared: Arc<WorkerShared>, config: Arc<Config>, handler: Handler) -> Self {
+        let mut paths = PathMemory::default();
+        if config.force_copy {
+            paths.refuse_sendfile();
+            paths.refuse_splice();
+        }
         Worker {
             poll,
             shared,
@@ -52,7 +57,7 @@ impl Worker {
             next_conn_id: 1,
             timers: BinaryHeap::new(),
             date: DateCache::new(),
-            paths: PathMemory::default(),
+            paths,
             draining: None,
             inbox: Vec::new(),
         }

@@ -139,3 +139,13 @@ pub extern "C" fn zh_config_set_body_read_timeout(cfg: *mut zh_config, body_read
         })
     })
 }
+
+/// Forces the copy path (`pread`/`read` + `send`) instead of `sendfile`/`splice`, e.g. to
+/// compare paths or test fallbacks. Off by default.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_force_copy(cfg: *mut zh_config, force_copy: bool) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| c.force_copy = force_copy)
+    })
+}

@@ -25,7 +25,9 @@ pub struct zh_stats {
     pub bytes_sendfile: u64,
     pub bytes_splice: u64,
     pub bytes_copy_file_range: u64,
-    /// Bytes copied through user space because a zero-copy path was refused.
+    /// Bytes copied through user space because a zero-copy path was refused or forced off
+    /// (file regions: pread + send; pipe/socket sources: read, then sent as memory, so those
+    /// bytes also appear in `bytes_writev`).
     pub bytes_copy: u64,
     pub syscalls_writev: u64,
     pub syscalls_sendfile: u64,

@@ -210,6 +210,8 @@ fn copy_piece(chain: &mut VecDeque<Chunk>, want: usize, buf: &mut Vec<u8>, stats
     if n == 0 {
         return finish_at_eof(chain);
     }
+    // Counted here, where the bytes entered user space; the memory send counts them again.
+    bump(&stats.bytes_copy, n as u64);
     advance(chain, n as u64);
     let data = Chunk::Memory(Bytes::copy_from_slice(&buf[..n]));
     let mut ahead = vec![data];
