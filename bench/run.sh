@@ -67,8 +67,21 @@ for s in $SERVERS; do
     *) die "unknown server '$s' in BENCH_SERVERS";;
   esac
 done
-# The release library, in case the binary was linked without an rpath.
-export LD_LIBRARY_PATH=${ZEROHTTP_LIB_DIR:-$ROOT/target/release}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Snapshot the release library and zh_static: a rebuild in target/release during the run must
+# not change the code under test half-way. zh_static's RUNPATH yields to LD_LIBRARY_PATH.
+LIB_SRC=${ZEROHTTP_LIB_DIR:-$ROOT/target/release}
+SNAP=$ROOT/build/bench-lib
+LIB_ID="(not used)"
+if [[ " $SERVERS " == *" zh "* ]]; then
+  [[ -f "$LIB_SRC/libzerohttp.so" ]] || die "$LIB_SRC/libzerohttp.so not built (run: make bench)"
+  rm -rf "$SNAP" && mkdir -p "$SNAP"
+  cp "$LIB_SRC/libzerohttp.so" "$SNAP/libzerohttp.so.0"
+  cp "$ZH_STATIC" "$SNAP/zh_static"
+  ZH_STATIC=$SNAP/zh_static
+  export LD_LIBRARY_PATH=$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  ldd "$ZH_STATIC" | grep -q "$SNAP/libzerohttp.so.0" || die "zh_static does not load the snapshot library"
+  LIB_ID="libzerohttp.so sha256 $(sha256sum "$SNAP/libzerohttp.so.0" | cut -c1-12), built $(date -u -r "$LIB_SRC/libzerohttp.so" '+%Y-%m-%d %H:%M:%S UTC')"
+fi
 
 SERVER_CPU=() LOAD_CPU=()
 if [[ "$PIN" == 1 ]]; then
@@ -285,7 +298,7 @@ commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 python3 - "$DATA" "$CLK_TCK" "$BIG_NAME" "$DURATION" "$BIG_REPS" "$ROUNDS" "$SERVERS" "$PIN" \
-  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" "${ZH_STATIC#"$ROOT"/}" "$LOAD_BEFORE" "$loadavg" "$RAW" >"$RESULTS/latest.md" <<'EOF'
+  "$(nproc)" "$(uname -r)" "$cpu_model" "$nginx_version" "$commit" "zh_static ($LIB_ID)" "$LOAD_BEFORE" "$loadavg" "$RAW" >"$RESULTS/latest.md" <<'EOF'
 import csv, statistics, sys, datetime
 (data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit, zhbin, load_before, load_after, raw) = sys.argv[1:18]
 clk = int(clk)
