@@ -14,6 +14,12 @@ typedef struct {
 static void handler_a(void *ud, zh_request *req) {
   engine_ctx *ctx = ud;
   atomic_fetch_add(&ctx->handled, 1);
+  if (strcmp(zh_request_path(req), "/peer") == 0) {
+    char peer[80];
+    CHECK_OK(zh_request_peer_addr(req, peer, sizeof peer));
+    zt_respond_text(req, 200, peer);
+    return;
+  }
   char body[64];
   snprintf(body, sizeof body, "A:%s:%s", ctx->name, zh_request_path(req));
   zt_respond_text(req, 200, body);
@@ -83,6 +89,33 @@ int main(void) {
   CHECK(s2.requests >= 6 && s2.requests <= 7); /* the 413 may or may not count as a request */
   CHECK_EQ_INT(s2.connections_accepted, 2);
   CHECK_EQ_INT(s2.errors_limit, 1);
+
+  /* listening is allowed after start: a second (IPv6) address on engine one */
+  {
+    uint16_t p6 = 0;
+    zh_result lr = zh_engine_listen(e1, "[::1]:0", &p6);
+    if (lr == ZH_ERR_ADDR) {
+      fprintf(stderr, "no IPv6 loopback here: skipping the [::1] listener\n");
+    } else {
+      CHECK_OK(lr);
+      CHECK(p6 != 0 && p6 != p1 && p6 != p2);
+      zt_conn *c6 = zt_try_connect6(p6);
+      CHECK_MSG(c6 != NULL, "connect to [::1] listener added after start failed");
+      char want[80];
+      snprintf(want, sizeof want, "[::1]:%u", (unsigned)zt_local_port(c6));
+      get_expect(c6, "/peer", 200, want);
+      get_expect(c6, "/six", 200, "A:one:/six");
+      zt_close(c6);
+      atomic_fetch_sub(&one.handled, 2); /* keep the counts below simple */
+    }
+    /* the first listener still works */
+    zt_conn *c7 = zt_connect(p1);
+    char want[80];
+    snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)zt_local_port(c7));
+    get_expect(c7, "/peer", 200, want);
+    zt_close(c7);
+    atomic_fetch_sub(&one.handled, 1);
+  }
 
   /* shut down and free engine one; engine two is unaffected */
   zt_close(c1);
