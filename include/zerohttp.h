@@ -243,6 +243,15 @@ typedef struct zh_stats {
    * Requests over a limit (413/414/431).
    */
   uint64_t errors_limit;
+  /**
+   * Request body bytes moved into a caller's fd by `splice` (socket → pipe → file).
+   */
+  uint64_t body_bytes_spliced;
+  /**
+   * Request body bytes written into a caller's fd from user space (`pwrite`): bytes that
+   * arrived together with the head, and chunked bodies.
+   */
+  uint64_t body_bytes_copied;
 } zh_stats;
 
 /**

@@ -37,6 +37,10 @@ counters! {
     syscalls_read,
     fallbacks,
     errors_parse, errors_io, errors_timeout, errors_truncated, errors_limit,
+    /// Request body bytes moved into a caller's fd by splice (socket → pipe → file).
+    body_bytes_spliced,
+    /// Request body bytes written into a caller's fd from user space (pwrite).
+    body_bytes_copied,
 }
 
 /// Adds `n` to a counter owned by the calling worker (single writer: no atomic RMW needed).

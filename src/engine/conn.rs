@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::body::Chunk;
 use crate::config::Config;
-use crate::engine::request::{Link, Request};
+use crate::engine::request::{BodyClaim, ClaimSlot, Link, OnBodyDone, Request};
 use crate::engine::response::Response;
 use crate::body::source::SourcePoll;
 use crate::engine::framing;
@@ -50,6 +50,29 @@ enum Expand {
     Failed,
 }
 
+pub(crate) struct FdSink {
+    fd: crate::body::FileFd,
+    offset: u64,
+    written: u64,
+    remaining: u64,
+    on_done: Option<OnBodyDone>,
+}
+
+impl FdSink {
+    fn finish(&mut self, r: Result<u64, std::io::Error>) {
+        if let Some(f) = self.on_done.take() {
+            f(r);
+        }
+    }
+}
+
+impl Drop for FdSink {
+    fn drop(&mut self) {
+        // The connection went away before the body was complete.
+        self.finish(Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
+    }
+}
+
 /// What the engine needs to know about a request when its response leaves.
 #[derive(Clone, Copy, Debug)]
 struct Meta {
@@ -65,8 +88,16 @@ enum Slot {
 
 enum Reading {
     Head,
-    Body { head: RequestHead, remaining: u64 },
-    Chunked { head: RequestHead, decoder: Box<ChunkedDecoder>, body: BytesMut },
+    /// Buffering a body; `head` is None when the request already exists (`pending_req`).
+    Body { head: Option<RequestHead>, remaining: u64 },
+    Chunked { head: Option<RequestHead>, decoder: Box<ChunkedDecoder>, body: BytesMut },
+    /// A claimed Content-Length body going into a file by splice.
+    ToFd(Box<FdSink>),
+    /// A claimed chunked body: framing parsed here, payload written with pwrite.
+    ToFdChunked(Box<FdSink>, Box<ChunkedDecoder>),
+    /// Reading away a body nobody wants, to keep the connection.
+    Discard { remaining: u64 },
+    DiscardChunked(Box<ChunkedDecoder>),
     /// No more requests will be read (close requested, error, or shutdown).
     Stopped,
 }
@@ -97,7 +128,21 @@ pub(crate) struct Ctx<'a> {
     pub paths: &'a mut PathMemory,
     pub now: Instant,
     pub draining: bool,
+    /// A head handler is configured: heads with a body go to it first.
+    pub head_stage: bool,
 }
+
+/// A request handed to the worker.
+pub(crate) enum Dispatch {
+    /// Head complete, body not read: for the head handler.
+    Head(Request, ClaimSlot),
+    /// Head and whole body: for the main handler.
+    Full(Request),
+}
+
+/// Bodies the application answered without reading are drained up to this size (to keep the
+/// connection); larger ones close it.
+const DISCARD_MAX: u64 = 1024 * 1024;
 
 pub(crate) struct Conn {
     pub(crate) id: u64,
@@ -133,6 +178,16 @@ pub(crate) struct Conn {
     head_started: Option<Instant>,
     /// Parsing paused because `max_pipeline` responses were outstanding.
     window_blocked: bool,
+    /// A request given back by the head handler, waiting for its body.
+    pending_req: Option<Request>,
+    /// The framing of a body whose head is with the head handler, and whether the client
+    /// waits for `100 Continue`.
+    head_wait: Option<(BodyFraming, bool)>,
+    /// Reading state after the current body: `Head` (keep-alive) or `Stopped`.
+    after_body_keep: bool,
+    /// The staging pipe for claimed request bodies (separate from the response pipe, which a
+    /// pipelined response may be using at the same time).
+    rx_pipe: Option<transfer::PipePair>,
     last_progress: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) scheduled: Option<Instant>,
@@ -165,6 +220,10 @@ impl Conn {
             lingering: None,
             head_started: None,
             window_blocked: false,
+            pending_req: None,
+            head_wait: None,
+            after_body_keep: true,
+            rx_pipe: None,
             last_progress: now,
             deadline: None,
             scheduled: None,
@@ -176,10 +235,13 @@ impl Conn {
         if let Some((until, drained)) = self.lingering {
             return self.linger_read(ctx, until, drained);
         }
+        if matches!(self.reading, Reading::ToFd(_)) {
+            return self.sink_to_fd(ctx);
+        }
         while self.readable && !self.read_eof && self.wants_input(ctx.config) {
             let max = match &self.reading {
-                Reading::Body { remaining, .. } => (*remaining as usize).clamp(READ_CHUNK, BODY_READ_MAX),
-                Reading::Chunked { .. } => BODY_READ_MAX.min(4 * READ_CHUNK),
+                Reading::Body { remaining, .. } | Reading::Discard { remaining } => (*remaining as usize).clamp(READ_CHUNK, BODY_READ_MAX),
+                Reading::Chunked { .. } | Reading::ToFdChunked(..) | Reading::DiscardChunked(_) => BODY_READ_MAX.min(4 * READ_CHUNK),
                 _ => READ_CHUNK,
             };
             match transfer::recv_into(self.fd, &mut self.rbuf, max, &ctx.shared.stats) {
@@ -217,7 +279,7 @@ impl Conn {
                     self.rbuf.len() <= config.limits.max_head_bytes
                 }
             }
-            Reading::Body { .. } | Reading::Chunked { .. } => true,
+            _ => true,
         }
     }
 
@@ -234,7 +296,7 @@ impl Conn {
 
     /// Parses the next complete request, if any, and returns it for the handler.
     /// Errors become an in-order error response and stop reading.
-    pub(crate) fn next_request(&mut self, ctx: &mut Ctx<'_>) -> Option<Request> {
+    pub(crate) fn next_request(&mut self, ctx: &mut Ctx<'_>) -> Option<Dispatch> {
         loop {
             match std::mem::replace(&mut self.reading, Reading::Stopped) {
                 Reading::Stopped => return None,
@@ -277,20 +339,28 @@ impl Conn {
                             }
                             match head.framing() {
                                 BodyFraming::None | BodyFraming::Length(0) => {
-                                    return Some(self.dispatch(head, Bytes::new(), ctx));
+                                    return Some(Dispatch::Full(self.dispatch(head, Bytes::new(), ctx)));
+                                }
+                                BodyFraming::Length(n) if ctx.config.max_body.is_some_and(|max| n > max) => {
+                                    self.fail(ParseError::PayloadTooLarge, ctx);
+                                    return None;
+                                }
+                                framing if ctx.head_stage => {
+                                    let expect = head.expect_continue() && head.version() == Version::Http11;
+                                    let mut req = self.dispatch(head, Bytes::new(), ctx);
+                                    self.after_body_keep = matches!(self.reading, Reading::Head);
+                                    self.head_wait = Some((framing, expect));
+                                    let slot = req.open_claims();
+                                    return Some(Dispatch::Head(req, slot));
                                 }
                                 BodyFraming::Length(n) => {
-                                    if ctx.config.max_body.is_some_and(|max| n > max) {
-                                        self.fail(ParseError::PayloadTooLarge, ctx);
-                                        return None;
-                                    }
-                                    self.maybe_continue(&head, n as usize);
-                                    self.reading = Reading::Body { head, remaining: n };
+                                    self.maybe_continue(head.expect_continue() && head.version() == Version::Http11, n as usize, false);
+                                    self.reading = Reading::Body { head: Some(head), remaining: n };
                                 }
                                 BodyFraming::Chunked => {
-                                    self.maybe_continue(&head, usize::MAX);
+                                    self.maybe_continue(head.expect_continue() && head.version() == Version::Http11, usize::MAX, false);
                                     let decoder = Box::new(ChunkedDecoder::new(&ctx.config.limits));
-                                    self.reading = Reading::Chunked { head, decoder, body: BytesMut::new() };
+                                    self.reading = Reading::Chunked { head: Some(head), decoder, body: BytesMut::new() };
                                 }
                             }
                         }
@@ -304,7 +374,7 @@ impl Conn {
                         return None;
                     }
                     let body = self.rbuf.split_to(remaining as usize).freeze();
-                    return Some(self.dispatch(head, body, ctx));
+                    return Some(self.complete(head, body, Vec::new(), ctx));
                 }
                 Reading::Chunked { head, mut decoder, mut body } => {
                     match decoder.decode_into(&self.rbuf, &mut body) {
@@ -320,11 +390,72 @@ impl Conn {
                             }
                             if done {
                                 let trailers = decoder.trailers().to_vec();
-                                let mut req = self.dispatch(head, body.freeze(), ctx);
-                                req.set_trailers(trailers);
-                                return Some(req);
+                                return Some(self.complete(head, body.freeze(), trailers, ctx));
                             }
                             self.reading = Reading::Chunked { head, decoder, body };
+                            return None;
+                        }
+                    }
+                }
+                Reading::ToFd(sink) => {
+                    // Driven by `fill` (splice straight from the socket).
+                    self.reading = Reading::ToFd(sink);
+                    return None;
+                }
+                Reading::ToFdChunked(mut sink, mut decoder) => {
+                    let mut payload = BytesMut::new();
+                    match decoder.decode_into(&self.rbuf, &mut payload) {
+                        Err(e) => {
+                            sink.finish(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+                            self.fail(e, ctx);
+                            return None;
+                        }
+                        Ok((used, done)) => {
+                            let _ = self.rbuf.split_to(used);
+                            if !payload.is_empty() {
+                                if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &payload, sink.offset, &ctx.shared.stats) {
+                                    sink.finish(Err(e));
+                                    self.abandon_body();
+                                    return None;
+                                }
+                                sink.offset += payload.len() as u64;
+                                sink.written += payload.len() as u64;
+                            }
+                            if done {
+                                let written = sink.written;
+                                sink.finish(Ok(written));
+                                self.reading = self.state_after_body();
+                                continue;
+                            }
+                            self.reading = Reading::ToFdChunked(sink, decoder);
+                            return None;
+                        }
+                    }
+                }
+                Reading::Discard { remaining } => {
+                    let take = (self.rbuf.len() as u64).min(remaining);
+                    let _ = self.rbuf.split_to(take as usize);
+                    if take == remaining {
+                        self.reading = self.state_after_body();
+                        continue;
+                    }
+                    self.reading = Reading::Discard { remaining: remaining - take };
+                    return None;
+                }
+                Reading::DiscardChunked(mut decoder) => {
+                    let mut scratch = BytesMut::new();
+                    match decoder.decode_into(&self.rbuf, &mut scratch) {
+                        Ok((used, done)) if decoder.body_bytes_seen() <= DISCARD_MAX => {
+                            let _ = self.rbuf.split_to(used);
+                            if done {
+                                self.reading = self.state_after_body();
+                                continue;
+                            }
+                            self.reading = Reading::DiscardChunked(decoder);
+                            return None;
+                        }
+                        _ => {
+                            self.abandon_body();
                             return None;
                         }
                     }
@@ -333,10 +464,157 @@ impl Conn {
         }
     }
 
+    fn state_after_body(&self) -> Reading {
+        if self.after_body_keep { Reading::Head } else { Reading::Stopped }
+    }
+
+    /// Finishes a buffered body: fills in the waiting request, or makes a new one.
+    fn complete(&mut self, head: Option<RequestHead>, body: Bytes, trailers: Vec<(String, Vec<u8>)>, ctx: &mut Ctx<'_>) -> Dispatch {
+        let mut req = match (head, self.pending_req.take()) {
+            (Some(head), _) => self.dispatch(head, body, ctx),
+            (None, Some(mut req)) => {
+                req.set_body(body);
+                self.reading = self.state_after_body();
+                req
+            }
+            (None, None) => unreachable!("a body without its request"),
+        };
+        req.set_trailers(trailers);
+        Dispatch::Full(req)
+    }
+
+    /// The rest of the body cannot be read (sink error, or too big to drain): answer what is
+    /// pending, then close.
+    fn abandon_body(&mut self) {
+        self.reading = Reading::Stopped;
+        self.rbuf.clear();
+        self.read_eof = true;
+    }
+
+    /// After the head handler: claimed → into the fd; given back → buffer, then the main
+    /// handler; answered (or kept) without a claim → drain a bounded amount, else close.
+    pub(crate) fn after_head(&mut self, back: Option<Request>, claim: Option<BodyClaim>, ctx: &mut Ctx<'_>) {
+        let Some((framing, expect)) = self.head_wait.take() else { return };
+        let limits = &ctx.config.limits;
+        match (claim, back) {
+            (Some(BodyClaim::ToFd { fd, offset, on_done }), back) => {
+                drop(back);
+                self.maybe_continue(expect, usize::MAX, true);
+                let remaining = match framing {
+                    BodyFraming::Length(n) => n,
+                    _ => 0,
+                };
+                let sink = Box::new(FdSink { fd, offset, written: 0, remaining, on_done: Some(on_done) });
+                self.reading = match framing {
+                    BodyFraming::Chunked => Reading::ToFdChunked(sink, Box::new(ChunkedDecoder::new(limits))),
+                    _ => Reading::ToFd(sink),
+                };
+                // Body bytes that came with the head are already in the buffer: write them now.
+                if let Reading::ToFd(_) = self.reading {
+                    self.readable = true;
+                }
+            }
+            (None, Some(req)) => {
+                self.pending_req = Some(req);
+                match framing {
+                    BodyFraming::Length(n) => {
+                        self.maybe_continue(expect, n as usize, true);
+                        self.reading = Reading::Body { head: None, remaining: n };
+                    }
+                    _ => {
+                        self.maybe_continue(expect, usize::MAX, true);
+                        self.reading = Reading::Chunked { head: None, decoder: Box::new(ChunkedDecoder::new(limits)), body: BytesMut::new() };
+                    }
+                }
+            }
+            (None, None) => {
+                // Nobody wants the body. Without `100 Continue` a waiting client sends nothing.
+                self.reading = match framing {
+                    _ if expect && self.rbuf.is_empty() => self.state_after_body(),
+                    BodyFraming::Length(n) if n <= DISCARD_MAX => Reading::Discard { remaining: n },
+                    BodyFraming::Chunked => Reading::DiscardChunked(Box::new(ChunkedDecoder::new(limits))),
+                    _ => {
+                        self.abandon_body();
+                        Reading::Stopped
+                    }
+                };
+            }
+        }
+    }
+
+    /// Moves a claimed Content-Length body into its fd: first what is buffered (pwrite), then
+    /// straight from the socket (splice socket → pipe → file).
+    fn sink_to_fd(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let Reading::ToFd(sink) = &mut self.reading else { return Next::Continue };
+        let stats = &ctx.shared.stats;
+        let mut outcome: Option<Result<u64, std::io::Error>> = None;
+        if !self.rbuf.is_empty() && sink.remaining > 0 {
+            let take = (self.rbuf.len() as u64).min(sink.remaining) as usize;
+            match transfer::pwrite_all(sink.fd.raw(), &self.rbuf[..take], sink.offset, stats) {
+                Ok(()) => {
+                    let _ = self.rbuf.split_to(take);
+                    sink.offset += take as u64;
+                    sink.written += take as u64;
+                    sink.remaining -= take as u64;
+                }
+                Err(e) => outcome = Some(Err(e)),
+            }
+        }
+        while outcome.is_none() && sink.remaining > 0 && self.readable {
+            if self.rx_pipe.is_none() {
+                match transfer::PipePair::new() {
+                    Ok(p) => self.rx_pipe = Some(p),
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+            let pipe = self.rx_pipe.as_ref().expect("created above");
+            match transfer::splice_to_file(self.fd, pipe, sink.fd.raw(), &mut sink.offset, sink.remaining, stats) {
+                Ok(transfer::SinkStep::Moved(n)) => {
+                    sink.written += n;
+                    sink.remaining -= n;
+                    self.last_progress = ctx.now;
+                }
+                Ok(transfer::SinkStep::WouldBlock) => self.readable = false,
+                Ok(transfer::SinkStep::Eof) => {
+                    self.read_eof = true;
+                    self.readable = false;
+                    outcome = Some(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                }
+                Err(e) => {
+                    if !transfer::pipe_is_clean(pipe) {
+                        self.rx_pipe = None;
+                    }
+                    outcome = Some(Err(e));
+                }
+            }
+        }
+        if outcome.is_none() && sink.remaining == 0 {
+            outcome = Some(Ok(sink.written));
+        }
+        match outcome {
+            None => Next::Continue,
+            Some(Ok(n)) => {
+                sink.finish(Ok(n));
+                self.reading = self.state_after_body();
+                Next::Continue
+            }
+            Some(Err(e)) => {
+                sink.finish(Err(e));
+                self.abandon_body();
+                Next::Continue
+            }
+        }
+    }
+
     /// Sends `100 Continue` when the client waits for it and the body is not here yet. Only
     /// when no earlier response is pending, since the interim response must not overtake them.
-    fn maybe_continue(&mut self, head: &RequestHead, body_len: usize) {
-        if head.expect_continue() && head.version() == Version::Http11 && self.inflight.is_empty() && self.rbuf.len() < body_len {
+    fn maybe_continue(&mut self, expect: bool, body_len: usize, dispatched: bool) {
+        // Earlier responses not yet queued would be overtaken; a dispatched request (head
+        // handler path) is itself in `inflight`.
+        if expect && self.inflight.len() <= usize::from(dispatched) && self.rbuf.len() < body_len {
             self.push_out(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
         }
     }
@@ -554,7 +832,7 @@ impl Conn {
             // Nothing more will come (or may be accepted): a half-closed peer got its answers.
             return Next::Close(if ctx.draining { CloseReason::Shutdown } else { CloseReason::Done });
         }
-        if self.read_eof && matches!(self.reading, Reading::Body { .. } | Reading::Chunked { .. }) {
+        if self.read_eof && !matches!(self.reading, Reading::Head | Reading::Stopped) {
             return Next::Close(CloseReason::Done);
         }
         Next::Continue
@@ -604,7 +882,12 @@ impl Conn {
                     self.head_started.map(|t| t + config.header_read_timeout)
                 }
                 Reading::Head if self.inflight.is_empty() => Some(self.last_progress + config.idle_timeout),
-                Reading::Body { .. } | Reading::Chunked { .. } => Some(self.last_progress + config.body_read_timeout),
+                Reading::Body { .. }
+                | Reading::Chunked { .. }
+                | Reading::ToFd(_)
+                | Reading::ToFdChunked(..)
+                | Reading::Discard { .. }
+                | Reading::DiscardChunked(_) => Some(self.last_progress + config.body_read_timeout),
                 _ => None,
             }
         };

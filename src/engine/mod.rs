@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use request::Request;
+pub use request::{BodyClaim, OnBodyDone, Request};
 pub use response::Response;
 pub use shared::Keep;
 
@@ -28,6 +28,11 @@ use worker::{Worker, WAKER};
 /// The application's request handler. Runs on the worker thread that owns the connection and
 /// must not block; it may keep the request and respond later from any thread.
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
+/// Runs when a request head with a body is complete, before the body is read. It may claim
+/// the body ([`Request::body_to_fd`]) and keep the request, respond at once without reading the
+/// body, or give the request back (`Some`) to have the body buffered and the main handler run.
+pub type HeadHandler = Arc<dyn Fn(Request) -> Option<Request> + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lifecycle {
@@ -53,6 +58,7 @@ struct State {
 pub struct Engine {
     config: Arc<Config>,
     handler: Handler,
+    head_handler: Option<HeadHandler>,
     shared: Vec<Arc<WorkerShared>>,
     state: Mutex<State>,
     stopped: Condvar,
@@ -61,6 +67,11 @@ pub struct Engine {
 impl Engine {
     /// Creates the workers' event loops (threads start with [`Engine::start`]).
     pub fn new(config: Config, handler: Handler) -> Result<Engine, Error> {
+        Self::with_head_handler(config, handler, None)
+    }
+
+    /// Like [`Engine::new`], with a handler for request heads that carry a body.
+    pub fn with_head_handler(config: Config, handler: Handler, head_handler: Option<HeadHandler>) -> Result<Engine, Error> {
         config.validate()?;
         let mut workers = Vec::with_capacity(config.threads);
         for _ in 0..config.threads {
@@ -72,6 +83,7 @@ impl Engine {
         Ok(Engine {
             config: Arc::new(config),
             handler,
+            head_handler,
             shared,
             state: Mutex::new(State { lifecycle: Lifecycle::Created, workers }),
             stopped: Condvar::new(),
@@ -123,7 +135,7 @@ impl Engine {
         }
         for (i, slot) in state.workers.iter_mut().enumerate() {
             let Some(poll) = slot.poll.take() else { continue };
-            let worker = Worker::new(poll, slot.shared.clone(), self.config.clone(), self.handler.clone());
+            let worker = Worker::new(poll, slot.shared.clone(), self.config.clone(), self.handler.clone(), self.head_handler.clone());
             let thread = std::thread::Builder::new().name(format!("zerohttp-{i}")).spawn(move || {
                 crate::transfer::block_sigpipe();
                 worker.run();

@@ -42,6 +42,25 @@ impl Link {
     }
 }
 
+/// Called once when a claimed body is complete (bytes written) or failed (client abort,
+/// ENOSPC …), on the worker thread.
+pub type OnBodyDone = Box<dyn FnOnce(Result<u64, std::io::Error>) + Send>;
+
+/// What a head handler may do with the body.
+pub enum BodyClaim {
+    /// Write the body into `fd` starting at `offset` (splice for Content-Length bodies).
+    ToFd { fd: crate::body::FileFd, offset: u64, on_done: OnBodyDone },
+}
+
+pub(crate) enum ClaimState {
+    Open,
+    Claimed(BodyClaim),
+    Closed,
+}
+
+/// Shared between a request in its head handler and its connection.
+pub(crate) type ClaimSlot = Arc<Mutex<ClaimState>>;
+
 /// One parsed request with its whole body. Owned by the application until it responds.
 /// Dropping it without responding answers `500` (a safety net for Rust callers; the C API
 /// never drops a request behind the application's back).
@@ -50,13 +69,15 @@ pub struct Request {
     body: Bytes,
     /// Trailer fields of a chunked body, NUL-terminated for the C API.
     trailers: Vec<(CString, CString)>,
+    /// Present while the request is in its head handler (body not read yet).
+    claim: Option<ClaimSlot>,
     peer: SocketAddr,
     link: Mutex<Option<Link>>,
 }
 
 impl Request {
     pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
-        Request { head, body, trailers: Vec::new(), peer, link: Mutex::new(Some(link)) }
+        Request { head, body, trailers: Vec::new(), claim: None, peer, link: Mutex::new(Some(link)) }
     }
 
     pub fn head(&self) -> &RequestHead {
@@ -66,6 +87,49 @@ impl Request {
     /// The whole request body (empty when there was none).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// Opens the claim window for a head handler and returns the connection's side of it.
+    pub(crate) fn open_claims(&mut self) -> ClaimSlot {
+        let slot = Arc::new(Mutex::new(ClaimState::Open));
+        self.claim = Some(slot.clone());
+        slot
+    }
+
+    pub(crate) fn set_body(&mut self, body: Bytes) {
+        self.body = body;
+        self.claim = None;
+    }
+
+    /// From a head handler: write the body into `fd` at `offset` instead of buffering it;
+    /// `on_done` reports the outcome. The application still owes the response.
+    pub fn body_to_fd(&self, fd: crate::body::FileFd, offset: u64, on_done: OnBodyDone) -> Result<(), Error> {
+        let Some(slot) = self.claim.as_ref() else {
+            return Err(Error::State("the body can only be claimed from the head handler"));
+        };
+        let (_, regular) = crate::transfer::file_size(fd.raw())?;
+        if !regular {
+            return Err(Error::Invalid("request bodies go to regular files"));
+        }
+        let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            ClaimState::Open => {
+                *state = ClaimState::Claimed(BodyClaim::ToFd { fd, offset, on_done });
+                Ok(())
+            }
+            ClaimState::Claimed(_) => Err(Error::AlreadyUsed),
+            ClaimState::Closed => Err(Error::State("the body can only be claimed from the head handler")),
+        }
+    }
+
+    /// Whether a head handler claimed the body.
+    pub fn body_claimed(&self) -> bool {
+        self.claim.as_ref().is_some_and(|s| matches!(*s.lock().unwrap_or_else(|e| e.into_inner()), ClaimState::Claimed(_)))
+    }
+
+    /// Whether the request was handed back (responded to or rejected).
+    pub fn handed_back(&self) -> bool {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
     pub(crate) fn set_trailers(&mut self, trailers: Vec<(String, Vec<u8>)>) {

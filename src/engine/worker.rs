@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::engine::conn::{CloseReason, Conn, Ctx, Next, SOURCE_TOKEN_BIT};
+use crate::engine::conn::{CloseReason, Conn, Ctx, Dispatch, Next, SOURCE_TOKEN_BIT};
 use crate::engine::shared::{Msg, WorkerShared};
-use crate::engine::Handler;
+use crate::engine::request::ClaimState;
+use crate::engine::{Handler, HeadHandler};
 use crate::h1::DateCache;
 use crate::stats::{bump, drop_by};
 use crate::transfer::PathMemory;
@@ -26,6 +27,7 @@ pub(crate) struct Worker {
     shared: Arc<WorkerShared>,
     config: Arc<Config>,
     handler: Handler,
+    head_handler: Option<HeadHandler>,
     listeners: Vec<mio::net::TcpListener>,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
@@ -39,7 +41,7 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(poll: Poll, shared: Arc<WorkerShared>, config: Arc<Config>, handler: Handler) -> Self {
+    pub(crate) fn new(poll: Poll, shared: Arc<WorkerShared>, config: Arc<Config>, handler: Handler, head_handler: Option<HeadHandler>) -> Self {
         let mut paths = PathMemory::default();
         if config.force_copy {
             paths.refuse_sendfile();
@@ -50,6 +52,7 @@ impl Worker {
             shared,
             config,
             handler,
+            head_handler,
             listeners: Vec::new(),
             conns: Vec::new(),
             free: Vec::new(),
@@ -247,6 +250,7 @@ impl Worker {
                 paths: &mut self.paths,
                 now,
                 draining: self.draining.is_some(),
+                head_stage: self.head_handler.is_some(),
             };
             if let Next::Close(reason) = conn.fill(&mut ctx) {
                 self.close(token, reason);
@@ -254,7 +258,29 @@ impl Worker {
             }
             let request = conn.next_request(&mut ctx);
             match request {
-                Some(req) => {
+                Some(Dispatch::Head(req, claim)) => {
+                    let head = self.head_handler.clone().expect("head stage only with a head handler");
+                    let back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| head(req))).unwrap_or(None);
+                    let claimed = match std::mem::replace(&mut *claim.lock().unwrap_or_else(|e| e.into_inner()), ClaimState::Closed) {
+                        ClaimState::Claimed(c) => Some(c),
+                        _ => None,
+                    };
+                    self.process_inbox_for(token, now);
+                    let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
+                    let mut ctx = Ctx {
+                        config: &self.config,
+                        registry: self.poll.registry(),
+                        shared: &self.shared,
+                        date: &date,
+                        paths: &mut self.paths,
+                        now,
+                        draining: self.draining.is_some(),
+                        head_stage: true,
+                    };
+                    conn.after_head(back, claimed, &mut ctx);
+                    continue;
+                }
+                Some(Dispatch::Full(req)) => {
                     let handler = self.handler.clone();
                     // A panicking handler drops the request while unwinding, which queues a 500.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(req)));
@@ -331,6 +357,7 @@ impl Worker {
                         paths: &mut self.paths,
                         now,
                         draining: self.draining.is_some(),
+                        head_stage: self.head_handler.is_some(),
                     };
                     if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
                         self.close(token, reason);

@@ -45,6 +45,11 @@ pub struct zh_stats {
     pub errors_truncated: u64,
     /// Requests over a limit (413/414/431).
     pub errors_limit: u64,
+    /// Request body bytes moved into a caller's fd by `splice` (socket → pipe → file).
+    pub body_bytes_spliced: u64,
+    /// Request body bytes written into a caller's fd from user space (`pwrite`): bytes that
+    /// arrived together with the head, and chunked bodies.
+    pub body_bytes_copied: u64,
 }
 
 /// Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
@@ -87,6 +92,8 @@ pub extern "C" fn zh_engine_stats(engine: *const zh_engine, out: *mut zh_stats) 
             errors_timeout: s.errors_timeout,
             errors_truncated: s.errors_truncated,
             errors_limit: s.errors_limit,
+            body_bytes_spliced: s.body_bytes_spliced,
+            body_bytes_copied: s.body_bytes_copied,
         };
         let n = size.min(std::mem::size_of::<zh_stats>());
         // SAFETY: `full` is a live local of size_of::<zh_stats>() >= n bytes; the caller

@@ -9,9 +9,11 @@
 mod os;
 mod recv;
 mod send;
+mod sink;
 mod splice;
 
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
 pub use recv::{recv_into, RecvOutcome};
 pub use send::{send_chain, PathMemory, SendError, SendReport, Sent};
+pub use sink::{pipe_is_clean, pwrite_all, splice_to_file, SinkStep};
 pub use splice::PipePair;

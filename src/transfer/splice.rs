@@ -40,6 +40,19 @@ impl PipePair {
         let capacity = if size > 0 { size as usize } else { 64 * 1024 };
         Ok(PipePair { read, write, capacity })
     }
+
+    /// Bytes the pipe holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn read_end(&self) -> &OwnedFd {
+        &self.read
+    }
+
+    pub(crate) fn write_end(&self) -> &OwnedFd {
+        &self.write
+    }
 }
 
 /// How an fd step ended without moving bytes.

@@ -1,0 +1,160 @@
+//! Request bodies claimed by a head handler: straight into a file by splice, or buffered for
+//! the main handler, or answered without being read.
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use zerohttp::body::FileFd;
+use zerohttp::config::Config;
+use zerohttp::engine::{Engine, HeadHandler, Request, Response};
+
+type Done = Arc<Mutex<Vec<Result<u64, String>>>>;
+
+fn upload_engine(dir: std::path::PathBuf, done: Done) -> (Engine, u16) {
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        match req.head().path() {
+            "/reject" => {
+                let _ = req.respond(Response::plain(401));
+                None
+            }
+            "/buffer" => Some(req),
+            path => {
+                let file = std::fs::File::create(dir.join(&path[1..])).unwrap();
+                let slot: Arc<Mutex<Option<Request>>> = Arc::new(Mutex::new(None));
+                let s2 = slot.clone();
+                let d2 = done.clone();
+                req.body_to_fd(
+                    FileFd::Owned(OwnedFd::from(file)),
+                    0,
+                    Box::new(move |r| {
+                        d2.lock().unwrap().push(r.as_ref().map(|n| *n).map_err(|e| e.to_string()));
+                        if let Some(req) = s2.lock().unwrap().take() {
+                            let mut resp = Response::new(if r.is_ok() { 201 } else { 500 }).unwrap();
+                            resp.add_bytes(format!("{}", r.map(|n| n as i64).unwrap_or(-1)).as_bytes());
+                            let _ = req.respond(resp);
+                        }
+                    }),
+                )
+                .unwrap();
+                *slot.lock().unwrap() = Some(req);
+                None
+            }
+        }
+    });
+    let engine = Engine::with_head_handler(
+        Config { threads: 1, ..Config::default() },
+        Arc::new(|req: Request| {
+            let mut r = Response::new(200).unwrap();
+            r.add_bytes(format!("main handler got {} bytes", req.body().len()).as_bytes());
+            req.respond(r).unwrap();
+        }),
+        Some(head),
+    )
+    .unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    engine.start().unwrap();
+    (engine, port)
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("zh-up-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_content_length_upload_goes_into_the_file_by_splice() {
+    let dir = temp_dir("cl");
+    let done: Done = Default::default();
+    let (engine, port) = upload_engine(dir.clone(), done.clone());
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = connect(port);
+    s.write_all(format!("PUT /big.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).unwrap();
+    for piece in data.chunks(64 * 1024) {
+        s.write_all(piece).unwrap();
+    }
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body, data.len().to_string().as_bytes());
+    assert!(std::fs::read(dir.join("big.bin")).unwrap() == data);
+    let st = engine.stats();
+    assert!(st.body_bytes_spliced > 4_000_000, "{st:?}");
+    assert_eq!(st.body_bytes_spliced + st.body_bytes_copied, data.len() as u64);
+    // The connection stays usable.
+    s.write_all(b"PUT /buffer HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"main handler got 3 bytes");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_chunked_upload_keeps_only_the_payload() {
+    let dir = temp_dir("ch");
+    let done: Done = Default::default();
+    let (engine, port) = upload_engine(dir.clone(), done.clone());
+    let mut s = connect(port);
+    s.write_all(b"PUT /c.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(std::fs::read(dir.join("c.txt")).unwrap(), b"hello world");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unwanted_bodies_are_drained_and_expectations_not_met_get_no_continue() {
+    let dir = temp_dir("rej");
+    let (engine, port) = upload_engine(dir.clone(), Default::default());
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    s.write_all(b"PUT /reject HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 401);
+    s.write_all(b"PUT /buffer HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"main handler got 2 bytes", "drained, still in sync");
+    // A client that waits for 100 Continue gets the 401 straight away, not a 100.
+    let mut s = connect(port);
+    s.write_all(b"PUT /reject HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 401);
+    // ... while a claimed body does get it.
+    let mut s = connect(port);
+    s.write_all(b"PUT /e.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 100);
+    s.write_all(b"abcd").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 201);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_client_that_aborts_an_upload_is_reported_once() {
+    let dir = temp_dir("ab");
+    let done: Done = Default::default();
+    let (engine, port) = upload_engine(dir.clone(), done.clone());
+    let mut s = connect(port);
+    s.write_all(b"PUT /partial.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+    s.write_all(&[9u8; 300_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(s);
+    let t = std::time::Instant::now();
+    while done.lock().unwrap().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5), "on_done never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let d = done.lock().unwrap();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].is_err());
+    drop(d);
+    let mut rest = Vec::new();
+    let _ = std::fs::File::open(dir.join("partial.bin")).unwrap().read_to_end(&mut rest);
+    assert_eq!(rest.len(), 300_000, "what arrived is kept");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
