@@ -122,12 +122,33 @@ typedef struct zh_stream zh_stream;
 typedef uint32_t zh_result;
 
 /**
+ * Runs when a request head that announces a body is complete, before the body is read, on the
+ * worker thread (must not block). Inside it the application may claim the body
+ * (`zh_request_body_to_fd`) and keep `req` to answer later, answer at once (`zh_respond`,
+ * `zh_request_reject`: the unread body is then drained up to 1 MiB to keep the connection, else
+ * the connection closes), or do neither: then the engine buffers the body and calls the main
+ * handler with the request — at a new address; `req` is invalid once this call returns.
+ */
+typedef void (*zh_head_handler_fn)(void *userdata, struct zh_request *req);
+
+/**
  * Called once per complete request (head and whole body), on the worker thread that owns the
  * connection, possibly on several workers at once. It must not block. From this call on the
  * application owns `req` until it hands it back exactly once with `zh_respond` or
  * `zh_request_reject` — from this thread, now, or from any thread later.
  */
 typedef void (*zh_handler_fn)(void *userdata, struct zh_request *req);
+
+/**
+ * Reports a claimed body: `bytes` written, `error` 0 or an errno value (e.g. ENOSPC, or
+ * ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
+ * thread, with the request the body belongs to; the application still owns `req` and must
+ * hand it back (typically by responding right here).
+ */
+typedef void (*zh_body_done_fn)(void *userdata,
+                                struct zh_request *req,
+                                uint64_t bytes,
+                                int32_t error);
 
 /**
  * Release callback for lent memory: called exactly once with its userdata, on any thread.
@@ -392,6 +413,14 @@ zh_result zh_config_set_body_read_timeout(struct zh_config *cfg, uint32_t body_r
 zh_result zh_config_set_force_copy(struct zh_config *cfg, bool force_copy);
 
 /**
+ * Sets (or, with NULL, clears) the head handler; see `zh_head_handler_fn`. `userdata` must
+ * stay valid until the engine is freed; the handler may run on several workers at once.
+ */
+zh_result zh_config_set_head_handler(struct zh_config *cfg,
+                                     zh_head_handler_fn on_head,
+                                     void *userdata);
+
+/**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).
  * `cfg` is copied; NULL means defaults. `handler` must not be NULL; `userdata` is passed to it
  * unchanged and must stay valid until `zh_engine_free` returns. On success `*out` owns the
@@ -534,6 +563,21 @@ zh_result zh_request_trailer_at(const struct zh_request *req,
                                 size_t index,
                                 const char **name_out,
                                 const char **value_out);
+
+/**
+ * From the head handler only: writes the request body into `fd` (a regular file, opened for
+ * writing) starting at `offset` — Content-Length bodies by `splice` socket → pipe → file, so
+ * the payload never enters user space; chunked bodies de-framed here and written with
+ * `pwrite`. `on_done(userdata, req, bytes, error)` runs exactly once. The fd is borrowed: the
+ * engine never closes it. `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if
+ * the body was already claimed, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
+ * is taken and `on_done` is not called.
+ */
+zh_result zh_request_body_to_fd(struct zh_request *req,
+                                int32_t fd,
+                                uint64_t offset,
+                                zh_body_done_fn on_done,
+                                void *userdata);
 
 /**
  * Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`

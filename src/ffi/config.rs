@@ -1,5 +1,6 @@
 //! `zh_config`: engine settings built by the caller, copied by `zh_engine_new`.
 
+use std::ffi::c_void;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -11,11 +12,26 @@ use crate::ffi::{result_of, write_out};
 /// right after.
 pub struct zh_config {
     inner: Config,
+    head: Option<(HeadFn, *mut c_void)>,
 }
+
+type HeadFn = unsafe extern "C" fn(*mut c_void, *mut crate::ffi::request::zh_request);
+
+/// Runs when a request head that announces a body is complete, before the body is read, on the
+/// worker thread (must not block). Inside it the application may claim the body
+/// (`zh_request_body_to_fd`) and keep `req` to answer later, answer at once (`zh_respond`,
+/// `zh_request_reject`: the unread body is then drained up to 1 MiB to keep the connection, else
+/// the connection closes), or do neither: then the engine buffers the body and calls the main
+/// handler with the request — at a new address; `req` is invalid once this call returns.
+pub type zh_head_handler_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut crate::ffi::request::zh_request)>;
 
 impl zh_config {
     pub(crate) fn config(&self) -> &Config {
         &self.inner
+    }
+
+    pub(crate) fn head_handler(&self) -> Option<(HeadFn, *mut c_void)> {
+        self.head
     }
 
     fn update(&mut self, change: impl FnOnce(&mut Config)) -> zh_result {
@@ -40,7 +56,7 @@ pub extern "C" fn zh_config_new(out: *mut *mut zh_config) -> zh_result {
         if out.is_null() {
             return ZH_ERR_NULL;
         }
-        write_out(out, Box::into_raw(Box::new(zh_config { inner: Config::default() })));
+        write_out(out, Box::into_raw(Box::new(zh_config { inner: Config::default(), head: None })));
         ZH_OK
     })
 }
@@ -147,5 +163,16 @@ pub extern "C" fn zh_config_set_force_copy(cfg: *mut zh_config, force_copy: bool
     boundary!(ZH_ERR_PANIC, {
         let cfg = try_mut!(cfg);
         cfg.update(|c| c.force_copy = force_copy)
+    })
+}
+
+/// Sets (or, with NULL, clears) the head handler; see `zh_head_handler_fn`. `userdata` must
+/// stay valid until the engine is freed; the handler may run on several workers at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_head_handler(cfg: *mut zh_config, on_head: zh_head_handler_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.head = on_head.map(|f| (f, userdata));
+        ZH_OK
     })
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::engine::{Engine, Request};
+use crate::engine::{Engine, HeadHandler, Request};
 use crate::ffi::config::zh_config;
 use crate::ffi::request::zh_request;
 use crate::ffi::result::*;
@@ -36,6 +36,24 @@ unsafe impl Send for CHandler {}
 unsafe impl Sync for CHandler {}
 
 impl CHandler {
+    /// The head stage: afterwards the request is either the application's (claimed or handed
+    /// back) or comes back to the engine for buffering.
+    fn call_head(&self, req: Request) -> Option<Request> {
+        let ptr = Box::into_raw(Box::new(zh_request::new(req)));
+        // SAFETY: the head handler given to zh_config_set_head_handler, with its userdata and a
+        // fresh request pointer.
+        unsafe { (self.f)(self.userdata, ptr) };
+        // SAFETY: `ptr` stays allocated until it is handed back and its response has left,
+        // which cannot happen before this worker returns to its loop.
+        let cell = unsafe { &*ptr };
+        if cell.request().handed_back() || cell.request().body_claimed() {
+            return None;
+        }
+        // SAFETY: the application neither claimed nor handed back the request, so by the
+        // documented contract it no longer uses `ptr`; we take the request back.
+        Some(unsafe { Box::from_raw(ptr) }.into_request())
+    }
+
     fn call(&self, req: Request) {
         let ptr = Box::into_raw(Box::new(zh_request::new(req)));
         // SAFETY: `f` is the non-NULL handler given to zh_engine_new, called with its own
@@ -56,12 +74,16 @@ pub extern "C" fn zh_engine_new(cfg: *const zh_config, handler: zh_handler_fn, u
             return ZH_ERR_NULL;
         }
         // SAFETY: a non-NULL cfg comes from zh_config_new and is only read here.
-        let config = match unsafe { cfg.as_ref() } {
-            Some(c) => c.config().clone(),
-            None => Config::default(),
+        let (config, head) = match unsafe { cfg.as_ref() } {
+            Some(c) => (c.config().clone(), c.head_handler()),
+            None => (Config::default(), None),
         };
         let h = CHandler { f, userdata };
-        match Engine::new(config, Arc::new(move |req| h.call(req))) {
+        let head: Option<HeadHandler> = head.map(|(f, userdata)| {
+            let hh = CHandler { f, userdata };
+            Arc::new(move |req: Request| hh.call_head(req)) as HeadHandler
+        });
+        match Engine::with_head_handler(config, Arc::new(move |req| h.call(req)), head) {
             Ok(engine) => {
                 write_out(out, Box::into_raw(Box::new(zh_engine { inner: engine })));
                 ZH_OK

@@ -1,12 +1,12 @@
 //! `zh_request`: read-only accessors, and handing the request back.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use crate::engine::{Request, Response};
 use crate::ffi::response::{take_response, zh_response};
 use crate::ffi::result::*;
-use crate::ffi::{cstr_bytes, write_out};
+use crate::ffi::{cstr_bytes, result_of, write_out};
 use crate::h1::{BodyFraming, Version};
 
 /// One request with its whole body. The application owns it from the handler call until it
@@ -20,6 +20,14 @@ pub struct zh_request {
 impl zh_request {
     pub(crate) fn new(req: Request) -> Self {
         zh_request { req }
+    }
+
+    pub(crate) fn request(&self) -> &Request {
+        &self.req
+    }
+
+    pub(crate) fn into_request(self) -> Request {
+        self.req
     }
 }
 
@@ -253,5 +261,51 @@ pub extern "C" fn zh_request_trailer_at(req: *const zh_request, index: usize, na
             }
             None => ZH_ERR_RANGE,
         }
+    })
+}
+
+/// Reports a claimed body: `bytes` written, `error` 0 or an errno value (e.g. ENOSPC, or
+/// ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
+/// thread, with the request the body belongs to; the application still owns `req` and must
+/// hand it back (typically by responding right here).
+pub type zh_body_done_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut zh_request, bytes: u64, error: i32)>;
+
+struct BodyDone {
+    f: unsafe extern "C" fn(*mut c_void, *mut zh_request, u64, i32),
+    userdata: *mut c_void,
+    req: *mut zh_request,
+}
+
+// SAFETY: zh_request_body_to_fd documents that on_done runs on a worker thread with its
+// userdata; the request pointer stays valid because the application has not handed it back
+// (it owes the response) — it is only passed through.
+unsafe impl Send for BodyDone {}
+
+/// From the head handler only: writes the request body into `fd` (a regular file, opened for
+/// writing) starting at `offset` — Content-Length bodies by `splice` socket → pipe → file, so
+/// the payload never enters user space; chunked bodies de-framed here and written with
+/// `pwrite`. `on_done(userdata, req, bytes, error)` runs exactly once. The fd is borrowed: the
+/// engine never closes it. `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if
+/// the body was already claimed, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
+/// is taken and `on_done` is not called.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u64, on_done: zh_body_done_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        let Some(f) = on_done else { return ZH_ERR_NULL };
+        if fd < 0 {
+            return ZH_ERR_INVALID;
+        }
+        let done = BodyDone { f, userdata, req };
+        let cb: crate::engine::OnBodyDone = Box::new(move |result| {
+            let done = &done;
+            let (bytes, err) = match result {
+                Ok(n) => (n, 0),
+                Err(e) => (0, e.raw_os_error().unwrap_or(libc::ECONNABORTED)),
+            };
+            // SAFETY: the application's callback with its userdata and its own request pointer.
+            unsafe { (done.f)(done.userdata, done.req, bytes, err) }
+        });
+        result_of(r.body_to_fd(crate::body::FileFd::Borrowed(fd), offset, cb))
     })
 }
