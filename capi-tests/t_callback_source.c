@@ -7,7 +7,8 @@
  *   /selfwake  calls zh_source_ready itself, then returns ZH_PENDING (a wake that arrives
  *              before the engine saw PENDING must not be lost)
  *   /file      ZH_CHUNK_FILE (owned fd + a borrowed fd to EOF) inside chunked: sendfile counted
- *   /fd        ZH_CHUNK_FD (two pipes: known length, then until EOF): splice counted, no copy
+ *   /fd        ZH_CHUNK_FD (two pipes of known length, total known): Content-Length, splice
+ *   /fdeof     ZH_CHUNK_FD (known length, then until EOF; total unknown): chunked, splice
  *   /error     an error (-1) mid-body, unknown length: EOF and no final 0-chunk
  *   /errknown  an error mid-body, known length: EOF before Content-Length bytes
  *   /short     known length, EOF early: aborted, no padding
@@ -29,11 +30,11 @@
 
 enum {
   P_KNOWN, P_UNKNOWN, P_HEAD, P_PENDING, P_SELFWAKE, P_FILE, P_FD, P_ERROR, P_ERRKNOWN,
-  P_SHORT, P_LONG, P_HANG, P_FREE, NPATH
+  P_SHORT, P_LONG, P_HANG, P_FREE, P_FDEOF, NPATH
 };
 static const char *const PATHS[NPATH] = {
   "/known", "/unknown", "/head", "/pending", "/selfwake", "/file", "/fd", "/error", "/errknown",
-  "/short", "/long", "/hang", "/free",
+  "/short", "/long", "/hang", "/free", "/fdeof",
 };
 
 #define KNOWN_LEN 200000
@@ -184,6 +185,7 @@ static int32_t poll_fn(void *ud, zh_chunk_out *out) {
       return ZH_EOF;
 
     case P_FD:
+    case P_FDEOF:
       if (step == 0) {
         out->kind = ZH_CHUNK_FD;
         out->fd = atomic_load(&g_pipe_a);
@@ -194,7 +196,7 @@ static int32_t poll_fn(void *ud, zh_chunk_out *out) {
       if (step == 1) {
         out->kind = ZH_CHUNK_FD;
         out->fd = atomic_load(&g_pipe_b);
-        out->fd_len = -1;
+        out->fd_len = x->kind == P_FD ? PIPE_B : -1;
         out->flags = ZH_FD_CLOSE;
         return ZH_POLL_READY;
       }
@@ -299,9 +301,10 @@ static void handler(void *ud, zh_request *req) {
     case P_PENDING: total = PENDING_PIECES * PENDING_PIECE; break;
     case P_SELFWAKE: total = 5 * 999; break;
     case P_FD:
+    case P_FDEOF:
       atomic_store(&g_pipe_a, make_pipe_with(PIPE_A, 0));
       atomic_store(&g_pipe_b, make_pipe_with(PIPE_B, PIPE_A));
-      len = PIPE_A + PIPE_B;
+      if (kind == P_FD) len = PIPE_A + PIPE_B;
       break;
     case P_ERRKNOWN: total = 1000; len = 1000; break;
     case P_SHORT: total = 1000; len = 1000; break;
@@ -424,22 +427,29 @@ int main(void) {
   CHECK_EQ_INT(st.bytes_sendfile - st0.bytes_sendfile, 40100);
   CHECK_EQ_INT(st.bytes_copy - st0.bytes_copy, 0);
 
-  /* ZH_CHUNK_FD: two pipes, known then until-EOF, total known: Content-Length, splice */
-  st0 = stats_settled(e, 0);
-  get_raw(c, "/fd", "1.1", &r, 1);
-  CHECK(r.has_content_length && !r.chunked);
-  CHECK_EQ_INT(r.content_length, PIPE_A + PIPE_B);
-  CHECK_EQ_INT(r.body_len, PIPE_A + PIPE_B);
-  CHECK_EQ_INT(zt_check_pattern(r.body, r.body_len, 0), -1);
-  zt_response_free(&r);
-  wait_released(P_FD, 1);
-  ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)), 3000);
-  CHECK_MSG(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)),
-            "ZH_CHUNK_FD pipes with ZH_FD_CLOSE not closed");
-  st = stats_settled(e, st0.responses + 1);
-  CHECK_EQ_INT(st.bytes_splice - st0.bytes_splice, PIPE_A + PIPE_B);
-  CHECK(st.syscalls_splice > st0.syscalls_splice);
-  CHECK_EQ_INT(st.bytes_copy - st0.bytes_copy, 0);
+  /* ZH_CHUNK_FD: two pipes; total known (Content-Length) / unknown (chunked, the second pipe
+   * until EOF); splice either way */
+  for (int kind = P_FD; kind <= P_FDEOF; kind += P_FDEOF - P_FD) {
+    st0 = stats_settled(e, 0);
+    get_raw(c, PATHS[kind], "1.1", &r, 1);
+    if (kind == P_FD) {
+      CHECK(r.has_content_length && !r.chunked);
+      CHECK_EQ_INT(r.content_length, PIPE_A + PIPE_B);
+    } else {
+      CHECK(!r.has_content_length && r.chunked);
+    }
+    CHECK_EQ_INT(r.body_len, PIPE_A + PIPE_B);
+    CHECK_EQ_INT(zt_check_pattern(r.body, r.body_len, 0), -1);
+    zt_response_free(&r);
+    wait_released(kind, 1);
+    ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)), 3000);
+    CHECK_MSG(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)),
+              "ZH_CHUNK_FD pipes with ZH_FD_CLOSE not closed");
+    st = stats_settled(e, st0.responses + 1);
+    CHECK_EQ_INT(st.bytes_splice - st0.bytes_splice, PIPE_A + PIPE_B);
+    CHECK(st.syscalls_splice > st0.syscalls_splice);
+    CHECK_EQ_INT(st.bytes_copy - st0.bytes_copy, 0);
+  }
 
   /* the keep-alive connection survived all of the above */
   zt_get(c, "/nothing", &r);

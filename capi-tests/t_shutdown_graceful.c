@@ -18,6 +18,15 @@ static atomic_uint g_slow_result = 999;
 static atomic_int g_releases;
 static int g_file_fd = -1;
 
+#define STUCK (64u << 20)
+static uint8_t *g_stuck_mem;
+static atomic_int g_stuck_releases;
+static atomic_int g_stuck_fd = -1;
+static void release_stuck(void *ud) {
+  CHECK(ud == (void *)g_stuck_mem);
+  atomic_fetch_add(&g_stuck_releases, 1);
+}
+
 static void release(void *ud) {
   (void)ud;
   atomic_fetch_add(&g_releases, 1);
@@ -39,6 +48,15 @@ static void handler(void *ud, zh_request *req) {
   if (strcmp(path, "/slow") == 0) {
     CHECK(pthread_create(&g_slow_thread, NULL, slow_responder, req) == 0);
     atomic_store(&g_slow_seen, 1);
+  } else if (strcmp(path, "/stuck") == 0) {
+    /* a big response to a client that never reads: still in flight when the grace ends */
+    zh_response *r = NULL;
+    CHECK_OK(zh_response_new(200, &r));
+    CHECK_OK(zh_response_add_lent(r, g_stuck_mem, STUCK, release_stuck, g_stuck_mem));
+    int fd = zt_dup(g_file_fd);
+    atomic_store(&g_stuck_fd, fd);
+    CHECK_OK(zh_response_add_file(r, fd, 0, -1, ZH_FD_CLOSE));
+    CHECK_OK(zh_respond(req, r));
   } else if (strcmp(path, "/never") == 0) {
     atomic_store(&g_never_req, req);
     atomic_fetch_add(&g_never_seen, 1);
@@ -78,6 +96,8 @@ static zh_response *resp_with_resources(int *fd_out) {
 
 int main(void) {
   g_file_fd = zt_temp_file(4096);
+  g_stuck_mem = calloc(1, STUCK);
+  CHECK(g_stuck_mem != NULL);
   uint16_t port = 0;
   zh_engine *e = zt_engine_start(NULL, handler, NULL, &port);
   zt_response r;
@@ -95,6 +115,11 @@ int main(void) {
   CHECK(zt_send_str(cc, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
   zt_conn *d = zt_connect(port);
   CHECK(zt_send_str(d, "GET /never2 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+  /* E: a response the client never reads */
+  zt_conn *stuck = zt_connect(port);
+  CHECK(zt_send_str(stuck, "GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+  ZT_WAIT_UNTIL(atomic_load(&g_stuck_fd) >= 0, 3000);
+  CHECK(atomic_load(&g_stuck_fd) >= 0);
   ZT_WAIT_UNTIL(atomic_load(&g_slow_seen) && atomic_load(&g_never_seen) == 2, 3000);
   CHECK(atomic_load(&g_slow_seen) && atomic_load(&g_never_seen) == 2);
 
@@ -134,6 +159,17 @@ int main(void) {
   fprintf(stderr, "unanswered connection: %zu bytes before close\n", seen);
   zt_close(cc);
 
+  /* the stuck transfer was cut off at the end of the grace period, and released */
+  CHECK_MSG(atomic_load(&g_stuck_releases) == 1, "lent memory of an in-flight response not released by shutdown");
+  CHECK_MSG(zt_fd_closed(atomic_load(&g_stuck_fd)), "file of an in-flight response not closed by shutdown");
+  {
+    size_t got = 0;
+    CHECK_MSG(zt_wait_closed(stuck, 3000, &got), "stuck connection still open after shutdown");
+    fprintf(stderr, "stuck client got %zu bytes before the close\n", got);
+    CHECK(got < (size_t)STUCK + 4096);
+    zt_close(stuck);
+  }
+
   /* the listener is gone */
   zt_conn *late = zt_try_connect(port);
   if (late) {
@@ -153,7 +189,7 @@ int main(void) {
   zt_stats(e, &s);
   zt_print_stats("after shutdown", &s);
   CHECK_EQ_INT(s.connections_active, 0);
-  CHECK_EQ_INT(s.connections_accepted, 4);
+  CHECK_EQ_INT(s.connections_accepted, 5);
 
   /* the engine is freed while the application still owns /never2: the request stays valid
    * until handed back ("the engine never frees a request behind the application's back") */
@@ -164,6 +200,8 @@ int main(void) {
   CHECK_EQ_INT(atomic_load(&g_releases), 2);
   CHECK(zt_fd_closed(fd));
 
+  CHECK_EQ_INT(atomic_load(&g_stuck_releases), 1);
+  free(g_stuck_mem);
   close(g_file_fd);
   printf("shutdown_graceful: ok\n");
   return 0;
