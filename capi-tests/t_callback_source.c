@@ -443,6 +443,11 @@ int main(void) {
     zt_response_free(&r);
     wait_released(kind, 1);
     ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)), 3000);
+    if (!zt_fd_closed(atomic_load(&g_pipe_a)) || !zt_fd_closed(atomic_load(&g_pipe_b)))
+      fprintf(stderr, "%s: pipe A (%d, %d bytes) closed: %d, pipe B (%d, %s) closed: %d\n",
+              PATHS[kind], atomic_load(&g_pipe_a), PIPE_A, zt_fd_closed(atomic_load(&g_pipe_a)),
+              atomic_load(&g_pipe_b), kind == P_FD ? "known length" : "until EOF",
+              zt_fd_closed(atomic_load(&g_pipe_b)));
     CHECK_MSG(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)),
               "ZH_CHUNK_FD pipes with ZH_FD_CLOSE not closed");
     st = stats_settled(e, st0.responses + 1);
