@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@ static atomic_int g_polls[NPATH];
 static atomic_int g_created[NPATH];
 static int g_file_fd = -1;
 static atomic_int g_fd_owned = -1, g_pipe_a = -1, g_pipe_b = -1;
+static ino_t g_pipe_a_ino, g_pipe_b_ino;
 
 /* serialises the "ready" threads with poll and release (see ready_thread) */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -241,6 +243,20 @@ static cb_ctx *new_ctx(int kind, uint64_t total) {
   return x;
 }
 
+/* The fd number is closed, or now names another object (the engine may have reused the number,
+ * e.g. for its staging pipe). */
+static int fd_gone(int fd, ino_t ino) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) return errno == EBADF;
+  return sb.st_ino != ino;
+}
+
+static ino_t ino_of(int fd) {
+  struct stat sb;
+  CHECK(fstat(fd, &sb) == 0);
+  return sb.st_ino;
+}
+
 static int make_pipe_with(size_t len, uint64_t pattern_off) {
   int p[2];
   CHECK(pipe2(p, O_CLOEXEC) == 0);
@@ -304,6 +320,8 @@ static void handler(void *ud, zh_request *req) {
     case P_FDEOF:
       atomic_store(&g_pipe_a, make_pipe_with(PIPE_A, 0));
       atomic_store(&g_pipe_b, make_pipe_with(PIPE_B, PIPE_A));
+      g_pipe_a_ino = ino_of(g_pipe_a);
+      g_pipe_b_ino = ino_of(g_pipe_b);
       if (kind == P_FD) len = PIPE_A + PIPE_B;
       break;
     case P_ERRKNOWN: total = 1000; len = 1000; break;
@@ -442,13 +460,8 @@ int main(void) {
     CHECK_EQ_INT(zt_check_pattern(r.body, r.body_len, 0), -1);
     zt_response_free(&r);
     wait_released(kind, 1);
-    ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)), 3000);
-    if (!zt_fd_closed(atomic_load(&g_pipe_a)) || !zt_fd_closed(atomic_load(&g_pipe_b)))
-      fprintf(stderr, "%s: pipe A (%d, %d bytes) closed: %d, pipe B (%d, %s) closed: %d\n",
-              PATHS[kind], atomic_load(&g_pipe_a), PIPE_A, zt_fd_closed(atomic_load(&g_pipe_a)),
-              atomic_load(&g_pipe_b), kind == P_FD ? "known length" : "until EOF",
-              zt_fd_closed(atomic_load(&g_pipe_b)));
-    CHECK_MSG(zt_fd_closed(atomic_load(&g_pipe_a)) && zt_fd_closed(atomic_load(&g_pipe_b)),
+    ZT_WAIT_UNTIL(fd_gone(g_pipe_a, g_pipe_a_ino) && fd_gone(g_pipe_b, g_pipe_b_ino), 3000);
+    CHECK_MSG(fd_gone(g_pipe_a, g_pipe_a_ino) && fd_gone(g_pipe_b, g_pipe_b_ino),
               "ZH_CHUNK_FD pipes with ZH_FD_CLOSE not closed");
     st = stats_settled(e, st0.responses + 1);
     CHECK_EQ_INT(st.bytes_splice - st0.bytes_splice, PIPE_A + PIPE_B);

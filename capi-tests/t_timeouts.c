@@ -50,15 +50,15 @@ int main(void) {
   /* ---- idle keep-alive connection closed after ~IDLE_MS */
   {
     zt_conn *c = zt_connect(port);
+    double t0 = zt_now_ms(); /* the idle period cannot start before the request is sent */
     zt_get(c, "/a", &r);
     CHECK_EQ_INT(r.status, 200);
     zt_response_free(&r);
-    double t0 = zt_now_ms();
     int closed = zt_wait_closed(c, 5000, NULL);
     double dt = zt_now_ms() - t0;
     fprintf(stderr, "idle: closed=%d after %.1f ms (idle timeout %d)\n", closed, dt, IDLE_MS);
     CHECK_MSG(closed, "idle keep-alive connection never closed");
-    CHECK(dt >= IDLE_MS - 50);
+    CHECK(dt >= IDLE_MS - 20);
     CHECK(dt < (IDLE_MS + 1500) * zt_time_scale());
     zt_close(c);
   }
@@ -79,16 +79,16 @@ int main(void) {
     zh_stats s0;
     zt_stats(e, &s0);
     zt_conn *c = zt_connect(port);
+    double t0 = zt_now_ms(); /* the engine's last progress is after this */
     CHECK(zt_send_str(c, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
     uint8_t buf[4096];
     CHECK(zt_recv_some(c, buf, sizeof buf) > 0); /* it started */
-    double t0 = zt_now_ms();
     ZT_WAIT_UNTIL(atomic_load(&g_releases) == 1, 5000);
     double dt = zt_now_ms() - t0;
     fprintf(stderr, "send timeout: released=%d after %.1f ms (send timeout %d)\n",
             atomic_load(&g_releases), dt, SEND_MS);
     CHECK_MSG(atomic_load(&g_releases) == 1, "stalled response never released (send timeout)");
-    CHECK(dt >= SEND_MS - 100);
+    CHECK(dt >= SEND_MS - 20);
     ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_dup)), 2000);
     CHECK_MSG(zt_fd_closed(atomic_load(&g_dup)), "file of a timed-out response not closed");
     size_t got = 0;
