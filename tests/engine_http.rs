@@ -379,3 +379,41 @@ fn a_half_closed_client_still_gets_its_response() {
     assert!(String::from_utf8_lossy(&all).ends_with("late"));
     engine.shutdown(Duration::ZERO).unwrap();
 }
+
+#[test]
+fn pipelined_bodies_from_a_client_that_never_reads_stay_bounded() {
+    let body = bytes::Bytes::from(vec![1u8; 16 << 10]);
+    let (engine, port) = start(1, move |req| {
+        let mut r = Response::new(200).unwrap();
+        r.add_memory(body.clone());
+        req.respond(r).unwrap();
+    });
+    let mut s = connect(port);
+    s.set_nonblocking(true).unwrap();
+    let mut one = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 16384\r\n\r\n".to_vec();
+    one.extend_from_slice(&[b'p'; 16384]);
+    let t = Instant::now();
+    let mut offset = 0usize;
+    while t.elapsed() < Duration::from_millis(1500) {
+        match s.write(&one[offset..]) {
+            Ok(n) => offset = (offset + n) % one.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let st = engine.stats();
+    // The window (32) plus what the kernel buffers absorb; without the bound this reads
+    // hundreds of megabytes within a second.
+    assert!(st.bytes_received < 32 << 20, "read {} bytes from a client that reads nothing", st.bytes_received);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(engine.stats().bytes_received, st.bytes_received, "still reading");
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn connect_is_the_last_request_on_its_connection() {
+    let (engine, port) = start(1, |req| text(req, "tunnel?"));
+    let r = raw_exchange(port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+    engine.shutdown(Duration::ZERO).unwrap();
+}

@@ -35,6 +35,8 @@ const INLINE_BODY_MAX: u64 = 2048;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_MAX_BYTES: u64 = 1024 * 1024;
 
+/// Unparsed chunked-body input buffered at most (it is decoded as it arrives).
+const CHUNKED_READ_AHEAD: usize = 256 * 1024;
 /// Bytes of small source output gathered before sending.
 const SOURCE_BATCH: usize = 256 * 1024;
 /// Tokens of source fds watched for a connection: the connection's token with this bit set.
@@ -270,7 +272,7 @@ impl Conn {
     /// Whether reading more now is useful: not while the pipeline window is full and enough
     /// unparsed input is already buffered.
     pub(crate) fn wants_input(&self, config: &Config) -> bool {
-        match self.reading {
+        match &self.reading {
             Reading::Stopped => false,
             Reading::Head => {
                 if self.outstanding() >= config.max_pipeline {
@@ -279,7 +281,11 @@ impl Conn {
                     self.rbuf.len() <= config.limits.max_head_bytes
                 }
             }
-            _ => true,
+            // Only the rest of the body: what follows it waits in the socket until the body is
+            // parsed and the pipeline window has room again.
+            Reading::Body { remaining, .. } | Reading::Discard { remaining } => (self.rbuf.len() as u64) < *remaining,
+            Reading::Chunked { .. } | Reading::ToFdChunked(..) | Reading::DiscardChunked(_) => self.rbuf.len() < CHUNKED_READ_AHEAD,
+            Reading::ToFd(_) => true,
         }
     }
 
@@ -620,7 +626,10 @@ impl Conn {
     }
 
     fn dispatch(&mut self, head: RequestHead, body: Bytes, ctx: &mut Ctx<'_>) -> Request {
-        let meta = Meta { is_head: head.is_head(), version: head.version(), keep_alive: head.keep_alive() };
+        // After CONNECT the bytes that follow belong to a tunnel, never to HTTP: it is the last
+        // request read on the connection (tunnel hand-off is not offered yet).
+        let keep_alive = head.keep_alive() && head.method() != http::Method::CONNECT;
+        let meta = Meta { is_head: head.is_head(), version: head.version(), keep_alive };
         // A request that ends the connection is the last one read.
         self.reading = if meta.keep_alive { Reading::Head } else { Reading::Stopped };
         let seq = self.next_seq;
