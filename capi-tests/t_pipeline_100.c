@@ -40,6 +40,9 @@ static void respond_idx(zh_request *req, int idx) {
   CHECK_OK(zh_respond(req, r));
 }
 
+static atomic_int g_phase;
+static zh_request *_Atomic g_pair_held;
+
 static void handler(void *ud, zh_request *req) {
   (void)ud;
   atomic_fetch_add(&g_handled, 1);
@@ -47,6 +50,19 @@ static void handler(void *ud, zh_request *req) {
   CHECK(path != NULL && strncmp(path, "/r/", 3) == 0);
   int idx = atoi(path + 3);
   CHECK(idx >= 0 && idx < N);
+  if (atomic_load(&g_phase) == 2) {
+    /* even requests wait; the next (odd) one answers itself first, then its predecessor —
+     * from inside the handler, on the worker thread, out of order */
+    if (idx % 2 == 0) {
+      CHECK(atomic_exchange(&g_pair_held, req) == NULL);
+      return;
+    }
+    zh_request *prev = atomic_exchange(&g_pair_held, NULL);
+    CHECK_MSG(prev != NULL, "odd request dispatched before its even predecessor");
+    respond_idx(req, idx);
+    respond_idx(prev, idx - 1);
+    return;
+  }
   if (idx % 2 == 0) {
     respond_idx(req, idx);
     return;
@@ -135,6 +151,33 @@ int main(void) {
   for (int i = 1; i < g_answered; i++) inversions += g_answer_order[i] < g_answer_order[i - 1];
   fprintf(stderr, "answers given out of order at %d points\n", inversions);
 
+  /* phase 2: pairs answered in reverse order from inside the handler */
+  pthread_mutex_lock(&g_mu);
+  g_answered = 0;
+  pthread_mutex_unlock(&g_mu);
+  atomic_store(&g_phase, 2);
+  {
+    size_t cap2 = N * 64, len2 = 0;
+    char *all2 = malloc(cap2);
+    CHECK(all2 != NULL);
+    for (int i = 0; i < N; i++) {
+      len2 += (size_t)snprintf(all2 + len2, cap2 - len2, "GET /r/%d HTTP/1.1\r\nHost: p\r\n\r\n", i);
+    }
+    CHECK(zt_send_all(c, all2, len2) == 0);
+    free(all2);
+    for (int i = 0; i < N; i++) {
+      zt_response r2;
+      int rc = zt_read_response(c, &r2, 0);
+      if (rc != 0) fprintf(stderr, "phase 2: response %d incomplete (eof %d timeout %d)\n", i, r2.eof, r2.timed_out);
+      CHECK_EQ_INT(rc, 0);
+      char want[32];
+      snprintf(want, sizeof want, "/r/%d", i);
+      CHECK_STREQ((const char *)r2.body, want);
+      zt_response_free(&r2);
+    }
+  }
+  atomic_store(&g_phase, 0);
+
   /* the connection is still usable after the pipeline */
   zt_response r;
   zt_get(c, "/r/0", &r);
@@ -145,7 +188,7 @@ int main(void) {
   zh_stats st;
   zt_stats(e, &st);
   zt_print_stats("pipeline_100", &st);
-  CHECK_EQ_INT(st.requests, N + 1);
+  CHECK_EQ_INT(st.requests, 2 * N + 1);
   CHECK_EQ_INT(st.connections_accepted, 1);
 
   zt_close(c);

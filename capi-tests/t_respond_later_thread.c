@@ -14,6 +14,7 @@ static atomic_uint g_thread_result = 999;
 static atomic_int g_twice_checked;
 static atomic_int g_releases;
 static int g_file_fd = -1;
+static zh_request *_Atomic g_waiting;
 
 static void release(void *ud) {
   (void)ud;
@@ -58,6 +59,17 @@ static void handler(void *ud, zh_request *req) {
     atomic_store(&g_twice_checked, 1);
     return;
   }
+  if (strcmp(path, "/wait") == 0) { /* held until some /wake arrives (on another connection) */
+    atomic_store(&g_waiting, req);
+    return;
+  }
+  if (strcmp(path, "/wake") == 0) {
+    zh_request *w = atomic_exchange(&g_waiting, NULL);
+    CHECK(w != NULL);
+    zt_respond_text(w, 200, "woken");     /* another connection's request, from this handler */
+    zt_respond_text(req, 200, "waker");
+    return;
+  }
   zt_respond_text(req, 200, "now");
 }
 
@@ -100,11 +112,26 @@ int main(void) {
   CHECK_STREQ((const char *)r.body, "now");
   zt_response_free(&r);
 
+  /* a handler answers a request of another connection (possibly on another worker) */
+  for (int i = 0; i < 20; i++) {
+    zt_conn *w = zt_connect(port);
+    CHECK(zt_send_str(w, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    ZT_WAIT_UNTIL(atomic_load(&g_waiting) != NULL, 3000);
+    CHECK(atomic_load(&g_waiting) != NULL);
+    zt_get(c, "/wake", &r);
+    CHECK_STREQ((const char *)r.body, "waker");
+    zt_response_free(&r);
+    CHECK_EQ_INT(zt_read_response(w, &r, 0), 0);
+    CHECK_STREQ((const char *)r.body, "woken");
+    zt_response_free(&r);
+    zt_close(w);
+  }
+
   zh_stats st;
   zt_stats(e, &st);
   zt_print_stats("respond_later_thread", &st);
-  CHECK_EQ_INT(st.requests, 8);
-  CHECK_EQ_INT(st.connections_accepted, 1);
+  CHECK_EQ_INT(st.requests, 8 + 40);
+  CHECK_EQ_INT(st.connections_accepted, 1 + 20);
 
   zt_close(c);
   CHECK_OK(zh_engine_shutdown(e, 1000));

@@ -6,6 +6,13 @@
 
 #include "testutil.h"
 
+static zh_request *_Atomic g_held;
+static atomic_int g_releases;
+static void release(void *ud) {
+  (void)ud;
+  atomic_fetch_add(&g_releases, 1);
+}
+
 typedef struct {
   const char *name;
   atomic_int handled;
@@ -14,6 +21,10 @@ typedef struct {
 static void handler_a(void *ud, zh_request *req) {
   engine_ctx *ctx = ud;
   atomic_fetch_add(&ctx->handled, 1);
+  if (strcmp(zh_request_path(req), "/hold") == 0) {
+    atomic_store(&g_held, req);
+    return;
+  }
   if (strcmp(zh_request_path(req), "/peer") == 0) {
     char peer[80];
     CHECK_OK(zh_request_peer_addr(req, peer, sizeof peer));
@@ -118,14 +129,34 @@ int main(void) {
   }
 
   /* shut down and free engine one; engine two is unaffected */
-  zt_close(c1);
-  CHECK_OK(zh_engine_shutdown(e1, 500));
+  /* engine one is freed without zh_engine_shutdown while a request is held and an idle
+   * connection is open: free returns promptly, the held request can still be handed back */
+  zt_conn *ch = zt_connect(p1);
+  CHECK(zt_send_str(ch, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+  ZT_WAIT_UNTIL(atomic_load(&g_held) != NULL, 3000);
+  CHECK(atomic_load(&g_held) != NULL);
+  double t0 = zt_now_ms();
   zh_engine_free(e1);
+  double dt = zt_now_ms() - t0;
+  fprintf(stderr, "zh_engine_free with live connections took %.1f ms\n", dt);
+  CHECK(dt < 1000 * zt_time_scale());
+  CHECK_MSG(zt_wait_closed(c1, 2000, NULL), "idle connection of a freed engine still open");
+  CHECK_MSG(zt_wait_closed(ch, 2000, NULL), "connection of a freed engine still open");
+  zt_close(c1);
+  zt_close(ch);
+  {
+    zh_response *r = NULL;
+    CHECK_OK(zh_response_new(200, &r));
+    static const char lent[] = "x";
+    CHECK_OK(zh_response_add_lent(r, lent, 1, release, NULL));
+    CHECK_RES(zh_respond(atomic_load(&g_held), r), ZH_ERR_CLOSED);
+    CHECK_EQ_INT(atomic_load(&g_releases), 1);
+  }
   get_expect(c2, "/after", 201, "B:two:/after");
   zt_conn *c4 = zt_connect(p2);
   get_expect(c4, "/new", 201, "B:two:/new");
   zt_close(c4);
-  CHECK_EQ_INT(atomic_load(&one.handled), 5);
+  CHECK_EQ_INT(atomic_load(&one.handled), 6);
 
   zt_close(c2);
   CHECK_OK(zh_engine_shutdown(e2, 500));
