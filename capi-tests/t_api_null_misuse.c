@@ -275,6 +275,12 @@ static void check_response(void) {
   CHECK_RES(zh_response_add_file(r, dir, 0, -1, ZH_FD_CLOSE), ZH_ERR_INVALID);
   CHECK(!zt_fd_closed(dir));
   close(dir);
+  int pfd[2];
+  CHECK(pipe(pfd) == 0);
+  CHECK_RES(zh_response_add_file(r, pfd[0], 0, -1, ZH_FD_CLOSE), ZH_ERR_INVALID); /* a pipe */
+  CHECK(!zt_fd_closed(pfd[0]));
+  close(pfd[0]);
+  close(pfd[1]);
   /* exact end is fine; empty region at EOF is fine */
   int fd2 = zt_dup(fd);
   CHECK_OK(zh_response_add_file(r, fd2, 0, 100, ZH_FD_CLOSE));

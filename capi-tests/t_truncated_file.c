@@ -1,6 +1,7 @@
 /* A file region that turns out shorter than promised (file truncated after add_file):
  * the connection is aborted — no hang, no padding — and stats count it. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +35,28 @@ static void handler(void *ud, zh_request *req) {
     zh_response *r = NULL;
     CHECK_OK(zh_response_new(200, &r));
     CHECK_OK(zh_response_add_file(r, fd, 0, -1, ZH_FD_CLOSE)); /* promises SIZE2 bytes */
+    CHECK_OK(zh_respond(req, r));
+  } else if (strcmp(path, "/write-only") == 0) {
+    /* a regular file opened O_WRONLY: fstat is fine, sendfile will fail with EBADF */
+    char p[4096];
+    const char *dir = getenv("TMPDIR");
+    snprintf(p, sizeof p, "%s/zh-capi-wo-XXXXXX", dir && *dir ? dir : "/tmp");
+    int tmp = mkstemp(p);
+    CHECK(tmp >= 0);
+    close(tmp);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    unlink(p);
+    CHECK(write(fd, "0123456789", 10) == 10);
+    atomic_store(&g_dup, fd);
+    zh_response *r = NULL;
+    CHECK_OK(zh_response_new(200, &r));
+    zh_result ar = zh_response_add_file(r, fd, 0, -1, ZH_FD_CLOSE);
+    atomic_store(&g_respond_result, ar);
+    if (ar != ZH_OK) {
+      CHECK(ar == ZH_ERR_INVALID || ar == ZH_ERR_IO);
+      close(fd);
+    }
     CHECK_OK(zh_respond(req, r));
   } else {
     zt_respond_text(req, 200, "fine");
@@ -128,6 +151,23 @@ int main(void) {
   ZT_WAIT_UNTIL((zt_stats(e, &st), st.errors_truncated > trunc_before), 3000);
   zt_print_stats("case 2", &st);
   CHECK(st.errors_truncated > trunc_before);
+  ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_dup)), 5000);
+  CHECK(zt_fd_closed(atomic_load(&g_dup)));
+
+  /* ---- 3: an unreadable (O_WRONLY) file: refused up front, or the connection is aborted */
+  c = zt_connect(port);
+  CHECK(zt_send_str(c, "GET /write-only HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+  rc = zt_read_response(c, &r, 0);
+  rr = atomic_load(&g_respond_result);
+  fprintf(stderr, "case 3: add_file(O_WRONLY) -> %s; client rc %d status %d got %zu eof %d timeout %d\n",
+          zh_result_str(rr), rc, r.status, r.body_len, r.eof, r.timed_out);
+  CHECK_MSG(!r.timed_out, "client hung on an unreadable file");
+  if (rr == ZH_OK) {
+    CHECK_MSG(rc != 0 && r.eof, "unreadable file: connection not aborted");
+    CHECK_EQ_INT(r.body_len, 0); /* nothing invented */
+  }
+  zt_response_free(&r);
+  zt_close(c);
   ZT_WAIT_UNTIL(zt_fd_closed(atomic_load(&g_dup)), 5000);
   CHECK(zt_fd_closed(atomic_load(&g_dup)));
 
