@@ -273,6 +273,15 @@ typedef struct zh_stats {
    * arrived together with the head, and chunked bodies.
    */
   uint64_t body_bytes_copied;
+  /**
+   * File ranges that were not in the page cache and were read in by a helper thread, so
+   * the event loop never waited for the disk.
+   */
+  uint64_t cold_offloads;
+  /**
+   * Page-cache residency probes (`cachestat`) made before `sendfile`.
+   */
+  uint64_t syscalls_probe;
 } zh_stats;
 
 /**
@@ -419,6 +428,14 @@ zh_result zh_config_set_force_copy(struct zh_config *cfg, bool force_copy);
 zh_result zh_config_set_head_handler(struct zh_config *cfg,
                                      zh_head_handler_fn on_head,
                                      void *userdata);
+
+/**
+ * Sets the number of helper threads that read cold file ranges into the page cache, so that
+ * worker threads never wait for the disk (default 2, at most 64). Before each `sendfile`
+ * window the engine asks the kernel (`cachestat`) whether the range is cached; a cold range is
+ * read in on a helper thread while the worker serves other connections. 0 turns this off.
+ */
+zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
 
 /**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).

@@ -29,6 +29,9 @@ pub struct Config {
     pub max_pipeline: usize,
     /// Never use sendfile/splice: copy through user space (for tests and for comparing paths).
     pub force_copy: bool,
+    /// Threads that read cold file ranges into the page cache so workers never block on the
+    /// disk. 0 turns residency probing off (sendfile may then wait for the disk).
+    pub disk_threads: usize,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             max_connections_per_worker: 10_000,
             max_pipeline: 32,
             force_copy: false,
+            disk_threads: 2,
         }
     }
 }
@@ -68,6 +72,9 @@ impl Config {
         }
         if self.max_connections_per_worker == 0 {
             return Err(Error::Invalid("max_connections must be at least 1"));
+        }
+        if self.disk_threads > 64 {
+            return Err(Error::Invalid("disk_threads must be at most 64"));
         }
         if self.max_pipeline == 0 {
             return Err(Error::Invalid("max_pipeline must be at least 1"));

@@ -41,6 +41,10 @@ counters! {
     body_bytes_spliced,
     /// Request body bytes written into a caller's fd from user space (pwrite).
     body_bytes_copied,
+    /// File ranges found outside the page cache and warmed on a helper thread.
+    cold_offloads,
+    /// Page-cache residency probes (cachestat) before sendfile.
+    syscalls_probe,
 }
 
 /// Adds `n` to a counter owned by the calling worker (single writer: no atomic RMW needed).

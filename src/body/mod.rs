@@ -40,6 +40,12 @@ pub struct FileRegion {
     pub len: u64,
 }
 
+impl FileRegion {
+    pub fn new(fd: FileFd, offset: u64, len: u64) -> Self {
+        FileRegion { fd, offset, len }
+    }
+}
+
 /// What kind of descriptor an fd chunk reads from: it decides the splice path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FdKind {

@@ -128,6 +128,8 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<WorkerShared>,
     pub date: &'a [u8],
     pub paths: &'a mut PathMemory,
+    /// Where cold file ranges are read in (None: probing is off).
+    pub disk: Option<&'a crate::engine::disk::DiskPool>,
     pub now: Instant,
     pub draining: bool,
     /// A head handler is configured: heads with a body go to it first.
@@ -169,8 +171,10 @@ pub(crate) struct Conn {
     /// Stream positions at which responses end: (end, closes the connection, keep-alive data).
     /// Responses queued in `out` and not yet fully sent: (closes the connection, kept data).
     marks: VecDeque<(bool, Option<Keep>)>,
-    /// The connection's staging pipe for socket sources and chunked fd sources.
-    pipe: Option<transfer::PipePair>,
+    /// Transfer state: the staging pipe for socket and chunked fd sources, the cached range.
+    xfer: transfer::ConnPaths,
+    /// A cold file range is being read in by the disk pool: do not send until it is done.
+    disk_wait: bool,
     /// A pipe/socket source fd registered for readability.
     watched_fd: Option<RawFd>,
     /// A response that closes the connection has been queued: queue nothing after it.
@@ -216,7 +220,8 @@ impl Conn {
             inflight: VecDeque::new(),
             out: VecDeque::new(),
             marks: VecDeque::new(),
-            pipe: None,
+            xfer: transfer::ConnPaths::default(),
+            disk_wait: false,
             watched_fd: None,
             final_queued: false,
             lingering: None,
@@ -724,10 +729,10 @@ impl Conn {
     pub(crate) fn flush(&mut self, ctx: &mut Ctx<'_>) -> Next {
         self.queue_ready(ctx);
         loop {
-            if self.out.is_empty() || !self.writable {
+            if self.out.is_empty() || !self.writable || self.disk_wait {
                 break;
             }
-            let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.pipe);
+            let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
             }
@@ -748,6 +753,13 @@ impl Conn {
                 Ok(Sent::SourceBlocked(fd)) => {
                     self.watch_source_fd(fd, ctx);
                     break;
+                }
+                Ok(Sent::Cold { fd, offset, len }) => {
+                    if self.offload_cold(fd, offset, len, ctx) {
+                        break;
+                    }
+                    // No pool (or no dup): send anyway, blocking if we must.
+                    self.xfer.mark_warm(fd, offset, offset + len);
                 }
                 Err(SendError::Truncated) => return Next::Close(CloseReason::Truncated),
                 Err(SendError::Io(_)) => return Next::Close(CloseReason::Io),
@@ -795,6 +807,31 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Hands a cold file range to the disk pool; the connection resumes when it is cached.
+    fn offload_cold(&mut self, fd: RawFd, offset: u64, len: u64, ctx: &mut Ctx<'_>) -> bool {
+        let Some(pool) = ctx.disk else { return false };
+        let Ok(own) = transfer::dup_fd(fd) else { return false };
+        let shared = ctx.shared.clone();
+        let (token, conn_id) = (self.token, self.id);
+        let job = Box::new(move || {
+            transfer::warm(std::os::fd::AsRawFd::as_raw_fd(&own), offset, len);
+            drop(own);
+            let _ = shared.send(Msg::DiskDone { token, conn_id, fd, offset, end: offset + len });
+        });
+        if pool.submit(job).is_err() {
+            return false;
+        }
+        bump(&ctx.shared.stats.cold_offloads, 1);
+        self.disk_wait = true;
+        true
+    }
+
+    /// The disk pool brought a range into the page cache.
+    pub(crate) fn on_disk_done(&mut self, fd: RawFd, offset: u64, end: u64) {
+        self.disk_wait = false;
+        self.xfer.mark_warm(fd, offset, end);
     }
 
     /// Waits for a pipe or socket source to become readable (edge-triggered, like the socket).
@@ -912,7 +949,7 @@ impl Conn {
             let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
             self.queue_response(meta, resp, None, ctx);
             self.writable = true;
-            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.pipe);
+            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);
         }
         if self.lingering.is_some() {
             return Next::Close(CloseReason::Done);

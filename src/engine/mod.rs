@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod disk;
 mod framing;
 mod request;
 mod response;
@@ -59,6 +60,7 @@ pub struct Engine {
     config: Arc<Config>,
     handler: Handler,
     head_handler: Option<HeadHandler>,
+    disk: Option<Arc<disk::DiskPool>>,
     shared: Vec<Arc<WorkerShared>>,
     state: Mutex<State>,
     stopped: Condvar,
@@ -81,6 +83,7 @@ impl Engine {
         }
         let shared = workers.iter().map(|w| w.shared.clone()).collect();
         Ok(Engine {
+            disk: (config.disk_threads > 0).then(|| Arc::new(disk::DiskPool::new(config.disk_threads))),
             config: Arc::new(config),
             handler,
             head_handler,
@@ -135,7 +138,14 @@ impl Engine {
         }
         for (i, slot) in state.workers.iter_mut().enumerate() {
             let Some(poll) = slot.poll.take() else { continue };
-            let worker = Worker::new(poll, slot.shared.clone(), self.config.clone(), self.handler.clone(), self.head_handler.clone());
+            let worker = Worker::new(
+                poll,
+                slot.shared.clone(),
+                self.config.clone(),
+                self.handler.clone(),
+                self.head_handler.clone(),
+                self.disk.clone(),
+            );
             let thread = std::thread::Builder::new().name(format!("zerohttp-{i}")).spawn(move || {
                 crate::transfer::block_sigpipe();
                 worker.run();
@@ -170,6 +180,9 @@ impl Engine {
         match state.lifecycle {
             Lifecycle::Created => {
                 state.lifecycle = Lifecycle::Stopped;
+                if let Some(pool) = &self.disk {
+                    pool.stop();
+                }
                 for slot in &state.workers {
                     drop(slot.shared.close());
                 }
@@ -195,6 +208,9 @@ impl Engine {
         drop(state);
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(pool) = &self.disk {
+            pool.stop();
         }
         let mut state = self.lock();
         state.lifecycle = Lifecycle::Stopped;

@@ -18,6 +18,8 @@ pub(crate) enum Msg {
     Respond { token: usize, conn_id: u64, seq: u64, resp: Response, keep: Option<Keep> },
     /// A body source of this connection has more to send.
     Wake { token: usize, conn_id: u64 },
+    /// The disk pool has read `[offset, end)` of `fd` into the page cache for this connection.
+    DiskDone { token: usize, conn_id: u64, fd: i32, offset: u64, end: u64 },
     AddListener(mio::net::TcpListener),
     Shutdown { grace: std::time::Duration },
 }

@@ -28,6 +28,7 @@ pub(crate) struct Worker {
     config: Arc<Config>,
     handler: Handler,
     head_handler: Option<HeadHandler>,
+    disk: Option<Arc<crate::engine::disk::DiskPool>>,
     listeners: Vec<mio::net::TcpListener>,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
@@ -41,8 +42,16 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(poll: Poll, shared: Arc<WorkerShared>, config: Arc<Config>, handler: Handler, head_handler: Option<HeadHandler>) -> Self {
+    pub(crate) fn new(
+        poll: Poll,
+        shared: Arc<WorkerShared>,
+        config: Arc<Config>,
+        handler: Handler,
+        head_handler: Option<HeadHandler>,
+        disk: Option<Arc<crate::engine::disk::DiskPool>>,
+    ) -> Self {
         let mut paths = PathMemory::default();
+        paths.probe_cold(disk.is_some());
         if config.force_copy {
             paths.refuse_sendfile();
             paths.refuse_splice();
@@ -53,6 +62,7 @@ impl Worker {
             config,
             handler,
             head_handler,
+            disk,
             listeners: Vec::new(),
             conns: Vec::new(),
             free: Vec::new(),
@@ -143,6 +153,14 @@ impl Worker {
                 if let Some(Some(conn)) = self.conns.get_mut(token) {
                     if conn.id == conn_id {
                         conn.on_response(seq, resp, keep);
+                        self.drive(token, now);
+                    }
+                }
+            }
+            Msg::DiskDone { token, conn_id, fd, offset, end } => {
+                if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if conn.id == conn_id {
+                        conn.on_disk_done(fd, offset, end);
                         self.drive(token, now);
                     }
                 }
@@ -248,6 +266,7 @@ impl Worker {
                 shared: &self.shared,
                 date: &date,
                 paths: &mut self.paths,
+                disk: self.disk.as_deref(),
                 now,
                 draining: self.draining.is_some(),
                 head_stage: self.head_handler.is_some(),
@@ -273,6 +292,7 @@ impl Worker {
                         shared: &self.shared,
                         date: &date,
                         paths: &mut self.paths,
+                        disk: self.disk.as_deref(),
                         now,
                         draining: self.draining.is_some(),
                         head_stage: true,
@@ -355,6 +375,7 @@ impl Worker {
                         shared: &self.shared,
                         date: &date,
                         paths: &mut self.paths,
+                        disk: self.disk.as_deref(),
                         now,
                         draining: self.draining.is_some(),
                         head_stage: self.head_handler.is_some(),

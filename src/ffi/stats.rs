@@ -50,6 +50,11 @@ pub struct zh_stats {
     /// Request body bytes written into a caller's fd from user space (`pwrite`): bytes that
     /// arrived together with the head, and chunked bodies.
     pub body_bytes_copied: u64,
+    /// File ranges that were not in the page cache and were read in by a helper thread, so
+    /// the event loop never waited for the disk.
+    pub cold_offloads: u64,
+    /// Page-cache residency probes (`cachestat`) made before `sendfile`.
+    pub syscalls_probe: u64,
 }
 
 /// Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
@@ -94,6 +99,8 @@ pub extern "C" fn zh_engine_stats(engine: *const zh_engine, out: *mut zh_stats) 
             errors_limit: s.errors_limit,
             body_bytes_spliced: s.body_bytes_spliced,
             body_bytes_copied: s.body_bytes_copied,
+            cold_offloads: s.cold_offloads,
+            syscalls_probe: s.syscalls_probe,
         };
         let n = size.min(std::mem::size_of::<zh_stats>());
         // SAFETY: `full` is a live local of size_of::<zh_stats>() >= n bytes; the caller

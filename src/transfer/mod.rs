@@ -8,12 +8,16 @@
 
 mod os;
 mod recv;
+mod residency;
 mod send;
 mod sink;
 mod splice;
+mod stat;
 
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
 pub use recv::{recv_into, RecvOutcome};
-pub use send::{send_chain, PathMemory, SendError, SendReport, Sent};
+pub use residency::{dup_fd, evict, probe, warm, Residency};
+pub use send::{send_chain, ConnPaths, PathMemory, SendError, SendReport, Sent};
 pub use sink::{pipe_is_clean, pwrite_all, splice_to_file, SinkStep};
 pub use splice::PipePair;
+pub use stat::{file_stat, FileStat};

@@ -14,6 +14,7 @@ use bytes::Buf;
 
 use crate::body::Chunk;
 use crate::stats::{bump, WorkerStats};
+use crate::transfer::residency::{self, Residency};
 use crate::transfer::splice::{self, FdStall, PipePair};
 
 /// At most this many slices per `sendmsg`; well under IOV_MAX (1024 on Linux).
@@ -29,8 +30,28 @@ const COPY_BUF: usize = 64 * 1024;
 pub struct PathMemory {
     sendfile_refused: bool,
     splice_refused: bool,
+    /// Ask the page cache before sendfile (set from the config).
+    probe_cold: bool,
     copy_buf: Vec<u8>,
 }
+
+/// Per-connection transfer state: the staging pipe and the file range known to be cached.
+#[derive(Debug, Default)]
+pub struct ConnPaths {
+    pub(crate) pipe: Option<PipePair>,
+    /// (fd, from, to): this byte range of this fd was found in the page cache.
+    warm: Option<(RawFd, u64, u64)>,
+}
+
+impl ConnPaths {
+    /// Records that `[from, to)` of `fd` is in the page cache.
+    pub fn mark_warm(&mut self, fd: RawFd, from: u64, to: u64) {
+        self.warm = Some((fd, from, to));
+    }
+}
+
+/// Bytes probed (and, when cold, warmed) at a time.
+const PROBE_WINDOW: u64 = 2 << 20;
 
 impl PathMemory {
     /// Marks sendfile as refused (a config knob and tests use this to force the copy path).
@@ -41,6 +62,11 @@ impl PathMemory {
     /// Marks splice as refused (forces the read + send path for pipe and socket sources).
     pub fn refuse_splice(&mut self) {
         self.splice_refused = true;
+    }
+
+    /// Probe page-cache residency before each sendfile window, reporting cold ranges.
+    pub fn probe_cold(&mut self, on: bool) {
+        self.probe_cold = on;
     }
 }
 
@@ -55,6 +81,9 @@ pub enum Sent {
     Source,
     /// A pipe/socket source has nothing yet: wait for this fd to become readable.
     SourceBlocked(RawFd),
+    /// The file range at the front is not in the page cache: warm it off the event loop,
+    /// then send again.
+    Cold { fd: RawFd, offset: u64, len: u64 },
 }
 
 /// Why a send stopped for good; the connection must be closed.
@@ -76,7 +105,8 @@ pub struct SendReport {
 
 /// Writes as much of `chain` to `fd` as the socket takes, dropping chunks as they complete
 /// (which releases lent memory and closes owned fds).
-pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory, pipe: &mut Option<PipePair>) -> SendReport {
+pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory, conn: &mut ConnPaths) -> SendReport {
+    let pipe = &mut conn.pipe;
     let mut total = 0u64;
     let mut ends = 0usize;
     macro_rules! report {
@@ -107,7 +137,22 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             },
             Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
             Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends),
-            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats) {
+            Some(Chunk::File(r)) if paths.probe_cold && !is_warm(&conn.warm, r) => {
+                let (rfd, offset) = (r.fd.raw(), r.offset);
+                let len = r.len.min(PROBE_WINDOW);
+                match residency::probe(rfd, offset, len, stats) {
+                    Residency::Cached => {
+                        conn.warm = Some((rfd, offset, offset + len));
+                        continue;
+                    }
+                    Residency::Cold => report!(Ok(Sent::Cold { fd: rfd, offset, len })),
+                    Residency::Unknown => {
+                        paths.probe_cold = false;
+                        continue;
+                    }
+                }
+            }
+            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }) {
                 Err(StepError::Refused) => {
                     paths.sendfile_refused = true;
                     bump(&stats.fallbacks, 1);
@@ -219,9 +264,19 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
     }
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats) -> Result<u64, StepError> {
+/// Whether the front of `r` lies in the range last found cached.
+fn is_warm(warm: &Option<(RawFd, u64, u64)>, r: &crate::body::FileRegion) -> bool {
+    matches!(*warm, Some((fd, from, to)) if fd == r.fd.raw() && r.offset >= from && r.offset < to)
+}
+
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Option<(RawFd, u64, u64)>) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
-    let count = region.len.min(SENDFILE_MAX) as usize;
+    // When probing, send no further than the range known to be cached.
+    let limit = match warm {
+        Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
+        None => u64::MAX,
+    };
+    let count = region.len.min(SENDFILE_MAX).min(limit) as usize;
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -322,13 +377,13 @@ mod tests {
 
     fn run_to_end(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory) -> Result<u64, SendError> {
         let mut total = 0;
-        let mut pipe = None;
+        let mut pipe = ConnPaths::default();
         loop {
             let r = send_chain(fd, chain, stats, paths, &mut pipe);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
-                Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) | Ok(Sent::Cold { .. }) => std::thread::sleep(std::time::Duration::from_millis(1)),
                 Ok(Sent::Source) => panic!("sources are expanded by the engine"),
                 Err(e) => return Err(e),
             }
@@ -404,7 +459,7 @@ mod tests {
         drop(peer);
         let mut chain = VecDeque::new();
         chain.push_back(Chunk::Memory(Bytes::from_static(b"x")));
-        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default(), &mut None);
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default(), &mut ConnPaths::default());
         assert!(matches!(r.outcome, Err(SendError::Io(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
     }
 
@@ -444,7 +499,7 @@ mod tests {
             chain.push_back(Chunk::End);
             let stats = WorkerStats::default();
             let mut paths = PathMemory::default();
-            let mut pipe = None;
+            let mut pipe = ConnPaths::default();
             let mut ends = 0;
             loop {
                 let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut pipe);
