@@ -1,0 +1,1188 @@
+"""The Pythonic API: :class:`Engine`, :class:`Request`, :class:`Response`, :class:`Stream`.
+
+Threads and the GIL
+-------------------
+The engine's worker threads are native threads that run **without the GIL**: parsing, sending
+files by ``sendfile``, splicing request bodies into files, timers — none of it touches Python.
+A worker takes the GIL only to call Python code: handlers, head handlers, body-done, drain and
+poll callbacks, and release callbacks of lent memory (ctypes ``CFUNCTYPE`` callbacks acquire it
+on entry and release it on return). Every call *into* the library releases the GIL
+(:class:`ctypes.CDLL`). So Python handlers on several workers run one at a time, while bytes
+already handed to the engine keep flowing. Handlers must not block: answer later from another
+thread instead (every ``respond*`` method and every :class:`Stream` method is thread-safe).
+
+Callbacks never let an exception cross into C: an exception in a handler is logged on the
+``zerohttp`` logger and the request is answered 500 (if it was not answered yet); an exception
+in any other callback is logged and handled as documented there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import mimetypes
+import os
+import threading
+import weakref
+import atexit
+from ctypes import byref, c_char_p, c_size_t, c_uint16, c_void_p
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+from . import _ffi
+from ._ffi import (
+    ZH_ERR_ALREADY_USED,
+    ZH_ERR_CLOSED,
+    ZH_ERR_STATE,
+    ZH_FD_CLOSE,
+    ZH_HTTP_1_0,
+    ZH_HTTP_1_1,
+    ZH_UNLIMITED,
+)
+
+log = logging.getLogger("zerohttp")
+
+Headers = Union[Mapping[str, str], Sequence[tuple[str, str]], None]
+FileLike = Union[str, "os.PathLike[str]", int, Any]
+
+#: Bodies at least this large are lent to the engine (zero-copy, ``zh_*_add_lent``) instead
+#: of copied; the bytes object is kept alive until the engine releases it.
+LEND_THRESHOLD = 64 * 1024
+
+#: Returned by a :meth:`Response.add_callback` producer: nothing yet, call ``source.ready()``.
+PENDING = object()
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+class ZhError(Exception):
+    """A ``zh_result`` other than ``ZH_OK``: ``code`` is the number, ``message`` the library's
+    ``zh_result_str(code)``, ``name`` the macro name (``"ZH_ERR_CLOSED"``), ``call`` the C
+    function (or Python operation) that failed."""
+
+    def __init__(self, code: int, message: str | None = None, call: str | None = None):
+        self.code = int(code)
+        if message is None:
+            message = result_str(self.code)
+        self.message = message
+        self.call = call
+        self.name = _ffi.RESULT_NAMES.get(self.code, f"zh_result {self.code}")
+        where = f"{call}: " if call else ""
+        super().__init__(self.code, f"{where}{message} ({self.name})")
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+
+class ClosedError(ZhError):
+    """``ZH_ERR_CLOSED``: the peer (or the engine) is gone; what was passed in was freed."""
+
+
+def result_str(code: int) -> str:
+    """``zh_result_str(code)`` as a str."""
+    return _ffi.lib().zh_result_str(code).decode("utf-8", "replace")
+
+
+def _check(code: int, call: str) -> None:
+    if code != 0:
+        raise (ClosedError if code == ZH_ERR_CLOSED else ZhError)(code, None, call)
+
+
+def version() -> str:
+    """The library's version string, ``zh_version()``."""
+    return _ffi.lib().zh_version().decode()
+
+
+# ---- handles: userdata for C is an integer key into this table -----------------------------
+#
+# C gets a small integer as `void *userdata`, never a Python object address: a late or
+# duplicate call with a key that was already dropped finds nothing and does nothing.
+
+
+class _Handles:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = itertools.count(1)
+        self._items: dict[int, Any] = {}
+
+    def add(self, obj: Any) -> int:
+        with self._lock:
+            key = next(self._next)
+            self._items[key] = obj
+            return key
+
+    def get(self, key: int | None) -> Any:
+        return self._items.get(key) if key else None
+
+    def pop(self, key: int | None) -> Any:
+        if not key:
+            return None
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_handles = _Handles()
+_tls = threading.local()
+
+
+def _in_callback() -> bool:
+    return getattr(_tls, "depth", 0) > 0
+
+
+class _CallbackScope:
+    def __enter__(self) -> None:
+        _tls.depth = getattr(_tls, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _tls.depth -= 1
+
+
+# ---- the trampolines: one per callback type, alive for the life of the process -------------
+
+
+def _engine_of(ud: int | None) -> "Engine | None":
+    ref = _handles.get(ud)
+    return ref() if ref is not None else None
+
+
+def _reject_raw(req_ptr: int, status: int) -> None:
+    try:
+        _ffi.lib().zh_request_reject(req_ptr, status)
+    except BaseException:  # noqa: BLE001 - nothing may cross into C
+        pass
+
+
+def _handler_entry(ud: int | None, req_ptr: int | None) -> None:
+    request = None
+    try:
+        with _CallbackScope():
+            engine = _engine_of(ud)
+            if engine is None or not req_ptr:
+                if req_ptr:
+                    _reject_raw(req_ptr, 503)
+                return
+            request = Request(engine, req_ptr)
+            handler = engine.handler
+            if handler is None:
+                log.error("zerohttp: no handler set on %r; answering 500", engine)
+                request.reject(500)
+                return
+            handler(request)
+    except ClosedError:
+        log.debug("zerohttp: peer went away while handling %r", request)
+    except BaseException:  # noqa: BLE001 - never let an exception cross into C
+        try:
+            log.exception("zerohttp: handler raised; answering 500 to %r", request)
+            if request is not None:
+                request._fail(500)
+            elif req_ptr:
+                _reject_raw(req_ptr, 500)
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _head_handler_entry(ud: int | None, req_ptr: int | None) -> None:
+    request = None
+    try:
+        with _CallbackScope():
+            engine = _engine_of(ud)
+            if engine is None or not req_ptr or engine.head_handler is None:
+                return  # the engine buffers the body and calls the main handler
+            request = Request(engine, req_ptr, head=True)
+            try:
+                engine.head_handler(request)
+            except ClosedError:
+                log.debug("zerohttp: peer went away in the head handler of %r", request)
+            except BaseException:  # noqa: BLE001
+                log.exception("zerohttp: head handler raised; answering 500 to %r", request)
+                if not request._claimed:
+                    request._fail(500)
+                else:
+                    request._failed_in_head = True
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: head handler trampoline failed")
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        if request is not None:
+            request._end_head_stage()
+
+
+def _body_done_entry(ud: int | None, req_ptr: int | None, nbytes: int, error: int) -> None:
+    try:
+        with _CallbackScope():
+            entry = _handles.pop(ud)
+            if entry is None:
+                return
+            request, on_done, fd, close_fd = entry
+            if close_fd:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            if req_ptr and request._ptr != req_ptr:
+                request._ptr = req_ptr  # the request the body belongs to (same one, by contract)
+            try:
+                on_done(request, nbytes, error)
+            except ClosedError:
+                log.debug("zerohttp: peer went away in body_to_file's on_done for %r", request)
+            except BaseException:  # noqa: BLE001
+                log.exception("zerohttp: body_to_file on_done raised; answering 500 to %r", request)
+                request._fail(500)
+            else:
+                if request._failed_in_head:
+                    request._fail(500)
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: body-done trampoline failed")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _release_entry(ud: int | None) -> None:
+    try:
+        obj = _handles.pop(ud)
+        if isinstance(obj, _CallbackSource):
+            obj._released()
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: release callback failed")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _drain_entry(ud: int | None) -> None:
+    try:
+        with _CallbackScope():
+            cb = _handles.get(ud)
+            if cb is not None:
+                cb()
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: drain callback raised")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _poll_entry(ud: int | None, out_p: Any) -> int:
+    try:
+        with _CallbackScope():
+            src = _handles.get(ud)
+            if src is None:
+                return -1
+            return src._poll(out_p.contents)
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: body producer raised; aborting the connection")
+        except BaseException:  # noqa: BLE001
+            pass
+        return -1
+
+
+_HANDLER = _ffi.zh_handler_fn(_handler_entry)
+_HEAD_HANDLER = _ffi.zh_head_handler_fn(_head_handler_entry)
+_BODY_DONE = _ffi.zh_body_done_fn(_body_done_entry)
+_RELEASE = _ffi.zh_release_fn(_release_entry)
+_DRAIN = _ffi.zh_drain_fn(_drain_entry)
+_POLL = _ffi.zh_poll_fn(_poll_entry)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def _enc(s: str | bytes, what: str) -> bytes:
+    if isinstance(s, bytes):
+        return s
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be str or bytes, not {type(s).__name__}")
+    return s.encode("latin-1")
+
+
+def _dec(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("latin-1")
+
+
+def _header_items(headers: Headers) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers)
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return bytes(memoryview(data))
+
+
+def _open_fd(file: FileLike, *, write: bool = False) -> tuple[int, str | None]:
+    """A new fd of our own for `file` (a path, an fd or a file object): opened, or dup'ed so
+    the caller keeps theirs. Returns (fd, path or None)."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        flags = os.O_CLOEXEC | (os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY)
+        return os.open(file, flags, 0o644), os.fsdecode(file)
+    if isinstance(file, int):
+        return os.dup(file), None
+    fileno = getattr(file, "fileno", None)
+    if fileno is None:
+        raise TypeError("expected a path, an fd or a file object with fileno()")
+    flush = getattr(file, "flush", None)
+    if flush is not None:
+        flush()
+    return os.dup(fileno()), getattr(file, "name", None) if isinstance(getattr(file, "name", None), str) else None
+
+
+def _lend(data: Any) -> tuple[int, int, Any]:
+    """(address, length, keepalive) of a buffer to lend to the engine without copying."""
+    if isinstance(data, bytes):
+        return ctypes.cast(c_char_p(data), c_void_p).value or 0, len(data), data
+    view = memoryview(data)
+    if view.readonly or not view.c_contiguous:
+        b = view.tobytes()
+        return ctypes.cast(c_char_p(b), c_void_p).value or 0, len(b), b
+    arr = (ctypes.c_char * view.nbytes).from_buffer(view)
+    return ctypes.addressof(arr), view.nbytes, (view, arr)
+
+
+# ---- Engine --------------------------------------------------------------------------------
+
+_live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _ms(seconds: float | None, what: str) -> int:
+    if seconds is None:
+        return 0
+    ms = int(round(seconds * 1000))
+    if ms <= 0 or ms > 0xFFFFFFFF:
+        raise ValueError(f"{what} must be > 0 seconds (got {seconds!r})")
+    return ms
+
+
+class Engine:
+    """An HTTP/1.1 server engine (``zh_engine``) with its worker threads.
+
+    ``handler(request)`` is called once per complete request (head and whole body) on a worker
+    thread, holding the GIL. It answers with ``request.respond(...)`` and friends, now or
+    later from any thread. Timeouts are in seconds; ``None`` keeps the library default.
+    ``head_handler(request)``, if given, runs when a head that announces a body is complete,
+    before the body is read: it may answer at once, claim the body with
+    :meth:`Request.body_to_file`, or do nothing (the body is then buffered and ``handler``
+    runs).
+
+    Use it as a context manager, or call :meth:`close` (shutdown + free). ``close`` must not
+    be called from a handler. An engine still open at interpreter exit is closed by ``atexit``.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[["Request"], Any] | None = None,
+        *,
+        threads: int | None = None,
+        max_body: int | None = None,
+        max_request_line: int | None = None,
+        max_header_bytes: int | None = None,
+        max_headers: int | None = None,
+        header_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        send_timeout: float | None = None,
+        body_timeout: float | None = None,
+        max_connections: int | None = None,
+        force_copy: bool = False,
+        head_handler: Callable[["Request"], Any] | None = None,
+        shutdown_grace: float = 1.0,
+    ) -> None:
+        lib = _ffi.lib()
+        self._ptr: int | None = None
+        self._uid = _handles.add(weakref.ref(self))
+        self.handler = handler
+        self._head_handler = head_handler
+        self._has_head_handler = head_handler is not None
+        self.shutdown_grace = shutdown_grace
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._started = False
+        self.ports: list[int] = []
+
+        cfg = c_void_p()
+        _check(lib.zh_config_new(byref(cfg)), "zh_config_new")
+        try:
+            if threads is not None:
+                _check(lib.zh_config_set_threads(cfg, threads), "zh_config_set_threads")
+            if any(v is not None for v in (max_body, max_request_line, max_header_bytes, max_headers)):
+                body = ZH_UNLIMITED if max_body is None else int(max_body)
+                _check(
+                    lib.zh_config_set_limits(
+                        cfg, max_request_line or 0, max_header_bytes or 0, max_headers or 0, body
+                    ),
+                    "zh_config_set_limits",
+                )
+            if any(v is not None for v in (header_timeout, idle_timeout, send_timeout)):
+                _check(
+                    lib.zh_config_set_timeouts(
+                        cfg,
+                        _ms(header_timeout, "header_timeout"),
+                        _ms(idle_timeout, "idle_timeout"),
+                        _ms(send_timeout, "send_timeout"),
+                    ),
+                    "zh_config_set_timeouts",
+                )
+            if body_timeout is not None:
+                _check(
+                    lib.zh_config_set_body_read_timeout(cfg, _ms(body_timeout, "body_timeout")),
+                    "zh_config_set_body_read_timeout",
+                )
+            if max_connections is not None:
+                _check(lib.zh_config_set_max_connections(cfg, max_connections), "zh_config_set_max_connections")
+            if force_copy:
+                _check(lib.zh_config_set_force_copy(cfg, True), "zh_config_set_force_copy")
+            if head_handler is not None:
+                _check(lib.zh_config_set_head_handler(cfg, _HEAD_HANDLER, self._uid), "zh_config_set_head_handler")
+            eng = c_void_p()
+            _check(lib.zh_engine_new(cfg, _HANDLER, self._uid, byref(eng)), "zh_engine_new")
+            self._ptr = eng.value
+        except BaseException:
+            _handles.pop(self._uid)
+            raise
+        finally:
+            lib.zh_config_free(cfg)
+        _live_engines.add(self)
+
+    # -- properties
+
+    @property
+    def head_handler(self) -> Callable[["Request"], Any] | None:
+        return self._head_handler
+
+    @head_handler.setter
+    def head_handler(self, fn: Callable[["Request"], Any] | None) -> None:
+        if not self._has_head_handler:
+            raise ZhError(ZH_ERR_STATE, "a head handler can only be replaced if one was given to Engine()", "head_handler")
+        self._head_handler = fn
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def _handle(self) -> int:
+        ptr = self._ptr
+        if ptr is None:
+            raise ZhError(ZH_ERR_STATE, "engine is closed", "Engine")
+        return ptr
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ptr is None else ("running" if self._started else "new")
+        return f"<zerohttp.Engine {state} ports={self.ports}>"
+
+    # -- lifecycle
+
+    def listen(self, addr: str | tuple[str, int] = "127.0.0.1:0") -> int:
+        """Listens on ``addr`` (``"127.0.0.1:0"``, ``"[::1]:8080"`` or ``(host, port)``); returns
+        the bound port. Allowed before or after :meth:`start`."""
+        if isinstance(addr, tuple):
+            host, port = addr
+            addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        port = c_uint16()
+        _check(_ffi.lib().zh_engine_listen(self._handle(), addr.encode(), byref(port)), "zh_engine_listen")
+        self.ports.append(port.value)
+        return port.value
+
+    def start(self) -> "Engine":
+        """Starts the worker threads and returns (a no-op while running)."""
+        _check(_ffi.lib().zh_engine_start(self._handle()), "zh_engine_start")
+        self._started = True
+        return self
+
+    def run(self) -> None:
+        """Starts the engine and blocks until :meth:`shutdown` or :meth:`close` is called from
+        another thread. Unlike ``zh_engine_run`` the wait happens in Python, so Ctrl-C works:
+        ``KeyboardInterrupt`` shuts the engine down (grace ``shutdown_grace``) and propagates."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.25):
+                pass
+        except KeyboardInterrupt:
+            self.shutdown()
+            raise
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Graceful shutdown (``zh_engine_shutdown``): stop accepting, finish in-flight
+        responses for up to ``grace`` seconds (default ``shutdown_grace``), close the rest.
+        Requests still held afterwards get :class:`ClosedError` from ``respond``."""
+        if _in_callback():
+            raise ZhError(ZH_ERR_STATE, "shutdown() must not be called from a handler", "zh_engine_shutdown")
+        ptr = self._ptr
+        if ptr is None:
+            return
+        grace = self.shutdown_grace if grace is None else grace
+        ms = max(0, min(int(grace * 1000), 0xFFFFFFFF))
+        try:
+            code = _ffi.lib().zh_engine_shutdown(ptr, ms)
+            if code not in (0, ZH_ERR_STATE):
+                _check(code, "zh_engine_shutdown")
+        finally:
+            self._stopped.set()
+
+    def close(self, grace: float | None = None) -> None:
+        """Shuts down (see :meth:`shutdown`) and frees the engine. Idempotent. Must not be
+        called from a handler."""
+        if _in_callback():
+            raise ZhError(ZH_ERR_STATE, "close() must not be called from a handler", "zh_engine_free")
+        with self._lock:
+            if self._ptr is None:
+                return
+            try:
+                if self._started:
+                    self.shutdown(grace)
+            finally:
+                ptr, self._ptr = self._ptr, None
+                _ffi.lib().zh_engine_free(ptr)
+                self._stopped.set()
+                _handles.pop(self._uid)
+                _live_engines.discard(self)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._ptr is not None and not _in_callback():
+                self.close(0)
+        except BaseException:  # noqa: BLE001
+            pass
+
+    # -- observing
+
+    def stats(self) -> dict[str, int]:
+        """``zh_engine_stats`` as a dict: ``{"requests": ..., "bytes_sendfile": ..., ...}``
+        (every field of ``zh_stats`` but ``struct_size``)."""
+        st = _ffi.zh_stats()
+        st.struct_size = ctypes.sizeof(_ffi.zh_stats)
+        _check(_ffi.lib().zh_engine_stats(self._handle(), byref(st)), "zh_engine_stats")
+        return {name: getattr(st, name) for name, _ in _ffi.zh_stats._fields_ if name != "struct_size"}
+
+
+# ---- Request -------------------------------------------------------------------------------
+
+
+class Request:
+    """One request (``zh_request``), handed to ``handler(request)``.
+
+    The head (``method``, ``target``, ``path``, ``query``, ``version``, ``headers``, ``peer``)
+    is copied into Python when the object is made, so it stays readable forever. ``body``
+    is read on first access and cached; reading it for the first time after the request was
+    answered raises :class:`ZhError` (``ZH_ERR_ALREADY_USED``).
+
+    Answer **exactly once**, from any thread, with :meth:`respond`, :meth:`respond_file`,
+    :meth:`respond_stream`, :meth:`respond_iter`, :meth:`send` or :meth:`reject`. A second
+    answer raises :class:`ZhError` with code ``ZH_ERR_ALREADY_USED`` (detected in Python, so
+    it is safe even after the first response has left and the C request is freed).
+    """
+
+    def __init__(self, engine: Engine, ptr: int, head: bool = False) -> None:
+        lib = _ffi.lib()
+        self.engine = engine
+        self._ptr: int | None = ptr
+        self._lock = threading.Lock()
+        self._head_stage = head
+        self._claimed = False
+        self._failed_in_head = False
+        self._body: bytes | None = None
+        self.method: str = _dec(lib.zh_request_method(ptr)) or ""
+        self.target: str = _dec(lib.zh_request_target(ptr)) or ""
+        self.path: str = _dec(lib.zh_request_path(ptr)) or ""
+        self.query: str | None = _dec(lib.zh_request_query(ptr))
+        v = lib.zh_request_version(ptr)
+        self.version: str = {ZH_HTTP_1_0: "HTTP/1.0", ZH_HTTP_1_1: "HTTP/1.1"}.get(v, f"HTTP/?{v}")
+        self.body_length: int | None = None
+        n = lib.zh_request_body_length(ptr)
+        self.body_length = None if n < 0 else n  # None: chunked
+        name, value = c_char_p(), c_char_p()
+        headers = []
+        for i in range(lib.zh_request_header_count(ptr)):
+            _check(lib.zh_request_header_at(ptr, i, byref(name), byref(value)), "zh_request_header_at")
+            headers.append((_dec(name.value) or "", _dec(value.value) or ""))
+        self.headers: list[tuple[str, str]] = headers
+        buf = ctypes.create_string_buffer(128)
+        _check(lib.zh_request_peer_addr(ptr, buf, len(buf)), "zh_request_peer_addr")
+        self.peer: str = buf.value.decode()
+        self._trailers: list[tuple[str, str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<zerohttp.Request {self.method} {self.target} from {self.peer}>"
+
+    # -- reading
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``default``."""
+        lname = name.lower()
+        for k, v in self.headers:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def header_all(self, name: str) -> list[str]:
+        """Every value of header ``name``, in order."""
+        lname = name.lower()
+        return [v for k, v in self.headers if k.lower() == lname]
+
+    @property
+    def answered(self) -> bool:
+        """Whether the request was handed back (answered, rejected, or passed on by a head
+        handler that did not claim it)."""
+        return self._ptr is None
+
+    def _live(self, what: str) -> int:
+        ptr = self._ptr
+        if ptr is None:
+            raise ZhError(ZH_ERR_ALREADY_USED, "the request was already answered", what)
+        return ptr
+
+    @property
+    def body(self) -> bytes:
+        """The whole request body (buffered by the engine before the handler ran)."""
+        if self._body is None:
+            with self._lock:
+                if self._body is None:
+                    if self._head_stage:
+                        raise ZhError(ZH_ERR_STATE, "the body is not read yet in a head handler", "Request.body")
+                    ptr = self._live("zh_request_body_bytes")
+                    data, n = c_void_p(), c_size_t()
+                    _check(_ffi.lib().zh_request_body_bytes(ptr, byref(data), byref(n)), "zh_request_body_bytes")
+                    self._body = ctypes.string_at(data.value, n.value) if n.value else b""
+        return self._body
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]:
+        """Trailer fields of a chunked request body (read on first access)."""
+        if self._trailers is None:
+            with self._lock:
+                if self._trailers is None:
+                    lib = _ffi.lib()
+                    ptr = self._live("zh_request_trailer_count")
+                    name, value = c_char_p(), c_char_p()
+                    out = []
+                    for i in range(lib.zh_request_trailer_count(ptr)):
+                        _check(lib.zh_request_trailer_at(ptr, i, byref(name), byref(value)), "zh_request_trailer_at")
+                        out.append((_dec(name.value) or "", _dec(value.value) or ""))
+                    self._trailers = out
+        return self._trailers
+
+    def trailer(self, name: str, default: str | None = None) -> str | None:
+        lname = name.lower()
+        for k, v in self.trailers:
+            if k.lower() == lname:
+                return v
+        return default
+
+    # -- answering (every one of these hands the request back exactly once)
+
+    def _take(self, call: str) -> int:
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None:
+                raise ZhError(ZH_ERR_ALREADY_USED, "the request was already answered", call)
+            self._ptr = None
+            return ptr
+
+    def send(self, response: "Response") -> None:
+        """Answers with a :class:`Response` (``zh_respond``); the response is consumed."""
+        if not isinstance(response, Response):
+            raise TypeError("send() takes a zerohttp.Response")
+        try:
+            ptr = self._take("zh_respond")
+        except BaseException:
+            response.close()
+            raise
+        _check(_ffi.lib().zh_respond(ptr, response._give()), "zh_respond")
+
+    def respond(self, status: int = 200, body: Any = b"", headers: Headers = None, *, content_type: str | None = None) -> None:
+        """Answers with ``status``, ``headers`` (a dict or a list of pairs) and ``body``
+        (bytes-like, or str sent as UTF-8). Large bytes bodies are lent, not copied.
+        Raises :class:`ClosedError` if the peer is gone (everything was freed anyway)."""
+        self.send(Response(status, body, headers, content_type=content_type))
+
+    def respond_file(
+        self,
+        file: FileLike,
+        offset: int = 0,
+        length: int = -1,
+        *,
+        status: int = 200,
+        headers: Headers = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Answers with a file region sent by ``sendfile``: ``file`` is a path, an ``os`` fd or
+        a file object (fd and file object stay the caller's: the engine gets a ``dup``).
+        ``length`` -1 means to the end of the file. ``Content-Type`` is guessed from a path
+        unless given."""
+        resp = Response(status, headers=headers, content_type=content_type)
+        try:
+            path = resp.add_file(file, offset, length)
+            if content_type is None and path and not resp._has_content_type:
+                guessed = mimetypes.guess_type(path)[0]
+                if guessed:
+                    resp.header("Content-Type", guessed)
+        except BaseException:
+            resp.close()
+            raise
+        self.send(resp)
+
+    def reject(self, status: int = 500) -> None:
+        """Answers with a minimal ``status`` response (``zh_request_reject``)."""
+        ptr = self._take("zh_request_reject")
+        code = _ffi.lib().zh_request_reject(ptr, status)
+        if code == _ffi.ZH_ERR_INVALID:  # not handed back
+            self._ptr = ptr
+        _check(code, "zh_request_reject")
+
+    def respond_stream(self, status: int = 200, headers: Headers = None, *, content_type: str | None = None, response: "Response | None" = None) -> "Stream":
+        """Answers with a head now and a body written over time through the returned
+        :class:`Stream` (chunked for HTTP/1.1, close-delimited for HTTP/1.0). ``response``
+        may be a prepared :class:`Response` whose chunks go first."""
+        resp = response if response is not None else Response(status, headers=headers, content_type=content_type)
+        try:
+            ptr = self._take("zh_respond_stream")
+        except BaseException:
+            resp.close()
+            raise
+        out = c_void_p()
+        _check(_ffi.lib().zh_respond_stream(ptr, resp._give(), byref(out)), "zh_respond_stream")
+        return Stream(self.engine, out.value)
+
+    def respond_iter(
+        self,
+        status: int = 200,
+        iterable: Iterable[Any] = (),
+        headers: Headers = None,
+        *,
+        content_type: str | None = None,
+        high_water: int = 1 << 20,
+    ) -> "Stream":
+        """Streams ``iterable`` (e.g. a generator of bytes/str chunks) as the body, pulled by a
+        new thread so the handler returns at once. The thread waits while more than
+        ``high_water`` bytes are queued (backpressure), stops early if the client goes away
+        (closing a generator), and aborts the response if the iterable raises.
+        ``stream.join()`` waits for the thread."""
+        stream = self.respond_stream(status, headers, content_type=content_type)
+        t = threading.Thread(target=stream._pump, args=(iterable, high_water), name="zerohttp-iter", daemon=True)
+        stream._thread = t
+        t.start()
+        return stream
+
+    def body_to_file(self, file: FileLike, on_done: Callable[["Request", int, int], Any], offset: int = 0) -> None:
+        """Head handler only: writes the request body into ``file`` (a path — created or
+        truncated —, an ``os`` fd, or a file object) from ``offset``, by ``splice`` (socket →
+        pipe → file) so it never enters Python. ``on_done(request, nbytes, error)`` runs once
+        on a worker thread when the body is complete (``error`` 0) or failed (an errno value);
+        the request is still to be answered — typically right there. A caller's fd or file
+        object is ``dup``'ed: keep it or close it, the engine writes through its own copy."""
+        ptr = self._live("zh_request_body_to_fd")
+        if not self._head_stage:
+            raise ZhError(ZH_ERR_STATE, "body_to_file() only works in a head handler", "zh_request_body_to_fd")
+        fd, _ = _open_fd(file, write=True)
+        key = _handles.add((self, on_done, fd, True))
+        code = _ffi.lib().zh_request_body_to_fd(ptr, fd, offset, _BODY_DONE, key)
+        if code != 0:
+            _handles.pop(key)
+            os.close(fd)
+            _check(code, "zh_request_body_to_fd")
+        self._claimed = True
+
+    # -- internals
+
+    def _fail(self, status: int) -> None:
+        """Best-effort answer after an exception: only if nobody answered yet."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            _reject_raw(ptr, status)
+
+    def _end_head_stage(self) -> None:
+        self._head_stage = False
+        if not self._claimed:
+            # Neither claimed nor answered: the engine takes the request back (and will call
+            # the main handler with a new one). This pointer is dead now.
+            self._ptr = None
+
+
+# ---- Response ------------------------------------------------------------------------------
+
+
+class Response:
+    """A response under construction (``zh_response``): status, headers and a chain of body
+    chunks — bytes (copied, or lent when large), lent buffers (zero-copy), file regions
+    (``sendfile``), pipes/sockets (``splice``) and producer callbacks. Give it to
+    :meth:`Request.send` (which consumes it) or :meth:`close` it. Not thread-safe while built.
+    """
+
+    def __init__(self, status: int = 200, body: Any = None, headers: Headers = None, *, content_type: str | None = None) -> None:
+        out = c_void_p()
+        _check(_ffi.lib().zh_response_new(status, byref(out)), "zh_response_new")
+        self._ptr: int | None = out.value
+        self.status = status
+        self._has_content_type = False
+        try:
+            for k, v in _header_items(headers):
+                self.header(k, v)
+            if content_type is not None:
+                self.header("Content-Type", content_type)
+            if body is not None:
+                self.add(body)
+        except BaseException:
+            self.close()
+            raise
+
+    def _live(self, call: str) -> int:
+        if self._ptr is None:
+            raise ZhError(ZH_ERR_ALREADY_USED, "the response was already sent or closed", call)
+        return self._ptr
+
+    def _give(self) -> int:
+        ptr = self._live("zh_respond")
+        self._ptr = None
+        return ptr
+
+    def header(self, name: str, value: str | int) -> "Response":
+        """Adds a header (``Content-Length`` and ``Transfer-Encoding`` are the engine's)."""
+        if isinstance(value, int):
+            value = str(value)
+        _check(
+            _ffi.lib().zh_response_add_header(self._live("zh_response_add_header"), _enc(name, "header name"), _enc(value, "header value")),
+            "zh_response_add_header",
+        )
+        if name.lower() == "content-type":
+            self._has_content_type = True
+        return self
+
+    add_header = header
+
+    def add(self, data: Any) -> "Response":
+        """Appends bytes (str is sent as UTF-8): copied, or lent when ``LEND_THRESHOLD`` or more."""
+        data = _as_bytes(data)
+        if len(data) >= LEND_THRESHOLD:
+            return self.add_lent(data)
+        _check(_ffi.lib().zh_response_add_bytes(self._live("zh_response_add_bytes"), data, len(data)), "zh_response_add_bytes")
+        return self
+
+    def add_lent(self, data: Any) -> "Response":
+        """Appends a buffer without copying (``zh_response_add_lent``): the object is kept alive
+        until the engine releases it and must not be modified meanwhile."""
+        ptr = self._live("zh_response_add_lent")
+        addr, n, keep = _lend(data)
+        key = _handles.add(keep)
+        code = _ffi.lib().zh_response_add_lent(ptr, addr, n, _RELEASE, key)
+        if code != 0:
+            _handles.pop(key)
+            _check(code, "zh_response_add_lent")
+        return self
+
+    def add_file(self, file: FileLike, offset: int = 0, length: int = -1) -> str | None:
+        """Appends a file region (``sendfile``) from a path, an ``os`` fd or a file object; the
+        engine owns a fresh fd (opened or ``dup``'ed) and closes it. Returns the path if known."""
+        ptr = self._live("zh_response_add_file")
+        fd, path = _open_fd(file)
+        code = _ffi.lib().zh_response_add_file(ptr, fd, offset, length, ZH_FD_CLOSE)
+        if code != 0:
+            os.close(fd)  # nothing taken on error
+            _check(code, "zh_response_add_file")
+        return path
+
+    def add_fd(self, fd: int, length: int = -1, *, close: bool = False) -> "Response":
+        """Appends a pipe or socket to read ``length`` bytes from (-1: until EOF), by ``splice``.
+        With ``close=True`` the engine owns ``fd``; else it is ``dup``'ed (yours stays open).
+        The fd is switched to non-blocking mode."""
+        ptr = self._live("zh_response_add_fd")
+        own = fd if close else os.dup(fd)
+        code = _ffi.lib().zh_response_add_fd(ptr, own, length, ZH_FD_CLOSE)
+        if code != 0:
+            if not close:
+                os.close(own)
+            _check(code, "zh_response_add_fd")
+        return self
+
+    def add_callback(self, producer: Callable[[int], Any], length: int = -1) -> "Source":
+        """Appends a body produced on demand (``zh_response_add_callback``).
+        ``producer(max_len)`` runs on the worker thread (must not block) and returns bytes
+        (longer than ``max_len`` is fine: the rest is kept for the next call), ``None`` or
+        ``b""`` at the end, or :data:`PENDING` when it has nothing yet — then call
+        ``source.ready()`` (any thread) on the returned :class:`Source` when it has. An
+        exception aborts the connection. ``length``: the total, or -1 if unknown."""
+        ptr = self._live("zh_response_add_callback")
+        src = _CallbackSource(producer)
+        key = _handles.add(src)
+        code = _ffi.lib().zh_response_add_callback(ptr, _POLL, _RELEASE, key, length)
+        if code != 0:
+            _handles.pop(key)
+            _check(code, "zh_response_add_callback")
+        return src
+
+    def close(self) -> None:
+        """Frees an unsent response (``zh_response_free``); a no-op once sent."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            _ffi.lib().zh_response_free(ptr)
+
+    def __enter__(self) -> "Response":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+class Source:
+    """The handle of a :meth:`Response.add_callback` body: :meth:`ready` wakes the engine
+    after the producer returned :data:`PENDING`. Thread-safe."""
+
+    def ready(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class _CallbackSource(Source):
+    def __init__(self, producer: Callable[[int], Any]) -> None:
+        self.producer = producer
+        self._lock = threading.Lock()
+        self._source: int | None = None
+        self._rest = b""
+        self._done = False
+        self.released = threading.Event()
+
+    def ready(self) -> None:
+        with self._lock:
+            if self._source is not None:
+                _check(_ffi.lib().zh_source_ready(self._source), "zh_source_ready")
+
+    def _released(self) -> None:
+        with self._lock:
+            self._source = None
+        self.released.set()
+
+    def _poll(self, out: Any) -> int:
+        with self._lock:
+            self._source = out.source
+        if not self._rest:
+            if self._done:
+                return _ffi.ZH_EOF
+            r = self.producer(out.buf_cap)
+            if r is PENDING:
+                return _ffi.ZH_PENDING
+            if r is None or len(r) == 0:
+                self._done = True
+                return _ffi.ZH_EOF
+            self._rest = _as_bytes(r)
+        n = min(len(self._rest), out.buf_cap)
+        ctypes.memmove(out.buf, self._rest, n)
+        self._rest = self._rest[n:]
+        out.kind = _ffi.ZH_CHUNK_BYTES
+        out.len = n
+        return _ffi.ZH_POLL_READY
+
+
+# ---- Stream --------------------------------------------------------------------------------
+
+
+class Stream:
+    """The producer's handle of a streaming response (``zh_stream``). Every method is
+    thread-safe. End it with :meth:`end` (optionally with trailers) or :meth:`abort`; as a
+    context manager it ends on success and aborts on an exception. Writes to a vanished
+    client raise :class:`ClosedError`."""
+
+    def __init__(self, engine: Engine, ptr: int) -> None:
+        self.engine = engine
+        self._ptr: int | None = ptr
+        self._lock = threading.RLock()
+        self._drain_key: int | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _live(self, call: str) -> int:
+        if self._ptr is None:
+            raise ZhError(ZH_ERR_STATE, "the stream was already ended or aborted", call)
+        return self._ptr
+
+    def write(self, data: Any) -> None:
+        """Queues bytes (str as UTF-8): copied, or lent when large."""
+        data = _as_bytes(data)
+        if not data:
+            return
+        with self._lock:
+            ptr = self._live("zh_stream_add_bytes")
+            if len(data) >= LEND_THRESHOLD:
+                addr, n, keep = _lend(data)
+                key = _handles.add(keep)
+                code = _ffi.lib().zh_stream_add_lent(ptr, addr, n, _RELEASE, key)
+                if code != 0:
+                    _handles.pop(key)
+                _check(code, "zh_stream_add_lent")
+            else:
+                _check(_ffi.lib().zh_stream_add_bytes(ptr, data, len(data)), "zh_stream_add_bytes")
+
+    def write_file(self, file: FileLike, offset: int = 0, length: int = -1) -> None:
+        """Queues a file region (``sendfile``) from a path, fd or file object (own fd, closed
+        by the engine)."""
+        with self._lock:
+            ptr = self._live("zh_stream_add_file")
+            fd, _ = _open_fd(file)
+            code = _ffi.lib().zh_stream_add_file(ptr, fd, offset, length, ZH_FD_CLOSE)
+            if code != 0:
+                os.close(fd)
+                _check(code, "zh_stream_add_file")
+
+    def write_fd(self, fd: int, length: int = -1, *, close: bool = False) -> None:
+        """Queues a pipe or socket (``splice``); as :meth:`Response.add_fd`."""
+        with self._lock:
+            ptr = self._live("zh_stream_add_fd")
+            own = fd if close else os.dup(fd)
+            code = _ffi.lib().zh_stream_add_fd(ptr, own, length, ZH_FD_CLOSE)
+            if code != 0:
+                if not close:
+                    os.close(own)
+                _check(code, "zh_stream_add_fd")
+
+    @property
+    def queued(self) -> int:
+        """Bytes queued and not yet taken by the connection (0 once ended)."""
+        with self._lock:
+            return 0 if self._ptr is None else _ffi.lib().zh_stream_queued(self._ptr)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (or the stream ended)."""
+        with self._lock:
+            return True if self._ptr is None else bool(_ffi.lib().zh_stream_is_closed(self._ptr))
+
+    def on_drain(self, low_mark: int, callback: Callable[[], Any]) -> None:
+        """Calls ``callback()`` on the worker thread whenever the queue falls below
+        ``low_mark`` after having reached it (must not block). Replaces an earlier one."""
+        with self._lock:
+            ptr = self._live("zh_stream_on_drain")
+            key = _handles.add(callback)
+            code = _ffi.lib().zh_stream_on_drain(ptr, low_mark, _DRAIN, key)
+            if code != 0:
+                _handles.pop(key)
+                _check(code, "zh_stream_on_drain")
+            _handles.pop(self._drain_key)
+            self._drain_key = key
+
+    def end(self, trailers: Headers = None) -> None:
+        """Ends the body, with optional trailer fields (sent for chunked responses)."""
+        items = _header_items(trailers)
+        n = len(items)
+        names = (c_char_p * max(n, 1))(*[_enc(k, "trailer name") for k, _ in items])
+        values = (c_char_p * max(n, 1))(*[_enc(str(v), "trailer value") for _, v in items])
+        with self._lock:
+            ptr = self._live("zh_stream_end")
+            code = _ffi.lib().zh_stream_end(ptr, names, values, n)
+            if code not in (_ffi.ZH_ERR_NULL, _ffi.ZH_ERR_HEADER):
+                self._finish()
+            _check(code, "zh_stream_end")
+
+    def abort(self) -> None:
+        """Aborts the response (the connection closes mid-body) and frees the handle."""
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None:
+                return
+            self._finish()
+            _ffi.lib().zh_stream_abort(ptr)
+
+    def _finish(self) -> None:
+        self._ptr = None
+        _handles.pop(self._drain_key)
+        self._drain_key = None
+
+    def join(self, timeout: float | None = None) -> bool:
+        """For :meth:`Request.respond_iter`: waits for the feeding thread; True if it ended."""
+        t = self._thread
+        if t is None:
+            return True
+        t.join(timeout)
+        return not t.is_alive()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self._ptr is None:
+            return
+        if exc_type is None:
+            try:
+                self.end()
+            except ClosedError:
+                pass
+        else:
+            self.abort()
+
+    def _pump(self, iterable: Iterable[Any], high_water: int) -> None:
+        drained = threading.Event()
+        it = iter(iterable)
+        try:
+            self.on_drain(high_water, drained.set)
+            for chunk in it:
+                data = _as_bytes(chunk)
+                if not data:
+                    continue
+                while True:
+                    drained.clear()
+                    if self.closed or self.queued < high_water:
+                        break
+                    drained.wait(0.05)
+                self.write(data)
+            self.end()
+        except ClosedError as e:
+            self.error = e
+            log.debug("zerohttp: client went away during respond_iter")
+            self.abort()
+        except BaseException as e:  # noqa: BLE001
+            self.error = e
+            log.exception("zerohttp: respond_iter body raised; aborting the response")
+            self.abort()
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException:  # noqa: BLE001
+                    log.exception("zerohttp: closing the respond_iter iterable failed")
+
+
+# ---- process exit --------------------------------------------------------------------------
+
+
+@atexit.register
+def _close_all_engines() -> None:
+    for engine in list(_live_engines):
+        try:
+            engine.close(0)
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+__all__ = [
+    "ClosedError",
+    "Engine",
+    "PENDING",
+    "Request",
+    "Response",
+    "Source",
+    "Stream",
+    "ZhError",
+    "result_str",
+    "version",
+]
