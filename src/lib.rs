@@ -11,4 +11,5 @@ pub mod error;
 pub mod ffi;
 pub mod h1;
 pub mod stats;
+pub mod static_file;
 pub mod transfer;
