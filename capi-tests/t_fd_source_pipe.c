@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,6 +84,7 @@ static void *writer(void *arg) {
     if (write_all(a->fd, g_body + off, n) != 0) break; /* reader gone: stop */
     off += n;
     if (a->pause_ms) zt_sleep_ms(a->pause_ms);
+    else if (a->piece <= TRICKLE_PIECE && (off / a->piece) % 16 == 0) sched_yield();
   }
   close(a->fd);
   free(a);
