@@ -24,5 +24,11 @@ fuzz_target!(|data: &[u8]| {
             std::process::abort();
         }));
     });
-    checks::run_connection_input(data, Duration::from_secs(1));
+    static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    // ZH_FUZZ_READ_TIMEOUT_MS lengthens the hang deadline (to tell a stall from a hang).
+    let timeout = *TIMEOUT.get_or_init(|| {
+        let ms = std::env::var("ZH_FUZZ_READ_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        Duration::from_millis(ms)
+    });
+    checks::run_connection_input(data, timeout);
 });
