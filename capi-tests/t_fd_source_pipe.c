@@ -35,7 +35,7 @@
 #define SHORT_GIVEN 1000
 #define TRICKLE_LEN (2u << 20)
 #define TRICKLE_PIECE 4096
-#define TRICKLE_ROUNDS 60
+#define TRICKLE_ROUNDS 200
 
 static uint8_t *g_body; /* pattern[0, BODY_LEN) */
 static atomic_int g_fd = -1;
