@@ -13,6 +13,22 @@
 #include <stdbool.h>
 
 /**
+ * `zh_file_info.flags`: mark the generated ETag weak (`W/"..."`), or add `W/` to the given
+ * one. Weak tags still allow `304` (If-None-Match) but never satisfy `If-Match` or `If-Range`.
+ */
+#define ZH_FILE_WEAK_ETAG 1
+
+/**
+ * `zh_file_info.flags`: send no `ETag`.
+ */
+#define ZH_FILE_NO_ETAG 2
+
+/**
+ * `zh_file_info.flags`: send no `Last-Modified` (date conditions are then ignored).
+ */
+#define ZH_FILE_NO_LAST_MODIFIED 4
+
+/**
  * Flag for `zh_response_add_file`: the engine closes the fd exactly once when it is done with
  * it (sent, aborted, or the response freed).
  */
@@ -138,6 +154,47 @@ typedef void (*zh_head_handler_fn)(void *userdata, struct zh_request *req);
  * `zh_request_reject` — from this thread, now, or from any thread later.
  */
 typedef void (*zh_handler_fn)(void *userdata, struct zh_request *req);
+
+/**
+ * Optional details for `zh_respond_file`. Zero-initialise it, set `struct_size =
+ * sizeof(zh_file_info)`, then the fields you need; `last_modified` and `size` must be set to
+ * -1 for "from fstat" (0 means the epoch / an empty file). The struct only grows at the end:
+ * fields past `struct_size` take their defaults. Everything is borrowed for the duration of
+ * the call only (copied).
+ */
+typedef struct zh_file_info {
+  uint32_t struct_size;
+  /**
+   * `ZH_FILE_*` flags.
+   */
+  uint32_t flags;
+  /**
+   * Content-Type value (e.g. "text/html; charset=utf-8"), or NULL for none.
+   */
+  const char *content_type;
+  /**
+   * ETag: a full entity-tag (`"v1"` or `W/"v1"`) or a bare opaque value (`v1`, quoted for
+   * you); NULL = a strong tag generated from inode, size and mtime.
+   */
+  const char *etag;
+  /**
+   * Last-Modified as unix seconds; -1 = the file's mtime.
+   */
+  int64_t last_modified;
+  /**
+   * Bytes of the file that make up the representation (from offset 0); -1 = the file's size.
+   * Larger than the file is `ZH_ERR_RANGE`.
+   */
+  int64_t size;
+  /**
+   * `header_count` extra headers as name/value pairs: `headers[2*i]` is a name,
+   * `headers[2*i+1]` its value. Sent with `200`, `206` and `304` (e.g. Cache-Control, Vary),
+   * not with `412`/`416`. Headers the call writes itself (Content-Type, Content-Range,
+   * Accept-Ranges, ETag, Last-Modified, framing) are `ZH_ERR_HEADER`.
+   */
+  const char *const *headers;
+  size_t header_count;
+} zh_file_info;
 
 /**
  * Reports a claimed body: `bytes` written, `error` 0 or an errno value (e.g. ENOSPC, or
@@ -480,6 +537,40 @@ zh_result zh_engine_shutdown(struct zh_engine *engine, uint32_t grace_ms);
  * be called from a handler.
  */
 void zh_engine_free(struct zh_engine *engine);
+
+/**
+ * Answers `req` with the regular file `fd` (from offset 0), following RFC 9110 §13 and §14:
+ *
+ * - `200` with the whole file, `Accept-Ranges: bytes`, `ETag` (strong, from inode, size and
+ *   mtime, unless `opt` says otherwise), `Last-Modified`, `opt->content_type`;
+ * - `Range` (GET and HEAD only; HEAD gets GET's headers and no body): one range
+ *   (`bytes=a-b`, `a-`, `-n`) → `206` with `Content-Range`; several → `206
+ *   multipart/byteranges` (random boundary; the body is a chain of small memory part headers
+ *   and file regions, all sent by `sendfile`); none satisfiable → `416` whose
+ *   `Content-Range` is `bytes *` followed by `/` and the size. Overlapping or nearly adjacent
+ *   ranges (< 80 bytes apart) are coalesced; more than 16 ranges, another unit, several Range
+ *   fields or invalid syntax → the Range is ignored (`200`): no range-amplification. `If-Range` (strong ETag comparison — weak tags
+ *   never match — or a date equal to Last-Modified) decides whether Range is honoured.
+ * - `If-Match` (strong) / `If-Unmodified-Since` → `412`; `If-None-Match` (weak, `*`) /
+ *   `If-Modified-Since` (only without If-None-Match, GET/HEAD only) → `304` with ETag and
+ *   Last-Modified and no body (`If-None-Match` matching a non-GET/HEAD request → `412`).
+ *
+ * `opt` may be NULL (defaults) and is only read during the call. `flags`: `ZH_FD_CLOSE` = the
+ * engine owns `fd` and closes it exactly once.
+ *
+ * Ownership: `ZH_ERR_NULL` (`req` NULL) and `ZH_ERR_ALREADY_USED` take nothing. Every other
+ * result means `req` was handed back (like `zh_respond`) and, with `ZH_FD_CLOSE`, `fd` was
+ * taken: on errors about the file or `opt` (`ZH_ERR_INVALID`: negative fd, not a regular file,
+ * bad flags or fields; `ZH_ERR_HEADER`: bad content type, ETag or extra header; `ZH_ERR_RANGE`:
+ * `size` larger than the file; `ZH_ERR_IO`: fstat failed) the request is answered with `500`
+ * and the fd is closed. Without `ZH_FD_CLOSE` the caller keeps `fd` open until the response has
+ * left (use `ZH_FD_CLOSE`, it is simpler). Thread-safe: call it from any thread, like
+ * `zh_respond`.
+ */
+zh_result zh_respond_file(struct zh_request *req,
+                          int32_t fd,
+                          uint32_t flags,
+                          const struct zh_file_info *opt);
 
 /**
  * Sends `resp` as the answer to `req`. Always takes `resp` (freed on every error). Hands `req`

@@ -44,6 +44,7 @@ macro_rules! try_mut {
 
 pub mod config;
 pub mod engine;
+pub mod file;
 pub mod request;
 pub mod response;
 pub mod result;
@@ -53,6 +54,7 @@ pub mod stream;
 
 pub use config::*;
 pub use engine::*;
+pub use file::*;
 pub use request::*;
 pub use response::*;
 pub use result::*;

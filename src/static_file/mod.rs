@@ -34,6 +34,7 @@
 
 pub mod date;
 pub mod etag;
+/// cbindgen:ignore
 pub mod range;
 
 use std::hash::{BuildHasher, Hasher};
@@ -411,7 +412,11 @@ pub fn file_meta(fd: i32, size: Option<u64>) -> Result<FileMeta, Error> {
     if fd < 0 {
         return Err(Error::Invalid("negative file descriptor"));
     }
-    let st = crate::transfer::file_stat(fd)?;
+    meta_from_stat(crate::transfer::file_stat(fd)?, size)
+}
+
+/// [`FileMeta`] from an `fstat` result: a regular file, `size` (if given) at most its size.
+pub fn meta_from_stat(st: crate::transfer::FileStat, size: Option<u64>) -> Result<FileMeta, Error> {
     if !st.is_regular {
         return Err(Error::Invalid("file responses need a regular file"));
     }
