@@ -396,6 +396,7 @@ class Engine:
         body_timeout: float | None = None,
         max_connections: int | None = None,
         force_copy: bool = False,
+        disk_threads: int | None = None,
         head_handler: Callable[["Request"], Any] | None = None,
         shutdown_grace: float = 1.0,
     ) -> None:
@@ -441,6 +442,8 @@ class Engine:
                 )
             if max_connections is not None:
                 _check(lib.zh_config_set_max_connections(cfg, max_connections), "zh_config_set_max_connections")
+            if disk_threads is not None:
+                _check(lib.zh_config_set_disk_threads(cfg, disk_threads), "zh_config_set_disk_threads")
             if force_copy:
                 _check(lib.zh_config_set_force_copy(cfg, True), "zh_config_set_force_copy")
             if head_handler is not None:
@@ -737,6 +740,57 @@ class Request:
             resp.close()
             raise
         self.send(resp)
+
+    def serve_file(
+        self,
+        file: FileLike,
+        *,
+        content_type: str | None = None,
+        etag: str | None = None,
+        last_modified: int | float | None = None,
+        size: int | None = None,
+        weak_etag: bool = False,
+        no_etag: bool = False,
+        no_last_modified: bool = False,
+        headers: Headers = None,
+    ) -> None:
+        """Answers with a whole file the way a static file server does (``zh_respond_file``):
+        ``200`` with ``ETag``/``Last-Modified``/``Accept-Ranges``, ``206`` for ``Range`` (also
+        multipart), ``304``/``412`` for conditional requests, ``416`` — all decided by the
+        engine, the bytes sent by ``sendfile``. ``file`` as in :meth:`respond_file`;
+        ``content_type`` is guessed from a path unless given; ``etag``/``last_modified``
+        (unix seconds)/``size`` default to the file's own; ``headers`` go with 200/206/304.
+        Errors about the file or options still answer the request (500) and raise."""
+        lib = _ffi.lib()
+        if not hasattr(lib, "zh_respond_file") or "zh_respond_file" in _ffi.MISSING:
+            raise ZhError(_ffi.ZH_ERR_UNSUPPORTED, "this libzerohttp has no zh_respond_file", "zh_respond_file")
+        fd, path = _open_fd(file)
+        try:
+            info = _ffi.zh_file_info()
+            info.struct_size = ctypes.sizeof(_ffi.zh_file_info)
+            info.flags = (
+                (_ffi.ZH_FILE_WEAK_ETAG if weak_etag else 0)
+                | (_ffi.ZH_FILE_NO_ETAG if no_etag else 0)
+                | (_ffi.ZH_FILE_NO_LAST_MODIFIED if no_last_modified else 0)
+            )
+            if content_type is None and path:
+                content_type = mimetypes.guess_type(path)[0]
+            info.content_type = None if content_type is None else _enc(content_type, "content_type")
+            info.etag = None if etag is None else _enc(etag, "etag")
+            info.last_modified = -1 if last_modified is None else int(last_modified)
+            info.size = -1 if size is None else int(size)
+            flat = [_enc(x if isinstance(x, (str, bytes)) else str(x), "header") for kv in _header_items(headers) for x in kv]
+            arr = (c_char_p * max(len(flat), 1))(*flat)
+            info.headers = ctypes.cast(arr, ctypes.POINTER(c_char_p))
+            info.header_count = len(flat) // 2
+            ptr = self._take("zh_respond_file")
+        except BaseException:
+            os.close(fd)
+            raise
+        code = lib.zh_respond_file(ptr, fd, ZH_FD_CLOSE, byref(info))
+        if code in (_ffi.ZH_ERR_NULL, ZH_ERR_ALREADY_USED):
+            os.close(fd)  # nothing taken
+        _check(code, "zh_respond_file")
 
     def reject(self, status: int = 500) -> None:
         """Answers with a minimal ``status`` response (``zh_request_reject``)."""

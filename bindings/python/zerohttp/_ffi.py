@@ -39,6 +39,9 @@ from ctypes import (
 
 # ---- constants (mirrors of the header's #defines; tests/test_ffi.py checks them) -----------
 
+ZH_FILE_WEAK_ETAG = 1
+ZH_FILE_NO_ETAG = 2
+ZH_FILE_NO_LAST_MODIFIED = 4
 ZH_FD_CLOSE = 1
 ZH_UNLIMITED = 2**64 - 1
 ZH_VERSION_MAJOR = 0
@@ -122,6 +125,23 @@ class zh_stats(Structure):
         ("errors_limit", c_uint64),
         ("body_bytes_spliced", c_uint64),
         ("body_bytes_copied", c_uint64),
+        ("cold_offloads", c_uint64),
+        ("syscalls_probe", c_uint64),
+    ]
+
+
+class zh_file_info(Structure):
+    """``struct zh_file_info``: options of ``zh_respond_file`` (``struct_size`` first)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("flags", c_uint32),
+        ("content_type", c_char_p),
+        ("etag", c_char_p),
+        ("last_modified", c_int64),
+        ("size", c_int64),
+        ("headers", POINTER(c_char_p)),
+        ("header_count", c_size_t),
     ]
 
 
@@ -148,12 +168,14 @@ FUNCTIONS = {
     "zh_config_set_body_read_timeout": (zh_result, [_p, c_uint32]),
     "zh_config_set_force_copy": (zh_result, [_p, c_bool]),
     "zh_config_set_head_handler": (zh_result, [_p, zh_head_handler_fn, c_void_p]),
+    "zh_config_set_disk_threads": (zh_result, [_p, c_uint32]),
     "zh_engine_new": (zh_result, [_p, zh_handler_fn, c_void_p, _pp]),
     "zh_engine_listen": (zh_result, [_p, c_char_p, POINTER(c_uint16)]),
     "zh_engine_start": (zh_result, [_p]),
     "zh_engine_run": (zh_result, [_p]),
     "zh_engine_shutdown": (zh_result, [_p, c_uint32]),
     "zh_engine_free": (None, [_p]),
+    "zh_respond_file": (zh_result, [_p, c_int32, c_uint32, POINTER(zh_file_info)]),
     "zh_respond": (zh_result, [_p, _p]),
     "zh_request_reject": (zh_result, [_p, c_uint16]),
     "zh_request_method": (c_char_p, [_p]),
