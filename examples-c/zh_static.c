@@ -2,8 +2,10 @@
  *
  *   zh_static [--listen ADDR] [--threads N] ROOT
  *
- * Each file is answered with zh_response_add_file(fd, 0, size, ZH_FD_CLOSE): the engine sends
- * it with sendfile(2) and closes the fd when done (or when the peer goes away).
+ * Each file is answered with zh_respond_file(req, fd, ZH_FD_CLOSE, &info): the engine answers
+ * Range requests (206, multipart/byteranges, 416) and conditional requests (304, 412) per
+ * RFC 9110, sends the file bytes with sendfile(2) and closes the fd when done (or when the peer
+ * goes away).
  *
  * Path handling, in order:
  *   - only GET and HEAD (anything else → 405 with `Allow: GET, HEAD`); HEAD gets the same
@@ -16,7 +18,8 @@
  *   - a directory → its index.html (403 if absent); a directory path without the trailing
  *     slash → 301 to the same path plus `/`;
  *   - missing → 404; not a regular file (FIFO, device, socket) → 403;
- *   - Content-Type from the extension, Last-Modified from the file's mtime.
+ *   - Content-Type from the extension (passed in zh_file_info); ETag (inode-size-mtime),
+ *     Last-Modified (mtime) and Accept-Ranges: bytes come from zh_respond_file.
  * The handler runs on an engine worker thread and must not block for long: one open() and one
  * fstat() per request is acceptable for this example (a production server would cache fds or
  * do the lookups on a thread pool and zh_respond from there). */
@@ -28,7 +31,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "example_common.h"
@@ -213,46 +215,22 @@ static void respond_hello(zh_request *req) {
   (void)zh_respond(req, resp);
 }
 
-/* Hands fd (a regular file, described by st) to the engine. Takes fd on every path. */
-static void respond_file(zh_request *req, int fd, const struct stat *st, const char *name) {
-  char last_modified[64];
-  struct tm tm;
-  time_t mtime = st->st_mtime;
-  if (gmtime_r(&mtime, &tm) == NULL ||
-      strftime(last_modified, sizeof last_modified, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0) {
-    last_modified[0] = '\0';
+/* Hands fd (a regular file) to the engine with zh_respond_file, which answers Range (single and
+ * multipart), If-None-Match / If-Modified-Since (304), If-Match / If-Unmodified-Since (412) and
+ * If-Range, and writes ETag, Last-Modified and Accept-Ranges. Takes fd and req on every path. */
+static void respond_file(zh_request *req, int fd, const char *name) {
+  zh_file_info info;
+  memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  info.content_type = content_type_for(name);
+  info.last_modified = -1; /* from fstat */
+  info.size = -1;          /* from fstat */
+  zh_result rc = zh_respond_file(req, fd, ZH_FD_CLOSE, &info);
+  if (rc != ZH_OK && rc != ZH_ERR_CLOSED) {
+    /* The request was answered (500) and fd closed: only ZH_ERR_NULL / ZH_ERR_ALREADY_USED
+     * would leave them to us, and neither can happen here. */
+    fprintf(stderr, "zh_static: zh_respond_file(%s): %s\n", name, zh_result_str(rc));
   }
-
-  zh_response *resp = NULL;
-  if (zh_response_new(200, &resp) != ZH_OK) {
-    close(fd);
-    zh_request_reject(req, 500);
-    return;
-  }
-  zh_result rc = zh_response_add_header(resp, "Content-Type", content_type_for(name));
-  if (rc == ZH_OK && last_modified[0] != '\0') {
-    rc = zh_response_add_header(resp, "Last-Modified", last_modified);
-  }
-  if (rc != ZH_OK) {
-    close(fd);
-    zh_response_free(resp);
-    zh_request_reject(req, 500);
-    return;
-  }
-  if (st->st_size > 0) {
-    /* On success the engine owns fd (ZH_FD_CLOSE); on an error nothing is taken. */
-    rc = zh_response_add_file(resp, fd, 0, (int64_t)st->st_size, ZH_FD_CLOSE);
-    if (rc != ZH_OK) {
-      fprintf(stderr, "zh_static: zh_response_add_file(%s): %s\n", name, zh_result_str(rc));
-      close(fd);
-      zh_response_free(resp);
-      zh_request_reject(req, 500);
-      return;
-    }
-  } else {
-    close(fd); /* empty file: empty body, Content-Length: 0 */
-  }
-  (void)zh_respond(req, resp);
 }
 
 /* ---- the handler -------------------------------------------------------------------------- */
@@ -347,7 +325,7 @@ static void on_request(void *userdata, zh_request *req) {
     zh_request_reject(req, 403);
     return;
   }
-  respond_file(req, fd, &st, rel);
+  respond_file(req, fd, rel);
 }
 
 int main(int argc, char **argv) {
