@@ -242,6 +242,12 @@ impl Conn {
         if let Some((until, drained)) = self.lingering {
             return self.linger_read(ctx, until, drained);
         }
+        if self.read_eof {
+            // Nothing more can be read; an error or hang-up event after EOF must not leave
+            // `readable` set, or the worker would spin on this connection.
+            self.readable = false;
+            return Next::Continue;
+        }
         if matches!(self.reading, Reading::ToFd(_)) {
             return self.sink_to_fd(ctx);
         }
