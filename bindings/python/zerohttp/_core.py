@@ -59,17 +59,20 @@ PENDING = object()
 class ZhError(Exception):
     """A ``zh_result`` other than ``ZH_OK``: ``code`` is the number, ``message`` the library's
     ``zh_result_str(code)``, ``name`` the macro name (``"ZH_ERR_CLOSED"``), ``call`` the C
-    function (or Python operation) that failed."""
+    function (or Python operation) that failed, ``detail`` what the binding knows beyond the
+    code (for misuse it detects itself, e.g. answering a request twice)."""
 
-    def __init__(self, code: int, message: str | None = None, call: str | None = None):
+    def __init__(self, code: int, message: str | None = None, call: str | None = None, detail: str | None = None):
         self.code = int(code)
         if message is None:
             message = result_str(self.code)
         self.message = message
         self.call = call
+        self.detail = detail
         self.name = _ffi.RESULT_NAMES.get(self.code, f"zh_result {self.code}")
         where = f"{call}: " if call else ""
-        super().__init__(self.code, f"{where}{message} ({self.name})")
+        more = f": {detail}" if detail else ""
+        super().__init__(self.code, f"{where}{message} ({self.name}){more}")
 
     def __str__(self) -> str:
         return self.args[1]
@@ -467,7 +470,7 @@ class Engine:
     @head_handler.setter
     def head_handler(self, fn: Callable[["Request"], Any] | None) -> None:
         if not self._has_head_handler:
-            raise ZhError(ZH_ERR_STATE, "a head handler can only be replaced if one was given to Engine()", "head_handler")
+            raise ZhError(ZH_ERR_STATE, None, detail="a head handler can only be replaced if one was given to Engine()", call="head_handler")
         self._head_handler = fn
 
     @property
@@ -477,7 +480,7 @@ class Engine:
     def _handle(self) -> int:
         ptr = self._ptr
         if ptr is None:
-            raise ZhError(ZH_ERR_STATE, "engine is closed", "Engine")
+            raise ZhError(ZH_ERR_STATE, None, detail="engine is closed", call="Engine")
         return ptr
 
     def __repr__(self) -> str:
@@ -520,7 +523,7 @@ class Engine:
         responses for up to ``grace`` seconds (default ``shutdown_grace``), close the rest.
         Requests still held afterwards get :class:`ClosedError` from ``respond``."""
         if _in_callback():
-            raise ZhError(ZH_ERR_STATE, "shutdown() must not be called from a handler", "zh_engine_shutdown")
+            raise ZhError(ZH_ERR_STATE, None, detail="shutdown() must not be called from a handler", call="zh_engine_shutdown")
         ptr = self._ptr
         if ptr is None:
             return
@@ -537,7 +540,7 @@ class Engine:
         """Shuts down (see :meth:`shutdown`) and frees the engine. Idempotent. Must not be
         called from a handler."""
         if _in_callback():
-            raise ZhError(ZH_ERR_STATE, "close() must not be called from a handler", "zh_engine_free")
+            raise ZhError(ZH_ERR_STATE, None, detail="close() must not be called from a handler", call="zh_engine_free")
         with self._lock:
             if self._ptr is None:
                 return
@@ -648,7 +651,7 @@ class Request:
     def _live(self, what: str) -> int:
         ptr = self._ptr
         if ptr is None:
-            raise ZhError(ZH_ERR_ALREADY_USED, "the request was already answered", what)
+            raise ZhError(ZH_ERR_ALREADY_USED, None, detail="the request was already answered", call=what)
         return ptr
 
     @property
@@ -658,7 +661,7 @@ class Request:
             with self._lock:
                 if self._body is None:
                     if self._head_stage:
-                        raise ZhError(ZH_ERR_STATE, "the body is not read yet in a head handler", "Request.body")
+                        raise ZhError(ZH_ERR_STATE, None, detail="the body is not read yet in a head handler", call="Request.body")
                     ptr = self._live("zh_request_body_bytes")
                     data, n = c_void_p(), c_size_t()
                     _check(_ffi.lib().zh_request_body_bytes(ptr, byref(data), byref(n)), "zh_request_body_bytes")
@@ -694,7 +697,7 @@ class Request:
         with self._lock:
             ptr = self._ptr
             if ptr is None:
-                raise ZhError(ZH_ERR_ALREADY_USED, "the request was already answered", call)
+                raise ZhError(ZH_ERR_ALREADY_USED, None, detail="the request was already answered", call=call)
             self._ptr = None
             return ptr
 
@@ -763,7 +766,7 @@ class Request:
         Errors about the file or options still answer the request (500) and raise."""
         lib = _ffi.lib()
         if not hasattr(lib, "zh_respond_file") or "zh_respond_file" in _ffi.MISSING:
-            raise ZhError(_ffi.ZH_ERR_UNSUPPORTED, "this libzerohttp has no zh_respond_file", "zh_respond_file")
+            raise ZhError(_ffi.ZH_ERR_UNSUPPORTED, None, detail="this libzerohttp has no zh_respond_file", call="zh_respond_file")
         fd, path = _open_fd(file)
         try:
             info = _ffi.zh_file_info()
@@ -843,7 +846,7 @@ class Request:
         object is ``dup``'ed: keep it or close it, the engine writes through its own copy."""
         ptr = self._live("zh_request_body_to_fd")
         if not self._head_stage:
-            raise ZhError(ZH_ERR_STATE, "body_to_file() only works in a head handler", "zh_request_body_to_fd")
+            raise ZhError(ZH_ERR_STATE, None, detail="body_to_file() only works in a head handler", call="zh_request_body_to_fd")
         fd, _ = _open_fd(file, write=True)
         key = _handles.add((self, on_done, fd, True))
         code = _ffi.lib().zh_request_body_to_fd(ptr, fd, offset, _BODY_DONE, key)
@@ -899,7 +902,7 @@ class Response:
 
     def _live(self, call: str) -> int:
         if self._ptr is None:
-            raise ZhError(ZH_ERR_ALREADY_USED, "the response was already sent or closed", call)
+            raise ZhError(ZH_ERR_ALREADY_USED, None, detail="the response was already sent or closed", call=call)
         return self._ptr
 
     def _give(self) -> int:
@@ -1067,7 +1070,7 @@ class Stream:
 
     def _live(self, call: str) -> int:
         if self._ptr is None:
-            raise ZhError(ZH_ERR_STATE, "the stream was already ended or aborted", call)
+            raise ZhError(ZH_ERR_STATE, None, detail="the stream was already ended or aborted", call=call)
         return self._ptr
 
     def write(self, data: Any) -> None:

@@ -1,0 +1,140 @@
+"""Request bodies straight into a file from a head handler (splice socket -> pipe -> file)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import requests
+
+import zerohttp
+
+from conftest import CLIENT_TIMEOUT
+
+
+def test_upload_to_file_by_splice(make_server, tmp_path):
+    done = {}
+
+    def on_head(req):
+        if req.method != "PUT":
+            return  # not claimed: buffered, then the main handler runs
+        target = tmp_path / req.path.lstrip("/")
+
+        def on_done(request, nbytes, error):
+            done[request.path] = (nbytes, error, threading.current_thread().name)
+            if error:
+                request.respond(500, os.strerror(error))
+            else:
+                request.respond(201, f"stored {nbytes}\n", {"Location": request.path})
+
+        req.body_to_file(str(target), on_done)
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(200, b"main handler: " + req.body)
+    payload = os.urandom(8 * 1024 * 1024)
+    r = requests.put(s.url + "/up.bin", data=payload, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 201, r.text
+    assert r.text == f"stored {len(payload)}\n" and r.headers["Location"] == "/up.bin"
+    assert (tmp_path / "up.bin").read_bytes() == payload
+    assert done["/up.bin"][:2] == (len(payload), 0)
+    st = s.stats()
+    assert st["body_bytes_spliced"] > 0, st
+    assert st["body_bytes_spliced"] + st["body_bytes_copied"] == len(payload), st
+    # A POST is not claimed by the head handler: the main handler gets the buffered body.
+    r = requests.post(s.url + "/other", data=b"buffered", timeout=CLIENT_TIMEOUT)
+    assert r.text == "main handler: buffered"
+
+
+def test_upload_into_fd_and_file_object_with_offset(make_server, tmp_path):
+    path = tmp_path / "spool.bin"
+    fobj = open(path, "w+b")
+    fobj.write(b"HEADER--")
+    fobj.flush()
+
+    def on_head(req):
+        req.body_to_file(fobj, lambda request, n, err: request.respond(200, str(n)), offset=8)
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(500)
+    payload = b"0123456789" * 100000
+    try:
+        r = requests.post(s.url + "/", data=payload, timeout=CLIENT_TIMEOUT)
+        assert r.text == str(len(payload))
+        assert path.read_bytes() == b"HEADER--" + payload
+        # Chunked uploads are de-framed by the engine and written with pwrite.
+        fobj.truncate(0)
+        r = requests.post(s.url + "/", data=iter([payload[:300000], payload[300000:]]), timeout=CLIENT_TIMEOUT)
+        assert r.text == str(len(payload))
+        assert path.read_bytes()[8:] == payload
+        assert s.stats()["body_bytes_copied"] >= len(payload)
+    finally:
+        fobj.close()
+
+
+def test_head_handler_answers_early(make_server):
+    seen = []
+
+    def on_head(req):
+        seen.append((req.method, req.path, req.body_length, req.header("content-type")))
+        if int(req.header("content-length", "0")) > 1000:
+            req.reject(413)
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(200, b"got %d" % len(req.body))
+    r = requests.post(s.url + "/big", data=b"x" * 5000, headers={"Content-Type": "a/b"}, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 413
+    r = requests.post(s.url + "/small", data=b"x" * 10, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 200 and r.text == "got 10"
+    assert seen[0] == ("POST", "/big", 5000, "a/b")
+
+
+def test_head_handler_misuse_and_exceptions(make_server, tmp_path, caplog):
+    errors = {}
+
+    def on_head(req):
+        if req.path == "/raise":
+            raise ValueError("boom in head handler")
+        try:
+            req.body
+        except zerohttp.ZhError as e:
+            errors["body"] = e.code
+        if req.path == "/twice":
+            req.body_to_file(str(tmp_path / "a"), lambda r, n, e: r.respond(200, b"once"))
+            try:
+                req.body_to_file(str(tmp_path / "b"), lambda r, n, e: None)
+            except zerohttp.ZhError as e:
+                errors["twice"] = e.code
+
+    def handler(req):
+        try:
+            req.body_to_file(str(tmp_path / "c"), lambda r, n, e: None)
+        except zerohttp.ZhError as e:
+            errors["main"] = e.code
+        req.respond(200, b"main")
+
+    s = make_server(head_handler=on_head)
+    s.handler = handler
+    r = requests.post(s.url + "/raise", data=b"abc", timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 500
+    assert any("boom in head handler" in rec.getMessage() or (rec.exc_info and "boom" in str(rec.exc_info[1])) for rec in caplog.records)
+    r = requests.post(s.url + "/twice", data=b"abc", timeout=CLIENT_TIMEOUT)
+    assert r.text == "once"
+    assert errors["twice"] == zerohttp.ZH_ERR_ALREADY_USED
+    assert errors["body"] == zerohttp.ZH_ERR_STATE
+    r = requests.post(s.url + "/main", data=b"abc", timeout=CLIENT_TIMEOUT)
+    assert r.text == "main" and errors["main"] == zerohttp.ZH_ERR_STATE
+
+
+def test_upload_on_done_exception_is_500(make_server, tmp_path):
+    def on_head(req):
+        def on_done(request, n, err):
+            raise RuntimeError("on_done failed")
+
+        req.body_to_file(str(tmp_path / "x"), on_done)
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(200)
+    r = requests.post(s.url + "/", data=b"x" * 1000, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 500
+    assert hashlib.sha256((tmp_path / "x").read_bytes()).digest() == hashlib.sha256(b"x" * 1000).digest()
