@@ -18,7 +18,7 @@ use crate::engine::response::Response;
 use crate::body::source::SourcePoll;
 use crate::engine::framing;
 use crate::engine::shared::{Keep, Msg, WorkerShared};
-use crate::h1::{self, BodyFraming, ChunkedDecoder, ParseError, RequestHead, Version};
+use crate::h1::{self, BodyFraming, ChunkedDecoder, ChunkedStep, ParseError, RequestHead, Version};
 use crate::stats::bump;
 use crate::transfer::{self, PathMemory, RecvOutcome, SendError, Sent};
 
@@ -56,7 +56,10 @@ pub(crate) struct FdSink {
     fd: crate::body::FileFd,
     offset: u64,
     written: u64,
+    /// Content-Length bodies: bytes still to come.
     remaining: u64,
+    /// Chunked bodies: the framing parser.
+    decoder: Option<Box<ChunkedDecoder>>,
     on_done: Option<OnBodyDone>,
 }
 
@@ -93,10 +96,9 @@ enum Reading {
     /// Buffering a body; `head` is None when the request already exists (`pending_req`).
     Body { head: Option<RequestHead>, remaining: u64 },
     Chunked { head: Option<RequestHead>, decoder: Box<ChunkedDecoder>, body: BytesMut },
-    /// A claimed Content-Length body going into a file by splice.
+    /// A claimed body going into a file: payload by splice (socket → pipe → file); for a
+    /// chunked body the framing is parsed here and only payload bytes are spliced.
     ToFd(Box<FdSink>),
-    /// A claimed chunked body: framing parsed here, payload written with pwrite.
-    ToFdChunked(Box<FdSink>, Box<ChunkedDecoder>),
     /// Reading away a body nobody wants, to keep the connection.
     Discard { remaining: u64 },
     DiscardChunked(Box<ChunkedDecoder>),
@@ -254,7 +256,7 @@ impl Conn {
         while self.readable && !self.read_eof && self.wants_input(ctx.config) {
             let max = match &self.reading {
                 Reading::Body { remaining, .. } | Reading::Discard { remaining } => (*remaining as usize).clamp(READ_CHUNK, BODY_READ_MAX),
-                Reading::Chunked { .. } | Reading::ToFdChunked(..) | Reading::DiscardChunked(_) => BODY_READ_MAX.min(4 * READ_CHUNK),
+                Reading::Chunked { .. } | Reading::DiscardChunked(_) => BODY_READ_MAX.min(4 * READ_CHUNK),
                 _ => READ_CHUNK,
             };
             match transfer::recv_into(self.fd, &mut self.rbuf, max, &ctx.shared.stats) {
@@ -295,7 +297,7 @@ impl Conn {
             // Only the rest of the body: what follows it waits in the socket until the body is
             // parsed and the pipeline window has room again.
             Reading::Body { remaining, .. } | Reading::Discard { remaining } => (self.rbuf.len() as u64) < *remaining,
-            Reading::Chunked { .. } | Reading::ToFdChunked(..) | Reading::DiscardChunked(_) => self.rbuf.len() < CHUNKED_READ_AHEAD,
+            Reading::Chunked { .. } | Reading::DiscardChunked(_) => self.rbuf.len() < CHUNKED_READ_AHEAD,
             Reading::ToFd(_) => true,
         }
     }
@@ -419,36 +421,6 @@ impl Conn {
                     self.reading = Reading::ToFd(sink);
                     return None;
                 }
-                Reading::ToFdChunked(mut sink, mut decoder) => {
-                    let mut payload = BytesMut::new();
-                    match decoder.decode_into(&self.rbuf, &mut payload) {
-                        Err(e) => {
-                            sink.finish(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
-                            self.fail(e, ctx);
-                            return None;
-                        }
-                        Ok((used, done)) => {
-                            let _ = self.rbuf.split_to(used);
-                            if !payload.is_empty() {
-                                if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &payload, sink.offset, &ctx.shared.stats) {
-                                    sink.finish(Err(e));
-                                    self.abandon_body();
-                                    return None;
-                                }
-                                sink.offset += payload.len() as u64;
-                                sink.written += payload.len() as u64;
-                            }
-                            if done {
-                                let written = sink.written;
-                                sink.finish(Ok(written));
-                                self.reading = self.state_after_body();
-                                continue;
-                            }
-                            self.reading = Reading::ToFdChunked(sink, decoder);
-                            return None;
-                        }
-                    }
-                }
                 Reading::Discard { remaining } => {
                     let take = (self.rbuf.len() as u64).min(remaining);
                     let _ = self.rbuf.split_to(take as usize);
@@ -521,15 +493,10 @@ impl Conn {
                     BodyFraming::Length(n) => n,
                     _ => 0,
                 };
-                let sink = Box::new(FdSink { fd, offset, written: 0, remaining, on_done: Some(on_done) });
-                self.reading = match framing {
-                    BodyFraming::Chunked => Reading::ToFdChunked(sink, Box::new(ChunkedDecoder::new(limits))),
-                    _ => Reading::ToFd(sink),
-                };
+                let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
+                self.reading = Reading::ToFd(Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done) }));
                 // Body bytes that came with the head are already in the buffer: write them now.
-                if let Reading::ToFd(_) = self.reading {
-                    self.readable = true;
-                }
+                self.readable = true;
             }
             (None, Some(req)) => {
                 self.pending_req = Some(req);
@@ -559,57 +526,121 @@ impl Conn {
         }
     }
 
-    /// Moves a claimed Content-Length body into its fd: first what is buffered (pwrite), then
-    /// straight from the socket (splice socket → pipe → file).
+    /// Moves a claimed body into its fd: bytes already buffered with `pwrite`, the rest
+    /// straight from the socket with `splice` socket → pipe → file. For a chunked body the
+    /// framing is read into the buffer (small reads) and parsed; payload runs are spliced.
     fn sink_to_fd(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        const FRAMING_READ: usize = 512;
         let Reading::ToFd(sink) = &mut self.reading else { return Next::Continue };
         let stats = &ctx.shared.stats;
         let mut outcome: Option<Result<u64, std::io::Error>> = None;
-        if !self.rbuf.is_empty() && sink.remaining > 0 {
-            let take = (self.rbuf.len() as u64).min(sink.remaining) as usize;
-            match transfer::pwrite_all(sink.fd.raw(), &self.rbuf[..take], sink.offset, stats) {
-                Ok(()) => {
-                    let _ = self.rbuf.split_to(take);
-                    sink.offset += take as u64;
-                    sink.written += take as u64;
-                    sink.remaining -= take as u64;
+        let mut parse_error = None;
+        loop {
+            // 1. Whatever is buffered.
+            if !self.rbuf.is_empty() {
+                let (consumed, data, done) = match sink.decoder.as_mut() {
+                    Some(d) => match d.step(&self.rbuf) {
+                        Ok(ChunkedStep::Progress { consumed, data }) => (consumed, data, false),
+                        Ok(ChunkedStep::Done { consumed }) => (consumed, 0..0, true),
+                        Err(e) => {
+                            parse_error = Some(e);
+                            break;
+                        }
+                    },
+                    None => {
+                        let take = (self.rbuf.len() as u64).min(sink.remaining) as usize;
+                        sink.remaining -= take as u64;
+                        (take, 0..take, sink.remaining == 0)
+                    }
+                };
+                if !data.is_empty() {
+                    if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, stats) {
+                        outcome = Some(Err(e));
+                        break;
+                    }
+                    sink.offset += data.len() as u64;
+                    sink.written += data.len() as u64;
                 }
-                Err(e) => outcome = Some(Err(e)),
+                let _ = self.rbuf.split_to(consumed);
+                if done {
+                    outcome = Some(Ok(sink.written));
+                    break;
+                }
+                if consumed > 0 {
+                    continue;
+                }
+                // Incomplete framing in the buffer: read more of it below.
+            } else if sink.decoder.is_none() && sink.remaining == 0 {
+                outcome = Some(Ok(sink.written));
+                break;
             }
-        }
-        while outcome.is_none() && sink.remaining > 0 && self.readable {
-            if self.rx_pipe.is_none() {
-                match transfer::PipePair::new() {
-                    Ok(p) => self.rx_pipe = Some(p),
+            if !self.readable {
+                break;
+            }
+            // 2. Payload straight from the socket, when nothing is buffered.
+            let payload = match sink.decoder.as_ref() {
+                Some(d) if self.rbuf.is_empty() => d.data_remaining().filter(|&n| n > 0),
+                Some(_) => None,
+                None => Some(sink.remaining),
+            };
+            if let Some(want) = payload {
+                if self.rx_pipe.is_none() {
+                    match transfer::PipePair::new() {
+                        Ok(p) => self.rx_pipe = Some(p),
+                        Err(e) => {
+                            outcome = Some(Err(e));
+                            break;
+                        }
+                    }
+                }
+                let pipe = self.rx_pipe.as_ref().expect("created above");
+                match transfer::splice_to_file(self.fd, pipe, sink.fd.raw(), &mut sink.offset, want, stats) {
+                    Ok(transfer::SinkStep::Moved(n)) => {
+                        sink.written += n;
+                        match sink.decoder.as_mut() {
+                            Some(d) => d.skip_data(n),
+                            None => sink.remaining -= n,
+                        }
+                        self.last_progress = ctx.now;
+                    }
+                    Ok(transfer::SinkStep::WouldBlock) => self.readable = false,
+                    Ok(transfer::SinkStep::Eof) => {
+                        self.read_eof = true;
+                        self.readable = false;
+                        outcome = Some(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                        break;
+                    }
                     Err(e) => {
+                        if !transfer::pipe_is_clean(pipe) {
+                            self.rx_pipe = None;
+                        }
                         outcome = Some(Err(e));
                         break;
                     }
                 }
+                continue;
             }
-            let pipe = self.rx_pipe.as_ref().expect("created above");
-            match transfer::splice_to_file(self.fd, pipe, sink.fd.raw(), &mut sink.offset, sink.remaining, stats) {
-                Ok(transfer::SinkStep::Moved(n)) => {
-                    sink.written += n;
-                    sink.remaining -= n;
-                    self.last_progress = ctx.now;
-                }
-                Ok(transfer::SinkStep::WouldBlock) => self.readable = false,
-                Ok(transfer::SinkStep::Eof) => {
+            // 3. Framing bytes (chunk-size lines, trailers): small reads, so that payload
+            // after them is left for splice.
+            match transfer::recv_into(self.fd, &mut self.rbuf, FRAMING_READ, stats) {
+                Ok(RecvOutcome::Data { .. }) => self.last_progress = ctx.now,
+                Ok(RecvOutcome::WouldBlock) => self.readable = false,
+                Ok(RecvOutcome::Eof) => {
                     self.read_eof = true;
                     self.readable = false;
                     outcome = Some(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                    break;
                 }
                 Err(e) => {
-                    if !transfer::pipe_is_clean(pipe) {
-                        self.rx_pipe = None;
-                    }
                     outcome = Some(Err(e));
+                    break;
                 }
             }
         }
-        if outcome.is_none() && sink.remaining == 0 {
-            outcome = Some(Ok(sink.written));
+        if let Some(e) = parse_error {
+            sink.finish(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+            self.fail(e, ctx);
+            return Next::Continue;
         }
         match outcome {
             None => Next::Continue,
@@ -937,7 +968,6 @@ impl Conn {
                 Reading::Body { .. }
                 | Reading::Chunked { .. }
                 | Reading::ToFd(_)
-                | Reading::ToFdChunked(..)
                 | Reading::Discard { .. }
                 | Reading::DiscardChunked(_) => Some(self.last_progress + config.body_read_timeout),
                 _ => None,

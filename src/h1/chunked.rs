@@ -113,6 +113,26 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Payload bytes left in the current chunk while the decoder is inside chunk data; a
+    /// caller may move them without looking at them (e.g. `splice` into a file) and report it
+    /// with [`ChunkedDecoder::skip_data`].
+    pub fn data_remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Data { remaining } => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// Accounts for `n` payload bytes of the current chunk that were consumed elsewhere.
+    /// `n` must not exceed [`ChunkedDecoder::data_remaining`].
+    pub fn skip_data(&mut self, n: u64) {
+        if let State::Data { remaining } = self.state {
+            let n = n.min(remaining);
+            self.seen += n;
+            self.state = if n == remaining { State::DataCr } else { State::Data { remaining: remaining - n } };
+        }
+    }
+
     /// Decode as far as possible from `input` without copying, returning at most one payload
     /// range. Callers loop on `input[consumed..]` while `consumed > 0` and not `Done`.
     /// After a payload range, decoding continues through framing bytes but stops before the
@@ -872,5 +892,19 @@ mod tests {
         assert!(done);
         assert_eq!(n, wire.len());
         assert_eq!(payload.len(), 306);
+    }
+
+    #[test]
+    fn payload_moved_elsewhere_can_be_skipped() {
+        let mut d = ChunkedDecoder::new(&limits());
+        let input = b"a\r\n0123456789\r\n0\r\n\r\n";
+        assert_eq!(d.step(&input[..3]).unwrap(), ChunkedStep::Progress { consumed: 3, data: 0..0 });
+        assert_eq!(d.data_remaining(), Some(10));
+        d.skip_data(4);
+        assert_eq!(d.data_remaining(), Some(6));
+        d.skip_data(6);
+        assert_eq!(d.data_remaining(), None);
+        assert_eq!(d.step(&input[13..]).unwrap(), ChunkedStep::Done { consumed: 7 });
+        assert_eq!(d.body_bytes_seen(), 10);
     }
 }
