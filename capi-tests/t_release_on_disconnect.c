@@ -98,7 +98,7 @@ static void run_once(zh_engine *e, uint16_t port, int use_rst, int round) {
 
 /* The client leaves while the application still holds its requests (one, then a pipeline of
  * 10); answering them afterwards returns ZH_OK or ZH_ERR_CLOSED and releases everything. */
-static void held_requests(zh_engine *e, uint16_t port, int n) {
+static void held_requests(zh_engine *e, uint16_t port, int n, int with_file) {
   atomic_store(&g_nheld, 0);
   int rel0 = atomic_load(&g_releases);
   zh_stats st0;
@@ -113,7 +113,8 @@ static void held_requests(zh_engine *e, uint16_t port, int n) {
   fprintf(stderr, "held %d of %d pipelined requests before the client left\n", held, n);
   CHECK(held >= 1);
   zt_close(c);
-  ZT_WAIT_UNTIL((zt_stats(e, &st0), st0.connections_active == 0), 1000);
+  zt_sleep_ms(200);
+  zt_stats(e, &st0);
   fprintf(stderr, "engine saw the close while requests were held: %s\n",
           st0.connections_active == 0 ? "yes" : "no");
   int fds[HOLD_MAX];
@@ -121,8 +122,11 @@ static void held_requests(zh_engine *e, uint16_t port, int n) {
     zh_response *r = NULL;
     CHECK_OK(zh_response_new(200, &r));
     CHECK_OK(zh_response_add_lent(r, g_lent, 1000, release, g_lent));
-    fds[i] = zt_dup(g_file_fd);
-    CHECK_OK(zh_response_add_file(r, fds[i], 0, 1000, ZH_FD_CLOSE));
+    fds[i] = -1;
+    if (with_file) {
+      fds[i] = zt_dup(g_file_fd);
+      CHECK_OK(zh_response_add_file(r, fds[i], 0, 1000, ZH_FD_CLOSE));
+    }
     zh_result rr = zh_respond(atomic_load(&g_held[i]), r);
     if (i == 0) fprintf(stderr, "respond after client left -> %s\n", zh_result_str(rr));
     CHECK_MSG(rr == ZH_OK || rr == ZH_ERR_CLOSED, zh_result_str(rr));
@@ -135,6 +139,7 @@ static void held_requests(zh_engine *e, uint16_t port, int n) {
   }
   CHECK_EQ_INT(atomic_load(&g_releases), rel0 + held);
   for (int i = 0; i < held; i++) {
+    if (fds[i] < 0) continue;
     ZT_WAIT_UNTIL(zt_fd_closed(fds[i]), 5000);
     CHECK_MSG(zt_fd_closed(fds[i]), "fd of a response to a departed client not closed");
   }
@@ -159,7 +164,7 @@ int main(void) {
   zt_sleep_ms(100);
   CHECK_EQ_INT(atomic_load(&g_releases), 2);
 
-  held_requests(e, port, 1);
+  held_requests(e, port, 1, 1);
 
   /* still serving */
   zt_conn *c = zt_connect(port);
@@ -173,7 +178,7 @@ int main(void) {
   /* last, since a failure here has been seen to wedge the worker (busy loop, shutdown hangs) */
   static const int pipelines[] = {2, 3, 5, 10, 2, 3};
   for (size_t i = 0; i < sizeof pipelines / sizeof pipelines[0]; i++) {
-    held_requests(e, port, pipelines[i]);
+    held_requests(e, port, pipelines[i], (int)(i % 2));
   }
   int total_releases = atomic_load(&g_releases);
 
