@@ -116,6 +116,9 @@ if start zh_static "$WWW"; then
   check "HEAD status" "200" "$(code -I "$URL/big.bin")"
   check "HEAD Content-Length" "$((BIG_MB * 1048576))" "$(header Content-Length -I "$URL/big.bin")"
   check "HEAD has no body (Connection: close, raw socket)" "0" "$(raw_after_head "$URL" /style.css)"
+  check "Range 0-9 → 206" "206 10" "$(curl -s -o /dev/null -r 0-9 --max-time 10 -w '%{http_code} %{size_download}' "$URL/big.bin")"
+  etag=$(header ETag "$URL/style.css")
+  check "If-None-Match → 304" "304" "$(code -H "If-None-Match: $etag" "$URL/style.css")"
   check "GET /hello" "Hello, world!" "$(curl -s --max-time 10 "$URL/hello")"
   check "404 missing" "404" "$(code "$URL/nope.txt")"
   check "403 /../etc/passwd" "403" "$(code --path-as-is "$URL/../etc/passwd")"
