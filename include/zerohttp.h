@@ -208,6 +208,16 @@ typedef void (*zh_body_done_fn)(void *userdata,
                                 int32_t error);
 
 /**
+ * Receives a piece of a streamed request body (valid for the call), on the worker thread, in
+ * arrival order. Return 0 for more, or `ZH_PENDING` to pause reading the socket until
+ * `zh_request_body_resume(req)` (backpressure: the client is slowed by TCP flow control).
+ */
+typedef int32_t (*zh_body_data_fn)(void *userdata,
+                                   struct zh_request *req,
+                                   const uint8_t *data,
+                                   size_t len);
+
+/**
  * Release callback for lent memory: called exactly once with its userdata, on any thread.
  */
 typedef void (*zh_release_fn)(void *userdata);
@@ -686,6 +696,24 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
                                 uint64_t offset,
                                 zh_body_done_fn on_done,
                                 void *userdata);
+
+/**
+ * From the head handler only: delivers the request body to `on_data` piece by piece as it
+ * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
+ * once (error 0 on success). The application still owes the response (typically from
+ * `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
+ * already claimed; on an error nothing is taken and no callback runs.
+ */
+zh_result zh_request_body_read(struct zh_request *req,
+                               zh_body_data_fn on_data,
+                               zh_body_done_fn on_end,
+                               void *userdata);
+
+/**
+ * Resumes a streamed body read that `on_data` paused with `ZH_PENDING`. Thread-safe; a no-op
+ * once the request was handed back.
+ */
+zh_result zh_request_body_resume(struct zh_request *req);
 
 /**
  * Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`

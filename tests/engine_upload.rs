@@ -179,3 +179,72 @@ fn a_client_that_aborts_an_upload_is_reported_once() {
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_streamed_body_arrives_in_order_with_backpressure() {
+    use zerohttp::engine::ReadFlow;
+    let got: Arc<Mutex<Vec<u8>>> = Default::default();
+    let pauses = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g2, p2) = (got.clone(), pauses.clone());
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        let req = Arc::new(req);
+        let (g3, p3) = (g2.clone(), p2.clone());
+        let r2 = req.clone();
+        let r3 = req.clone();
+        req.body_read(
+            Box::new(move |data: &[u8]| {
+                let mut g = g3.lock().unwrap();
+                let before = g.len();
+                g.extend_from_slice(data);
+                // Pause at every MiB boundary and resume from another thread a bit later.
+                if before >> 20 != g.len() >> 20 {
+                    p3.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let r = r2.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        r.body_resume();
+                    });
+                    return ReadFlow::Pause;
+                }
+                ReadFlow::More
+            }),
+            Box::new(move |r| {
+                let mut resp = Response::new(200).unwrap();
+                resp.add_bytes(format!("{}", r.map(|n| n as i64).unwrap_or(-1)).as_bytes());
+                let _ = r3.respond_ref(resp, None);
+            }),
+        )
+        .unwrap();
+        // The closures keep the request alive; it is answered from on_end.
+        None
+    });
+    let engine = Engine::with_head_handler(
+        Config { threads: 1, ..Config::default() },
+        Arc::new(|req: Request| req.respond(Response::plain(500)).unwrap()),
+        Some(head),
+    )
+    .unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    engine.start().unwrap();
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 247) as u8).collect();
+    let mut s = connect(port);
+    s.write_all(format!("POST /s HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).unwrap();
+    s.write_all(&data).unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.body, data.len().to_string().as_bytes());
+    assert!(*got.lock().unwrap() == data);
+    assert!(pauses.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+    // Chunked, same path.
+    got.lock().unwrap().clear();
+    s.write_all(b"POST /s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    for piece in data.chunks(300_000) {
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.body, data.len().to_string().as_bytes());
+    assert!(*got.lock().unwrap() == data);
+    engine.shutdown(Duration::ZERO).unwrap();
+}

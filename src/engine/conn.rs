@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::body::Chunk;
 use crate::config::Config;
-use crate::engine::request::{BodyClaim, ClaimSlot, Link, OnBodyDone, Request};
+use crate::engine::request::{BodyClaim, ClaimSlot, Link, OnBodyData, OnBodyDone, ReadFlow, Request};
 use crate::engine::response::Response;
 use crate::body::source::SourcePoll;
 use crate::engine::framing;
@@ -51,6 +51,27 @@ enum Expand {
     /// The source failed: abort the connection.
     Failed,
 }
+
+pub(crate) struct StreamSink {
+    on_data: OnBodyData,
+    on_end: Option<OnBodyDone>,
+    /// Content-Length bodies: bytes still to come.
+    remaining: u64,
+    decoder: Option<Box<ChunkedDecoder>>,
+    delivered: u64,
+    paused: bool,
+}
+
+impl Drop for StreamSink {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
+        }
+    }
+}
+
+/// Streamed bodies: unread input buffered at most before the application has taken it.
+const STREAM_READ_AHEAD: usize = 64 * 1024;
 
 pub(crate) struct FdSink {
     fd: crate::body::FileFd,
@@ -99,6 +120,8 @@ enum Reading {
     /// A claimed body going into a file: payload by splice (socket → pipe → file); for a
     /// chunked body the framing is parsed here and only payload bytes are spliced.
     ToFd(Box<FdSink>),
+    /// A claimed body delivered to the application piece by piece.
+    Stream(Box<StreamSink>),
     /// Reading away a body nobody wants, to keep the connection.
     Discard { remaining: u64 },
     DiscardChunked(Box<ChunkedDecoder>),
@@ -299,6 +322,7 @@ impl Conn {
             Reading::Body { remaining, .. } | Reading::Discard { remaining } => (self.rbuf.len() as u64) < *remaining,
             Reading::Chunked { .. } | Reading::DiscardChunked(_) => self.rbuf.len() < CHUNKED_READ_AHEAD,
             Reading::ToFd(_) => true,
+            Reading::Stream(s) => !s.paused && self.rbuf.len() < STREAM_READ_AHEAD,
         }
     }
 
@@ -421,6 +445,49 @@ impl Conn {
                     self.reading = Reading::ToFd(sink);
                     return None;
                 }
+                Reading::Stream(mut sink) => {
+                    if sink.paused || self.rbuf.is_empty() {
+                        self.reading = Reading::Stream(sink);
+                        return None;
+                    }
+                    let (consumed, data, done) = match sink.decoder.as_mut() {
+                        Some(d) => match d.step(&self.rbuf) {
+                            Ok(ChunkedStep::Progress { consumed, data }) => (consumed, data, false),
+                            Ok(ChunkedStep::Done { consumed }) => (consumed, 0..0, true),
+                            Err(e) => {
+                                if let Some(f) = sink.on_end.take() {
+                                    f(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+                                }
+                                self.fail(e, ctx);
+                                return None;
+                            }
+                        },
+                        None => {
+                            let take = (self.rbuf.len() as u64).min(sink.remaining) as usize;
+                            sink.remaining -= take as u64;
+                            (take, 0..take, sink.remaining == 0)
+                        }
+                    };
+                    if !data.is_empty() {
+                        sink.delivered += data.len() as u64;
+                        if (sink.on_data)(&self.rbuf[data]) == ReadFlow::Pause {
+                            sink.paused = true;
+                        }
+                    }
+                    let _ = self.rbuf.split_to(consumed);
+                    if done {
+                        if let Some(f) = sink.on_end.take() {
+                            f(Ok(sink.delivered));
+                        }
+                        self.reading = self.state_after_body();
+                        continue;
+                    }
+                    let stalled = consumed == 0;
+                    self.reading = Reading::Stream(sink);
+                    if stalled {
+                        return None;
+                    }
+                }
                 Reading::Discard { remaining } => {
                     let take = (self.rbuf.len() as u64).min(remaining);
                     let _ = self.rbuf.split_to(take as usize);
@@ -486,6 +553,16 @@ impl Conn {
         let Some((framing, expect)) = self.head_wait.take() else { return };
         let limits = &ctx.config.limits;
         match (claim, back) {
+            (Some(BodyClaim::Stream { on_data, on_end }), back) => {
+                drop(back);
+                self.maybe_continue(expect, usize::MAX, true);
+                let remaining = match framing {
+                    BodyFraming::Length(n) => n,
+                    _ => 0,
+                };
+                let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
+                self.reading = Reading::Stream(Box::new(StreamSink { on_data, on_end: Some(on_end), remaining, decoder, delivered: 0, paused: false }));
+            }
             (Some(BodyClaim::ToFd { fd, offset, on_done }), back) => {
                 drop(back);
                 self.maybe_continue(expect, usize::MAX, true);
@@ -865,6 +942,15 @@ impl Conn {
         true
     }
 
+    /// The application wants more of a paused streamed body.
+    pub(crate) fn resume_body(&mut self) {
+        if let Reading::Stream(s) = &mut self.reading {
+            s.paused = false;
+            // Data may be waiting in the socket since we stopped reading.
+            self.readable = true;
+        }
+    }
+
     /// The disk pool brought a range into the page cache.
     pub(crate) fn on_disk_done(&mut self, fd: RawFd, offset: u64, end: u64) {
         self.disk_wait = false;
@@ -965,10 +1051,13 @@ impl Conn {
                     self.head_started.map(|t| t + config.header_read_timeout)
                 }
                 Reading::Head if self.inflight.is_empty() => Some(self.last_progress + config.idle_timeout),
+                // A paused read waits for the application, not for the peer.
+                Reading::Stream(ref st) if st.paused => None,
                 Reading::Body { .. }
                 | Reading::Chunked { .. }
                 | Reading::ToFd(_)
                 | Reading::Discard { .. }
+                | Reading::Stream(_)
                 | Reading::DiscardChunked(_) => Some(self.last_progress + config.body_read_timeout),
                 _ => None,
             }

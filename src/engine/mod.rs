@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use request::{BodyClaim, OnBodyDone, Request};
+pub use request::{BodyClaim, OnBodyData, OnBodyDone, ReadFlow, Request};
 pub use response::Response;
 pub use shared::Keep;
 

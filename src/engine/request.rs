@@ -46,10 +46,24 @@ impl Link {
 /// ENOSPC …), on the worker thread.
 pub type OnBodyDone = Box<dyn FnOnce(Result<u64, std::io::Error>) + Send>;
 
+/// What a body reader wants after a piece of data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFlow {
+    /// Deliver more as it arrives.
+    More,
+    /// Stop reading the socket until [`Request::body_resume`] (backpressure).
+    Pause,
+}
+
+/// Receives body data in arrival order, on the worker thread; the slice is valid for the call.
+pub type OnBodyData = Box<dyn FnMut(&[u8]) -> ReadFlow + Send>;
+
 /// What a head handler may do with the body.
 pub enum BodyClaim {
     /// Write the body into `fd` starting at `offset` (splice for Content-Length bodies).
     ToFd { fd: crate::body::FileFd, offset: u64, on_done: OnBodyDone },
+    /// Hand the body to `on_data` piece by piece; `on_end` reports the total or the error.
+    Stream { on_data: OnBodyData, on_end: OnBodyDone },
 }
 
 pub(crate) enum ClaimState {
@@ -119,6 +133,31 @@ impl Request {
             }
             ClaimState::Claimed(_) => Err(Error::AlreadyUsed),
             ClaimState::Closed => Err(Error::State("the body can only be claimed from the head handler")),
+        }
+    }
+
+    /// From a head handler: deliver the body to `on_data` as it arrives (with backpressure:
+    /// return [`ReadFlow::Pause`] and call [`Request::body_resume`] later), then `on_end`.
+    pub fn body_read(&self, on_data: OnBodyData, on_end: OnBodyDone) -> Result<(), Error> {
+        let Some(slot) = self.claim.as_ref() else {
+            return Err(Error::State("the body can only be claimed from the head handler"));
+        };
+        let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            ClaimState::Open => {
+                *state = ClaimState::Claimed(BodyClaim::Stream { on_data, on_end });
+                Ok(())
+            }
+            ClaimState::Claimed(_) => Err(Error::AlreadyUsed),
+            ClaimState::Closed => Err(Error::State("the body can only be claimed from the head handler")),
+        }
+    }
+
+    /// Resumes a body read paused by [`ReadFlow::Pause`]. Thread-safe; a no-op once the
+    /// request was answered or its connection is gone.
+    pub fn body_resume(&self) {
+        if let Some(link) = self.link.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = link.shared.send(Msg::ResumeBody { token: link.token, conn_id: link.conn_id });
         }
     }
 

@@ -16,6 +16,8 @@ pub type Keep = Box<dyn Any + Send>;
 /// Work for a worker, sent from any thread.
 pub(crate) enum Msg {
     Respond { token: usize, conn_id: u64, seq: u64, resp: Response, keep: Option<Keep> },
+    /// The application wants more of a paused streaming body read.
+    ResumeBody { token: usize, conn_id: u64 },
     /// A body source of this connection has more to send.
     Wake { token: usize, conn_id: u64 },
     /// The disk pool has read `[offset, end)` of `fd` into the page cache for this connection.

@@ -157,6 +157,14 @@ impl Worker {
                     }
                 }
             }
+            Msg::ResumeBody { token, conn_id } => {
+                if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if conn.id == conn_id {
+                        conn.resume_body();
+                        self.drive(token, now);
+                    }
+                }
+            }
             Msg::DiskDone { token, conn_id, fd, offset, end } => {
                 if let Some(Some(conn)) = self.conns.get_mut(token) {
                     if conn.id == conn_id {

@@ -309,3 +309,61 @@ pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u
         result_of(r.body_to_fd(crate::body::FileFd::Borrowed(fd), offset, cb))
     })
 }
+
+/// Receives a piece of a streamed request body (valid for the call), on the worker thread, in
+/// arrival order. Return 0 for more, or `ZH_PENDING` to pause reading the socket until
+/// `zh_request_body_resume(req)` (backpressure: the client is slowed by TCP flow control).
+pub type zh_body_data_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut zh_request, data: *const u8, len: usize) -> i32>;
+
+struct BodyData {
+    f: unsafe extern "C" fn(*mut c_void, *mut zh_request, *const u8, usize) -> i32,
+    userdata: *mut c_void,
+    req: *mut zh_request,
+}
+
+// SAFETY: as for BodyDone: run on the worker thread with the caller's userdata; the request
+// pointer is only passed through while the application still owns the request.
+unsafe impl Send for BodyData {}
+
+/// From the head handler only: delivers the request body to `on_data` piece by piece as it
+/// arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
+/// once (error 0 on success). The application still owes the response (typically from
+/// `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
+/// already claimed; on an error nothing is taken and no callback runs.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_read(req: *mut zh_request, on_data: zh_body_data_fn, on_end: zh_body_done_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        let (Some(data_f), Some(end_f)) = (on_data, on_end) else { return ZH_ERR_NULL };
+        let data = BodyData { f: data_f, userdata, req };
+        let end = BodyDone { f: end_f, userdata, req };
+        let on_data: crate::engine::OnBodyData = Box::new(move |bytes: &[u8]| {
+            let d = &data;
+            // SAFETY: the caller's callback with its userdata, its request, and a slice valid
+            // for the duration of the call.
+            let r = unsafe { (d.f)(d.userdata, d.req, bytes.as_ptr(), bytes.len()) };
+            if r == crate::ffi::ZH_PENDING { crate::engine::ReadFlow::Pause } else { crate::engine::ReadFlow::More }
+        });
+        let on_end: crate::engine::OnBodyDone = Box::new(move |result| {
+            let e = &end;
+            let (bytes, err) = match result {
+                Ok(n) => (n, 0),
+                Err(x) => (0, x.raw_os_error().unwrap_or(libc::ECONNABORTED)),
+            };
+            // SAFETY: the caller's callback with its userdata and its own request pointer.
+            unsafe { (e.f)(e.userdata, e.req, bytes, err) }
+        });
+        result_of(r.body_read(on_data, on_end))
+    })
+}
+
+/// Resumes a streamed body read that `on_data` paused with `ZH_PENDING`. Thread-safe; a no-op
+/// once the request was handed back.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_resume(req: *mut zh_request) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        r.body_resume();
+        ZH_OK
+    })
+}
