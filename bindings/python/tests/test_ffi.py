@@ -77,6 +77,8 @@ def expected_ctype(ctype: str):
         return {0: (None,), 1: (c_void_p,)}[stars]
     if base == "uint8_t" and stars == 2:
         return (POINTER(c_void_p), POINTER(POINTER(c_uint8)))
+    if base == "uint8_t" and stars == 1:
+        return (POINTER(c_uint8), c_void_p)
     scalar = SCALARS[base]
     if stars == 0:
         return (scalar,)
@@ -130,9 +132,7 @@ def test_every_header_function_is_bound():
 
 
 def test_callback_types_match_header():
-    assert set(CALLBACKS) == {"zh_handler_fn", "zh_head_handler_fn", "zh_body_done_fn", "zh_release_fn", "zh_poll_fn", "zh_drain_fn"} | (
-        set(CALLBACKS) - {"zh_handler_fn"}
-    )
+    assert {"zh_handler_fn", "zh_head_handler_fn", "zh_body_done_fn", "zh_release_fn", "zh_poll_fn", "zh_drain_fn"} <= set(CALLBACKS)
     for name, (ret, params) in CALLBACKS.items():
         cb = getattr(ffi, name, None)
         assert cb is not None, f"callback type {name} has no ctypes CFUNCTYPE in _ffi"

@@ -62,12 +62,15 @@ def test_upload_into_fd_and_file_object_with_offset(make_server, tmp_path):
         r = requests.post(s.url + "/", data=payload, timeout=CLIENT_TIMEOUT)
         assert r.text == str(len(payload))
         assert path.read_bytes() == b"HEADER--" + payload
-        # Chunked uploads are de-framed by the engine and written with pwrite.
+        # Chunked uploads are de-framed by the engine (payload spliced or written by pwrite).
         fobj.truncate(0)
+        before = s.stats()
         r = requests.post(s.url + "/", data=iter([payload[:300000], payload[300000:]]), timeout=CLIENT_TIMEOUT)
         assert r.text == str(len(payload))
         assert path.read_bytes()[8:] == payload
-        assert s.stats()["body_bytes_copied"] >= len(payload)
+        after = s.stats()
+        moved = lambda st: st["body_bytes_spliced"] + st["body_bytes_copied"]  # noqa: E731
+        assert moved(after) - moved(before) == len(payload)
     finally:
         fobj.close()
 
@@ -138,3 +141,51 @@ def test_upload_on_done_exception_is_500(make_server, tmp_path):
     r = requests.post(s.url + "/", data=b"x" * 1000, timeout=CLIENT_TIMEOUT)
     assert r.status_code == 500
     assert hashlib.sha256((tmp_path / "x").read_bytes()).digest() == hashlib.sha256(b"x" * 1000).digest()
+
+
+def test_read_body_streaming_with_pause_and_resume(make_server):
+    got = {}
+
+    def on_head(req):
+        pieces = []
+
+        def on_data(request, chunk):
+            pieces.append(chunk)
+            if len(pieces) == 1:
+                # Pause after the first piece; resume from another thread a bit later.
+                threading.Timer(0.1, request.resume_body).start()
+                return zerohttp.PENDING
+            return None
+
+        def on_end(request, total, error):
+            body = b"".join(pieces)
+            got["total"], got["error"], got["pieces"] = total, error, len(pieces)
+            request.respond(200, hashlib.sha256(body).hexdigest())
+
+        req.read_body(on_data, on_end)
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(500)
+    payload = os.urandom(3 * 1024 * 1024)
+    r = requests.post(s.url + "/", data=payload, timeout=CLIENT_TIMEOUT)
+    assert r.text == hashlib.sha256(payload).hexdigest()
+    assert got["total"] == len(payload) and got["error"] == 0 and got["pieces"] >= 2
+    # Chunked request bodies arrive de-framed.
+    r = requests.post(s.url + "/", data=iter([payload[:1000], payload[1000:]]), timeout=CLIENT_TIMEOUT)
+    assert r.text == hashlib.sha256(payload).hexdigest()
+
+
+def test_read_body_on_data_exception_is_500(make_server):
+    def on_head(req):
+        def on_data(request, chunk):
+            raise RuntimeError("on_data failed")
+
+        req.read_body(on_data, lambda request, total, error: request.respond(200, b"not reached"))
+
+    s = make_server(head_handler=on_head)
+    s.handler = lambda req: req.respond(200)
+    r = requests.post(s.url + "/", data=b"x" * 100000, timeout=CLIENT_TIMEOUT)
+    assert r.status_code == 500
+    # The engine stays healthy.
+    s.engine.head_handler = lambda req: None
+    assert requests.post(s.url + "/", data=b"abc", timeout=CLIENT_TIMEOUT).status_code == 200

@@ -23,6 +23,7 @@ import itertools
 import logging
 import mimetypes
 import os
+import sys
 import threading
 import weakref
 import atexit
@@ -216,26 +217,62 @@ def _head_handler_entry(ud: int | None, req_ptr: int | None) -> None:
             request._end_head_stage()
 
 
+class _BodyClaim:
+    """A claimed request body (body_to_file or read_body), keyed in _handles until on_done."""
+
+    def __init__(self, request: "Request", on_data: Any, on_done: Any, fd: int | None) -> None:
+        self.request = request
+        self.on_data = on_data
+        self.on_done = on_done
+        self.fd = fd
+        self.failed = False
+
+
+def _body_data_entry(ud: int | None, req_ptr: int | None, data: int | None, n: int) -> int:
+    try:
+        with _CallbackScope():
+            claim = _handles.get(ud)
+            if claim is None or claim.failed:
+                return 0  # discard
+            try:
+                r = claim.on_data(claim.request, ctypes.string_at(data, n) if n else b"")
+            except BaseException:  # noqa: BLE001
+                claim.failed = True
+                if not isinstance(sys.exc_info()[1], ClosedError):
+                    log.exception("zerohttp: read_body on_data raised; answering 500 to %r", claim.request)
+                claim.request._fail(500)
+                return 0
+            return _ffi.ZH_PENDING if r is PENDING else 0
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: body-data trampoline failed")
+        except BaseException:  # noqa: BLE001
+            pass
+        return 0
+
+
 def _body_done_entry(ud: int | None, req_ptr: int | None, nbytes: int, error: int) -> None:
     try:
         with _CallbackScope():
-            entry = _handles.pop(ud)
-            if entry is None:
+            claim = _handles.pop(ud)
+            if claim is None:
                 return
-            request, on_done, fd, close_fd = entry
-            if close_fd:
+            request = claim.request
+            if claim.fd is not None:
                 try:
-                    os.close(fd)
+                    os.close(claim.fd)
                 except OSError:
                     pass
-            if req_ptr and request._ptr != req_ptr:
+            if claim.failed:
+                return
+            if req_ptr and request._ptr is not None and request._ptr != req_ptr:
                 request._ptr = req_ptr  # the request the body belongs to (same one, by contract)
             try:
-                on_done(request, nbytes, error)
+                claim.on_done(request, nbytes, error)
             except ClosedError:
-                log.debug("zerohttp: peer went away in body_to_file's on_done for %r", request)
+                log.debug("zerohttp: peer went away in on_done for %r", request)
             except BaseException:  # noqa: BLE001
-                log.exception("zerohttp: body_to_file on_done raised; answering 500 to %r", request)
+                log.exception("zerohttp: body on_done raised; answering 500 to %r", request)
                 request._fail(500)
             else:
                 if request._failed_in_head:
@@ -290,6 +327,7 @@ def _poll_entry(ud: int | None, out_p: Any) -> int:
 _HANDLER = _ffi.zh_handler_fn(_handler_entry)
 _HEAD_HANDLER = _ffi.zh_head_handler_fn(_head_handler_entry)
 _BODY_DONE = _ffi.zh_body_done_fn(_body_done_entry)
+_BODY_DATA = _ffi.zh_body_data_fn(_body_data_entry)
 _RELEASE = _ffi.zh_release_fn(_release_entry)
 _DRAIN = _ffi.zh_drain_fn(_drain_entry)
 _POLL = _ffi.zh_poll_fn(_poll_entry)
@@ -848,13 +886,37 @@ class Request:
         if not self._head_stage:
             raise ZhError(ZH_ERR_STATE, None, detail="body_to_file() only works in a head handler", call="zh_request_body_to_fd")
         fd, _ = _open_fd(file, write=True)
-        key = _handles.add((self, on_done, fd, True))
+        key = _handles.add(_BodyClaim(self, None, on_done, fd))
         code = _ffi.lib().zh_request_body_to_fd(ptr, fd, offset, _BODY_DONE, key)
         if code != 0:
             _handles.pop(key)
             os.close(fd)
             _check(code, "zh_request_body_to_fd")
         self._claimed = True
+
+    def read_body(self, on_data: Callable[["Request", bytes], Any], on_end: Callable[["Request", int, int], Any]) -> None:
+        """Head handler only: streams the request body (``zh_request_body_read``).
+        ``on_data(request, chunk)`` runs on the worker for each piece as it arrives (chunked
+        framing removed); returning :data:`PENDING` pauses reading the socket (the client is
+        slowed by TCP flow control) until :meth:`resume_body`. ``on_end(request, total,
+        error)`` runs once at the end (``error`` 0 or an errno); answer there or later. An
+        exception in ``on_data`` answers 500 at once and drops the rest of the body."""
+        ptr = self._live("zh_request_body_read")
+        if not self._head_stage:
+            raise ZhError(ZH_ERR_STATE, None, detail="read_body() only works in a head handler", call="zh_request_body_read")
+        key = _handles.add(_BodyClaim(self, on_data, on_end, None))
+        code = _ffi.lib().zh_request_body_read(ptr, _BODY_DATA, _BODY_DONE, key)
+        if code != 0:
+            _handles.pop(key)
+            _check(code, "zh_request_body_read")
+        self._claimed = True
+
+    def resume_body(self) -> None:
+        """Resumes a :meth:`read_body` that ``on_data`` paused with :data:`PENDING`. Any
+        thread; a no-op once the request was answered."""
+        with self._lock:
+            if self._ptr is not None:
+                _check(_ffi.lib().zh_request_body_resume(self._ptr), "zh_request_body_resume")
 
     # -- internals
 

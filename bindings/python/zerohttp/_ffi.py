@@ -150,6 +150,7 @@ class zh_file_info(Structure):
 zh_handler_fn = CFUNCTYPE(None, c_void_p, c_void_p)
 zh_head_handler_fn = CFUNCTYPE(None, c_void_p, c_void_p)
 zh_body_done_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_uint64, c_int32)
+zh_body_data_fn = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p, c_size_t)
 zh_release_fn = CFUNCTYPE(None, c_void_p)
 zh_poll_fn = CFUNCTYPE(c_int32, c_void_p, POINTER(zh_chunk_out))
 zh_drain_fn = CFUNCTYPE(None, c_void_p)
@@ -193,6 +194,8 @@ FUNCTIONS = {
     "zh_request_trailer_count": (c_size_t, [_p]),
     "zh_request_trailer_at": (zh_result, [_p, c_size_t, POINTER(c_char_p), POINTER(c_char_p)]),
     "zh_request_body_to_fd": (zh_result, [_p, c_int32, c_uint64, zh_body_done_fn, c_void_p]),
+    "zh_request_body_read": (zh_result, [_p, zh_body_data_fn, zh_body_done_fn, c_void_p]),
+    "zh_request_body_resume": (zh_result, [_p]),
     "zh_response_new": (zh_result, [c_uint16, _pp]),
     "zh_response_free": (None, [_p]),
     "zh_response_add_header": (zh_result, [_p, c_char_p, c_char_p]),
