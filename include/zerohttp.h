@@ -197,7 +197,8 @@ typedef struct zh_file_info {
 } zh_file_info;
 
 /**
- * Reports a claimed body: `bytes` written, `error` 0 or an errno value (e.g. ENOSPC, or
+ * Reports a claimed body: `bytes` written (also on error: what arrived is kept), `error` 0 or
+ * an errno value (e.g. ENOSPC, or
  * ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
  * thread, with the request the body belongs to; the application still owns `req` and must
  * hand it back (typically by responding right here).
@@ -505,6 +506,14 @@ zh_result zh_config_set_head_handler(struct zh_config *cfg,
 zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
 
 /**
+ * Spools request bodies larger than `threshold` bytes to an anonymous file (`O_TMPFILE`) in
+ * `dir` (NULL: the system temp directory) instead of memory, by `splice`. The main handler then
+ * finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`.
+ * `ZH_UNLIMITED` turns spooling off (the default).
+ */
+zh_result zh_config_set_spool(struct zh_config *cfg, uint64_t threshold, const char *dir);
+
+/**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).
  * `cfg` is copied; NULL means defaults. `handler` must not be NULL; `userdata` is passed to it
  * unchanged and must stay valid until `zh_engine_free` returns. On success `*out` owns the
@@ -652,6 +661,8 @@ int64_t zh_request_body_length(const struct zh_request *req);
 /**
  * The whole request body (buffered before the handler runs). `*data_out` is valid until the
  * request is handed back; for an empty body it is a valid non-NULL pointer and `*len_out` 0.
+ * `ZH_ERR_STATE` if the body was spooled to a file (see `zh_config_set_spool`): use
+ * `zh_request_body_fd` or `zh_request_body_copy_to_fd` then.
  */
 zh_result zh_request_body_bytes(const struct zh_request *req,
                                 const uint8_t **data_out,
@@ -714,6 +725,23 @@ zh_result zh_request_body_read(struct zh_request *req,
  * once the request was handed back.
  */
 zh_result zh_request_body_resume(struct zh_request *req);
+
+/**
+ * The spool file holding the request body, when it was larger than the spool threshold: `*fd_out`
+ * (owned by the engine, valid until the request is handed back; read it with `pread`, its file
+ * position is unspecified) and `*len_out`. `ZH_ERR_NOT_FOUND` if the body is in memory.
+ */
+zh_result zh_request_body_fd(const struct zh_request *req, int32_t *fd_out, uint64_t *len_out);
+
+/**
+ * Copies the whole body into `fd` at `offset` (the fd is borrowed): a spooled body inside the
+ * kernel by `copy_file_range` (falling back to `sendfile`, then `pread`/`pwrite`, e.g. across
+ * filesystems), a body in memory by `pwrite`. `*copied_out` (may be NULL) gets the byte count.
+ */
+zh_result zh_request_body_copy_to_fd(const struct zh_request *req,
+                                     int32_t fd,
+                                     uint64_t offset,
+                                     uint64_t *copied_out);
 
 /**
  * Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`

@@ -32,6 +32,11 @@ pub struct Config {
     /// Threads that read cold file ranges into the page cache so workers never block on the
     /// disk. 0 turns residency probing off (sendfile may then wait for the disk).
     pub disk_threads: usize,
+    /// Request bodies larger than this are written to an anonymous file in `spool_dir`
+    /// (splice) instead of memory; `None` keeps every body in memory.
+    pub spool_threshold: Option<u64>,
+    /// Where spool files live (`O_TMPFILE`, so nothing is ever left behind).
+    pub spool_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -48,6 +53,8 @@ impl Default for Config {
             max_pipeline: 32,
             force_copy: false,
             disk_threads: 2,
+            spool_threshold: None,
+            spool_dir: std::env::temp_dir(),
         }
     }
 }

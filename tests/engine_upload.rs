@@ -30,8 +30,12 @@ fn upload_engine(dir: std::path::PathBuf, done: Done) -> (Engine, u16) {
                 req.body_to_fd(
                     FileFd::Owned(OwnedFd::from(file)),
                     0,
-                    Box::new(move |r| {
-                        d2.lock().unwrap().push(r.as_ref().map(|n| *n).map_err(|e| e.to_string()));
+                    Box::new(move |n, err| {
+                        let r: Result<u64, String> = match err {
+                            None => Ok(n),
+                            Some(e) => Err(format!("{e} after {n} bytes")),
+                        };
+                        d2.lock().unwrap().push(r.clone());
                         if let Some(req) = s2.lock().unwrap().take() {
                             let mut resp = Response::new(if r.is_ok() { 201 } else { 500 }).unwrap();
                             resp.add_bytes(format!("{}", r.map(|n| n as i64).unwrap_or(-1)).as_bytes());
@@ -171,7 +175,7 @@ fn a_client_that_aborts_an_upload_is_reported_once() {
     std::thread::sleep(Duration::from_millis(100));
     let d = done.lock().unwrap();
     assert_eq!(d.len(), 1, "{d:?}");
-    assert!(d[0].is_err());
+    assert!(d[0].as_ref().is_err_and(|e| e.ends_with("after 300000 bytes")), "{d:?}");
     drop(d);
     let mut rest = Vec::new();
     let _ = std::fs::File::open(dir.join("partial.bin")).unwrap().read_to_end(&mut rest);
@@ -208,9 +212,9 @@ fn a_streamed_body_arrives_in_order_with_backpressure() {
                 }
                 ReadFlow::More
             }),
-            Box::new(move |r| {
+            Box::new(move |n, err| {
                 let mut resp = Response::new(200).unwrap();
-                resp.add_bytes(format!("{}", r.map(|n| n as i64).unwrap_or(-1)).as_bytes());
+                resp.add_bytes(format!("{}", if err.is_none() { n as i64 } else { -1 }).as_bytes());
                 let _ = r3.respond_ref(resp, None);
             }),
         )
@@ -247,4 +251,51 @@ fn a_streamed_body_arrives_in_order_with_backpressure() {
     assert_eq!(r.body, data.len().to_string().as_bytes());
     assert!(*got.lock().unwrap() == data);
     engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn large_unclaimed_bodies_are_spooled_and_moved_by_copy_file_range() {
+    let dir = temp_dir("spool");
+    let d2 = dir.clone();
+    let config = Config { threads: 1, spool_threshold: Some(64 * 1024), spool_dir: dir.clone(), ..Config::default() };
+    let (engine, port) = start_with(config, move |req| {
+        let (len, spooled) = match req.body_spooled() {
+            Some((_, n)) => (n, true),
+            None => (req.body().len() as u64, false),
+        };
+        let out = std::fs::File::create(d2.join("moved.bin")).unwrap();
+        let copied = req.body_copy_to_fd(std::os::fd::AsRawFd::as_raw_fd(&out), 0).unwrap();
+        assert_eq!(copied, len);
+        let mut r = Response::new(200).unwrap();
+        r.add_bytes(format!("{len} {spooled}").as_bytes());
+        req.respond(r).unwrap();
+    });
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    s.write_all(format!("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).unwrap();
+    s.write_all(&data).unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, format!("{} true", data.len()).as_bytes());
+    assert!(std::fs::read(dir.join("moved.bin")).unwrap() == data);
+    // Chunked: starts in memory, moves to the spool file once past the threshold.
+    s.write_all(b"POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    for piece in data.chunks(50_000) {
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, format!("{} true", data.len()).as_bytes());
+    assert!(std::fs::read(dir.join("moved.bin")).unwrap() == data);
+    // Small bodies stay in memory.
+    s.write_all(b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nsmall").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"5 false");
+    let st = engine.stats();
+    assert!(st.body_bytes_spliced > 2_000_000, "{st:?}");
+    assert!(st.bytes_copy_file_range >= 2 * data.len() as u64, "{st:?}");
+    // O_TMPFILE: nothing left in the spool directory but our own output.
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("moved.bin")]);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }

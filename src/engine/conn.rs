@@ -65,7 +65,7 @@ pub(crate) struct StreamSink {
 impl Drop for StreamSink {
     fn drop(&mut self) {
         if let Some(f) = self.on_end.take() {
-            f(Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
+            f(self.delivered, Some(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
         }
     }
 }
@@ -82,12 +82,23 @@ pub(crate) struct FdSink {
     /// Chunked bodies: the framing parser.
     decoder: Option<Box<ChunkedDecoder>>,
     on_done: Option<OnBodyDone>,
+    /// Spooling an unclaimed body: the request (or its head) that gets the file when done.
+    spool: Option<Spool>,
+}
+
+/// The request a spooled body belongs to.
+pub(crate) enum Spool {
+    Head(RequestHead),
+    Request(Request),
 }
 
 impl FdSink {
     fn finish(&mut self, r: Result<u64, std::io::Error>) {
         if let Some(f) = self.on_done.take() {
-            f(r);
+            match r {
+                Ok(n) => f(n, None),
+                Err(e) => f(self.written, Some(e)),
+            }
         }
     }
 }
@@ -211,6 +222,8 @@ pub(crate) struct Conn {
     window_blocked: bool,
     /// A request given back by the head handler, waiting for its body.
     pending_req: Option<Request>,
+    /// A request whose body was spooled to a file, ready for the main handler.
+    spooled_ready: Option<Request>,
     /// The framing of a body whose head is with the head handler, and whether the client
     /// waits for `100 Continue`.
     head_wait: Option<(BodyFraming, bool)>,
@@ -253,6 +266,7 @@ impl Conn {
             head_started: None,
             window_blocked: false,
             pending_req: None,
+            spooled_ready: None,
             head_wait: None,
             after_body_keep: true,
             rx_pipe: None,
@@ -340,6 +354,9 @@ impl Conn {
     /// Parses the next complete request, if any, and returns it for the handler.
     /// Errors become an in-order error response and stop reading.
     pub(crate) fn next_request(&mut self, ctx: &mut Ctx<'_>) -> Option<Dispatch> {
+        if let Some(req) = self.spooled_ready.take() {
+            return Some(Dispatch::Full(req));
+        }
         loop {
             match std::mem::replace(&mut self.reading, Reading::Stopped) {
                 Reading::Stopped => return None,
@@ -398,10 +415,21 @@ impl Conn {
                                 }
                                 BodyFraming::Length(n) => {
                                     self.maybe_continue(head.expect_continue() && head.version() == Version::Http11, n as usize, false);
-                                    self.reading = Reading::Body { head: Some(head), remaining: n };
+                                    if ctx.config.spool_threshold.is_some_and(|t| n > t) {
+                                        // The request is made (and its slot taken) when the body is in.
+                                        self.after_body_keep = head.keep_alive() && head.method() != http::Method::CONNECT;
+                                        match self.start_spool(Spool::Head(head), BodyFraming::Length(n), None, &[], ctx) {
+                                            Ok(()) => return None,
+                                            Err(Spool::Head(h)) => self.reading = Reading::Body { head: Some(h), remaining: n },
+                                            Err(Spool::Request(_)) => unreachable!(),
+                                        }
+                                    } else {
+                                        self.reading = Reading::Body { head: Some(head), remaining: n };
+                                    }
                                 }
                                 BodyFraming::Chunked => {
                                     self.maybe_continue(head.expect_continue() && head.version() == Version::Http11, usize::MAX, false);
+                                    self.after_body_keep = head.keep_alive() && head.method() != http::Method::CONNECT;
                                     let decoder = Box::new(ChunkedDecoder::new(&ctx.config.limits));
                                     self.reading = Reading::Chunked { head: Some(head), decoder, body: BytesMut::new() };
                                 }
@@ -435,6 +463,22 @@ impl Conn {
                                 let trailers = decoder.trailers().to_vec();
                                 return Some(self.complete(head, body.freeze(), trailers, ctx));
                             }
+                            if ctx.config.spool_threshold.is_some_and(|t| body.len() as u64 > t) {
+                                // Too big for memory: what is decoded goes to a spool file first,
+                                // the rest follows by splice.
+                                let spool = match (head, self.pending_req.take()) {
+                                    (Some(h), _) => Spool::Head(h),
+                                    (None, Some(r)) => Spool::Request(r),
+                                    (None, None) => unreachable!("a body without its request"),
+                                };
+                                match self.start_spool(spool, BodyFraming::Chunked, Some(decoder), &body, ctx) {
+                                    Ok(()) => return None,
+                                    Err(_) => {
+                                        self.fail(ParseError::PayloadTooLarge, ctx);
+                                        return None;
+                                    }
+                                }
+                            }
                             self.reading = Reading::Chunked { head, decoder, body };
                             return None;
                         }
@@ -456,7 +500,7 @@ impl Conn {
                             Ok(ChunkedStep::Done { consumed }) => (consumed, 0..0, true),
                             Err(e) => {
                                 if let Some(f) = sink.on_end.take() {
-                                    f(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+                                    f(sink.delivered, Some(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
                                 }
                                 self.fail(e, ctx);
                                 return None;
@@ -477,7 +521,7 @@ impl Conn {
                     let _ = self.rbuf.split_to(consumed);
                     if done {
                         if let Some(f) = sink.on_end.take() {
-                            f(Ok(sink.delivered));
+                            f(sink.delivered, None);
                         }
                         self.reading = self.state_after_body();
                         continue;
@@ -571,11 +615,22 @@ impl Conn {
                     _ => 0,
                 };
                 let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
-                self.reading = Reading::ToFd(Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done) }));
+                self.reading = Reading::ToFd(Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done), spool: None }));
                 // Body bytes that came with the head are already in the buffer: write them now.
                 self.readable = true;
             }
             (None, Some(req)) => {
+                let req = match framing {
+                    BodyFraming::Length(n) if ctx.config.spool_threshold.is_some_and(|t| n > t) => {
+                        self.maybe_continue(expect, n as usize, true);
+                        match self.start_spool(Spool::Request(req), framing, None, &[], ctx) {
+                            Ok(()) => return,
+                            Err(Spool::Request(r)) => r,
+                            Err(Spool::Head(_)) => unreachable!(),
+                        }
+                    }
+                    _ => req,
+                };
                 self.pending_req = Some(req);
                 match framing {
                     BodyFraming::Length(n) => {
@@ -722,6 +777,28 @@ impl Conn {
         match outcome {
             None => Next::Continue,
             Some(Ok(n)) => {
+                if let Some(spool) = sink.spool.take() {
+                    let trailers = sink.decoder.as_ref().map(|d| d.trailers().to_vec()).unwrap_or_default();
+                    let fd = std::mem::replace(&mut sink.fd, crate::body::FileFd::Borrowed(-1));
+                    let file = match fd {
+                        crate::body::FileFd::Owned(fd) => std::fs::File::from(fd),
+                        crate::body::FileFd::Borrowed(_) => unreachable!("spool files are owned"),
+                    };
+                    self.reading = self.state_after_body();
+                    let mut req = match spool {
+                        Spool::Head(head) => {
+                            let keep = std::mem::replace(&mut self.reading, Reading::Stopped);
+                            let r = self.dispatch(head, Bytes::new(), ctx);
+                            self.reading = keep;
+                            r
+                        }
+                        Spool::Request(r) => r,
+                    };
+                    req.set_spooled(file, n);
+                    req.set_trailers(trailers);
+                    self.spooled_ready = Some(req);
+                    return Next::Continue;
+                }
                 sink.finish(Ok(n));
                 self.reading = self.state_after_body();
                 Next::Continue
@@ -732,6 +809,33 @@ impl Conn {
                 Next::Continue
             }
         }
+    }
+
+    /// Starts writing the body of `spool`'s request into a fresh spool file, with `first`
+    /// (bytes already decoded) written first. False if no spool file could be made.
+    fn start_spool(&mut self, spool: Spool, framing: BodyFraming, decoder: Option<Box<ChunkedDecoder>>, first: &[u8], ctx: &mut Ctx<'_>) -> Result<(), Spool> {
+        let file = match transfer::spool_file(&ctx.config.spool_dir) {
+            Ok(f) => f,
+            Err(_) => return Err(spool),
+        };
+        if !first.is_empty() && transfer::pwrite_all(std::os::fd::AsRawFd::as_raw_fd(&file), first, 0, &ctx.shared.stats).is_err() {
+            return Err(spool);
+        }
+        let remaining = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        self.reading = Reading::ToFd(Box::new(FdSink {
+            fd: crate::body::FileFd::Owned(std::os::fd::OwnedFd::from(file)),
+            offset: first.len() as u64,
+            written: first.len() as u64,
+            remaining,
+            decoder,
+            on_done: None,
+            spool: Some(spool),
+        }));
+        self.readable = true;
+        Ok(())
     }
 
     /// Sends `100 Continue` when the client waits for it and the body is not here yet. Only

@@ -42,9 +42,10 @@ impl Link {
     }
 }
 
-/// Called once when a claimed body is complete (bytes written) or failed (client abort,
-/// ENOSPC …), on the worker thread.
-pub type OnBodyDone = Box<dyn FnOnce(Result<u64, std::io::Error>) + Send>;
+/// Called once when a claimed body is complete or failed (client abort, ENOSPC …), on the
+/// worker thread, with the bytes delivered (also on failure: what did arrive is kept) and the
+/// error, if any.
+pub type OnBodyDone = Box<dyn FnOnce(u64, Option<std::io::Error>) + Send>;
 
 /// What a body reader wants after a piece of data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,13 +86,15 @@ pub struct Request {
     trailers: Vec<(CString, CString)>,
     /// Present while the request is in its head handler (body not read yet).
     claim: Option<ClaimSlot>,
+    /// The body, when it was spooled to a file instead of memory: (file, length).
+    spooled: Option<(std::fs::File, u64)>,
     peer: SocketAddr,
     link: Mutex<Option<Link>>,
 }
 
 impl Request {
     pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
-        Request { head, body, trailers: Vec::new(), claim: None, peer, link: Mutex::new(Some(link)) }
+        Request { head, body, trailers: Vec::new(), claim: None, spooled: None, peer, link: Mutex::new(Some(link)) }
     }
 
     pub fn head(&self) -> &RequestHead {
@@ -108,6 +111,35 @@ impl Request {
         let slot = Arc::new(Mutex::new(ClaimState::Open));
         self.claim = Some(slot.clone());
         slot
+    }
+
+    pub(crate) fn set_spooled(&mut self, file: std::fs::File, len: u64) {
+        self.spooled = Some((file, len));
+        self.claim = None;
+    }
+
+    /// The body's spool file and length, when the body was larger than the spool threshold
+    /// (then [`Request::body`] is empty). The file is positioned anywhere: read it with
+    /// positional reads.
+    pub fn body_spooled(&self) -> Option<(&std::fs::File, u64)> {
+        self.spooled.as_ref().map(|(f, n)| (f, *n))
+    }
+
+    /// Copies the whole body into `fd` at `offset`: from a spool file by `copy_file_range`
+    /// (falling back to sendfile, then pread/pwrite), from memory by pwrite. Returns the bytes
+    /// copied.
+    pub fn body_copy_to_fd(&self, fd: std::os::fd::RawFd, offset: u64) -> Result<u64, Error> {
+        let fallback = crate::stats::WorkerStats::default();
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        // Counters are the worker's; from another thread an increment may race with it.
+        let stats = link.as_ref().map(|l| &l.shared.stats).unwrap_or(&fallback);
+        match &self.spooled {
+            Some((file, len)) => Ok(crate::transfer::copy_to_fd(std::os::fd::AsRawFd::as_raw_fd(file), *len, fd, offset, stats)?),
+            None => {
+                crate::transfer::pwrite_all(fd, &self.body, offset, stats)?;
+                Ok(self.body.len() as u64)
+            }
+        }
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes) {

@@ -188,3 +188,24 @@ pub extern "C" fn zh_config_set_disk_threads(cfg: *mut zh_config, threads: u32) 
         cfg.update(|c| c.disk_threads = threads as usize)
     })
 }
+
+/// Spools request bodies larger than `threshold` bytes to an anonymous file (`O_TMPFILE`) in
+/// `dir` (NULL: the system temp directory) instead of memory, by `splice`. The main handler then
+/// finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`.
+/// `ZH_UNLIMITED` turns spooling off (the default).
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_spool(cfg: *mut zh_config, threshold: u64, dir: *const std::ffi::c_char) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        let dir = match crate::ffi::cstr_bytes(dir) {
+            Some(b) => Some(std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))),
+            None => None,
+        };
+        cfg.update(|c| {
+            c.spool_threshold = if threshold == u64::MAX { None } else { Some(threshold) };
+            if let Some(d) = dir {
+                c.spool_dir = d;
+            }
+        })
+    })
+}

@@ -191,12 +191,17 @@ pub extern "C" fn zh_request_body_length(req: *const zh_request) -> i64 {
 
 /// The whole request body (buffered before the handler runs). `*data_out` is valid until the
 /// request is handed back; for an empty body it is a valid non-NULL pointer and `*len_out` 0.
+/// `ZH_ERR_STATE` if the body was spooled to a file (see `zh_config_set_spool`): use
+/// `zh_request_body_fd` or `zh_request_body_copy_to_fd` then.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_body_bytes(req: *const zh_request, data_out: *mut *const u8, len_out: *mut usize) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
         let Some(r) = request(req) else { return ZH_ERR_NULL };
         if data_out.is_null() || len_out.is_null() {
             return ZH_ERR_NULL;
+        }
+        if r.body_spooled().is_some() {
+            return ZH_ERR_STATE;
         }
         let body = r.body();
         let data = if body.is_empty() { ptr::NonNull::<u8>::dangling().as_ptr().cast_const() } else { body.as_ptr() };
@@ -264,7 +269,8 @@ pub extern "C" fn zh_request_trailer_at(req: *const zh_request, index: usize, na
     })
 }
 
-/// Reports a claimed body: `bytes` written, `error` 0 or an errno value (e.g. ENOSPC, or
+/// Reports a claimed body: `bytes` written (also on error: what arrived is kept), `error` 0 or
+/// an errno value (e.g. ENOSPC, or
 /// ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
 /// thread, with the request the body belongs to; the application still owns `req` and must
 /// hand it back (typically by responding right here).
@@ -297,12 +303,9 @@ pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u
             return ZH_ERR_INVALID;
         }
         let done = BodyDone { f, userdata, req };
-        let cb: crate::engine::OnBodyDone = Box::new(move |result| {
+        let cb: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let done = &done;
-            let (bytes, err) = match result {
-                Ok(n) => (n, 0),
-                Err(e) => (0, e.raw_os_error().unwrap_or(libc::ECONNABORTED)),
-            };
+            let err = error.map_or(0, |e| e.raw_os_error().unwrap_or(libc::ECONNABORTED));
             // SAFETY: the application's callback with its userdata and its own request pointer.
             unsafe { (done.f)(done.userdata, done.req, bytes, err) }
         });
@@ -344,12 +347,9 @@ pub extern "C" fn zh_request_body_read(req: *mut zh_request, on_data: zh_body_da
             let r = unsafe { (d.f)(d.userdata, d.req, bytes.as_ptr(), bytes.len()) };
             if r == crate::ffi::ZH_PENDING { crate::engine::ReadFlow::Pause } else { crate::engine::ReadFlow::More }
         });
-        let on_end: crate::engine::OnBodyDone = Box::new(move |result| {
+        let on_end: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let e = &end;
-            let (bytes, err) = match result {
-                Ok(n) => (n, 0),
-                Err(x) => (0, x.raw_os_error().unwrap_or(libc::ECONNABORTED)),
-            };
+            let err = error.map_or(0, |x| x.raw_os_error().unwrap_or(libc::ECONNABORTED));
             // SAFETY: the caller's callback with its userdata and its own request pointer.
             unsafe { (e.f)(e.userdata, e.req, bytes, err) }
         });
@@ -365,5 +365,48 @@ pub extern "C" fn zh_request_body_resume(req: *mut zh_request) -> zh_result {
         let Some(r) = request(req) else { return ZH_ERR_NULL };
         r.body_resume();
         ZH_OK
+    })
+}
+
+/// The spool file holding the request body, when it was larger than the spool threshold: `*fd_out`
+/// (owned by the engine, valid until the request is handed back; read it with `pread`, its file
+/// position is unspecified) and `*len_out`. `ZH_ERR_NOT_FOUND` if the body is in memory.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_fd(req: *const zh_request, fd_out: *mut i32, len_out: *mut u64) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if fd_out.is_null() || len_out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        match r.body_spooled() {
+            Some((file, len)) => {
+                write_out(fd_out, std::os::fd::AsRawFd::as_raw_fd(file));
+                write_out(len_out, len);
+                ZH_OK
+            }
+            None => ZH_ERR_NOT_FOUND,
+        }
+    })
+}
+
+/// Copies the whole body into `fd` at `offset` (the fd is borrowed): a spooled body inside the
+/// kernel by `copy_file_range` (falling back to `sendfile`, then `pread`/`pwrite`, e.g. across
+/// filesystems), a body in memory by `pwrite`. `*copied_out` (may be NULL) gets the byte count.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_request_body_copy_to_fd(req: *const zh_request, fd: i32, offset: u64, copied_out: *mut u64) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let Some(r) = request(req) else { return ZH_ERR_NULL };
+        if fd < 0 {
+            return ZH_ERR_INVALID;
+        }
+        match r.body_copy_to_fd(fd, offset) {
+            Ok(n) => {
+                if !copied_out.is_null() {
+                    write_out(copied_out, n);
+                }
+                ZH_OK
+            }
+            Err(e) => code_of(&e),
+        }
     })
 }

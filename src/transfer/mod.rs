@@ -12,6 +12,7 @@ mod residency;
 mod send;
 mod sink;
 mod splice;
+mod spool;
 mod stat;
 
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
@@ -20,4 +21,5 @@ pub use residency::{dup_fd, evict, probe, warm, Residency};
 pub use send::{send_chain, ConnPaths, PathMemory, SendError, SendReport, Sent};
 pub use sink::{pipe_is_clean, pwrite_all, splice_to_file, SinkStep};
 pub use splice::PipePair;
+pub use spool::{copy_to_fd, spool_file};
 pub use stat::{file_stat, FileStat};
