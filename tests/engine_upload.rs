@@ -299,3 +299,40 @@ fn large_unclaimed_bodies_are_spooled_and_moved_by_copy_file_range() {
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn force_copy_uploads_go_by_recv_and_pwrite() {
+    let dir = temp_dir("fcopy");
+    let d2 = dir.clone();
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        let file = std::fs::File::create(d2.join("f.bin")).unwrap();
+        let slot: Arc<Mutex<Option<Request>>> = Arc::new(Mutex::new(None));
+        let s2 = slot.clone();
+        req.body_to_fd(
+            FileFd::Owned(OwnedFd::from(file)),
+            0,
+            Box::new(move |n, err| {
+                assert!(err.is_none());
+                let mut r = Response::new(201).unwrap();
+                r.add_bytes(n.to_string().as_bytes());
+                let _ = s2.lock().unwrap().take().unwrap().respond(r);
+            }),
+        )
+        .unwrap();
+        *slot.lock().unwrap() = Some(req);
+        None
+    });
+    let engine = Engine::with_head_handler(Config { threads: 1, force_copy: true, ..Config::default() }, Arc::new(|r: Request| drop(r)), Some(head)).unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    engine.start().unwrap();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 211) as u8).collect();
+    let mut s = connect(port);
+    s.write_all(format!("PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).unwrap();
+    s.write_all(&data).unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 201);
+    assert!(std::fs::read(dir.join("f.bin")).unwrap() == data);
+    let st = engine.stats();
+    assert_eq!((st.body_bytes_spliced, st.body_bytes_copied), (0, data.len() as u64));
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -711,6 +711,7 @@ impl Conn {
             }
             // 2. Payload straight from the socket, when nothing is buffered.
             let payload = match sink.decoder.as_ref() {
+                _ if !ctx.paths.splice_allowed() => None,
                 Some(d) if self.rbuf.is_empty() => d.data_remaining().filter(|&n| n > 0),
                 Some(_) => None,
                 None => Some(sink.remaining),
@@ -743,8 +744,15 @@ impl Conn {
                         break;
                     }
                     Err(e) => {
-                        if !transfer::pipe_is_clean(pipe) {
+                        let clean = transfer::pipe_is_clean(pipe);
+                        if !clean {
                             self.rx_pipe = None;
+                        }
+                        if clean && matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)) {
+                            // This destination cannot take splice: remember it, copy instead.
+                            ctx.paths.refuse_splice();
+                            crate::stats::bump(&stats.fallbacks, 1);
+                            continue;
                         }
                         outcome = Some(Err(e));
                         break;
@@ -753,8 +761,9 @@ impl Conn {
                 continue;
             }
             // 3. Framing bytes (chunk-size lines, trailers): small reads, so that payload
-            // after them is left for splice.
-            match transfer::recv_into(self.fd, &mut self.rbuf, FRAMING_READ, stats) {
+            // after them is left for splice. Without splice, plain large reads.
+            let read_size = if ctx.paths.splice_allowed() { FRAMING_READ } else { BODY_READ_MAX.min(sink.remaining.max(READ_CHUNK as u64) as usize) };
+            match transfer::recv_into(self.fd, &mut self.rbuf, read_size, stats) {
                 Ok(RecvOutcome::Data { .. }) => self.last_progress = ctx.now,
                 Ok(RecvOutcome::WouldBlock) => self.readable = false,
                 Ok(RecvOutcome::Eof) => {

@@ -64,6 +64,11 @@ impl PathMemory {
         self.splice_refused = true;
     }
 
+    /// Whether splice may be tried (not refused by the kernel, not forced off).
+    pub fn splice_allowed(&self) -> bool {
+        !self.splice_refused
+    }
+
     /// Probe page-cache residency before each sendfile window, reporting cold ranges.
     pub fn probe_cold(&mut self, on: bool) {
         self.probe_cold = on;
