@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 
+import pytest
 import requests
 
 import zerohttp
@@ -189,3 +190,28 @@ def test_read_body_on_data_exception_is_500(make_server):
     # The engine stays healthy.
     s.engine.head_handler = lambda req: None
     assert requests.post(s.url + "/", data=b"abc", timeout=CLIENT_TIMEOUT).status_code == 200
+
+
+def test_spooled_bodies(make_server, tmp_path):
+    if {"zh_config_set_spool", "zh_request_body_fd"} & set(zerohttp.ffi.MISSING):
+        pytest.fail(f"the loaded libzerohttp lacks {zerohttp.ffi.MISSING} (rebuild with cargo build --release)")
+    seen = {}
+
+    def handler(req):
+        seen["spooled"] = req.body_spooled
+        seen["fd"] = req.body_fd()
+        n = req.copy_body_to(str(tmp_path / f"copy{req.path.strip('/')}"))
+        req.respond(200, hashlib.sha256(req.body).hexdigest(), {"X-Copied": str(n)})
+
+    s = make_server(spool_threshold=64 * 1024, spool_dir=str(tmp_path))
+    s.handler = handler
+    big = os.urandom(2 * 1024 * 1024)
+    r = requests.post(s.url + "/1", data=big, timeout=CLIENT_TIMEOUT)
+    assert r.text == hashlib.sha256(big).hexdigest() and r.headers["X-Copied"] == str(len(big))
+    assert seen["spooled"] is True and seen["fd"][1] == len(big)
+    assert (tmp_path / "copy1").read_bytes() == big
+    small = b"tiny body"
+    r = requests.post(s.url + "/2", data=small, timeout=CLIENT_TIMEOUT)
+    assert r.text == hashlib.sha256(small).hexdigest() and r.headers["X-Copied"] == str(len(small))
+    assert seen["spooled"] is False and seen["fd"] is None
+    assert (tmp_path / "copy2").read_bytes() == small

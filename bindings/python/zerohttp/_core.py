@@ -438,6 +438,8 @@ class Engine:
         max_connections: int | None = None,
         force_copy: bool = False,
         disk_threads: int | None = None,
+        spool_threshold: int | None = None,
+        spool_dir: str | None = None,
         head_handler: Callable[["Request"], Any] | None = None,
         shutdown_grace: float = 1.0,
     ) -> None:
@@ -485,6 +487,12 @@ class Engine:
                 _check(lib.zh_config_set_max_connections(cfg, max_connections), "zh_config_set_max_connections")
             if disk_threads is not None:
                 _check(lib.zh_config_set_disk_threads(cfg, disk_threads), "zh_config_set_disk_threads")
+            if spool_threshold is not None or spool_dir is not None:
+                threshold = ZH_UNLIMITED if spool_threshold is None else int(spool_threshold)
+                _check(
+                    lib.zh_config_set_spool(cfg, threshold, None if spool_dir is None else os.fsencode(spool_dir)),
+                    "zh_config_set_spool",
+                )
             if force_copy:
                 _check(lib.zh_config_set_force_copy(cfg, True), "zh_config_set_force_copy")
             if head_handler is not None:
@@ -701,10 +709,61 @@ class Request:
                     if self._head_stage:
                         raise ZhError(ZH_ERR_STATE, None, detail="the body is not read yet in a head handler", call="Request.body")
                     ptr = self._live("zh_request_body_bytes")
-                    data, n = c_void_p(), c_size_t()
-                    _check(_ffi.lib().zh_request_body_bytes(ptr, byref(data), byref(n)), "zh_request_body_bytes")
-                    self._body = ctypes.string_at(data.value, n.value) if n.value else b""
+                    spooled = self._spool_fd(ptr)
+                    if spooled is not None:  # a large body spooled to a file: read it in
+                        fd, n = spooled
+                        parts, off = [], 0
+                        while off < n:
+                            part = os.pread(fd, min(n - off, 1 << 20), off)
+                            if not part:
+                                raise ZhError(_ffi.ZH_ERR_TRUNCATED, None, detail="spool file shorter than the body", call="Request.body")
+                            parts.append(part)
+                            off += len(part)
+                        self._body = b"".join(parts)
+                    else:
+                        data, n = c_void_p(), c_size_t()
+                        _check(_ffi.lib().zh_request_body_bytes(ptr, byref(data), byref(n)), "zh_request_body_bytes")
+                        self._body = ctypes.string_at(data.value, n.value) if n.value else b""
         return self._body
+
+    @staticmethod
+    def _spool_fd(ptr: int) -> tuple[int, int] | None:
+        lib = _ffi.lib()
+        if "zh_request_body_fd" in _ffi.MISSING:
+            return None
+        fd, n = ctypes.c_int32(), ctypes.c_uint64()
+        code = lib.zh_request_body_fd(ptr, byref(fd), byref(n))
+        if code == _ffi.ZH_ERR_NOT_FOUND:
+            return None
+        _check(code, "zh_request_body_fd")
+        return fd.value, n.value
+
+    @property
+    def body_spooled(self) -> bool:
+        """Whether the body was spooled to a file (``Engine(spool_threshold=...)``) instead
+        of memory; then prefer :meth:`body_fd` / :meth:`copy_body_to` over ``body``."""
+        with self._lock:
+            return self._spool_fd(self._live("zh_request_body_fd")) is not None
+
+    def body_fd(self) -> tuple[int, int] | None:
+        """``(fd, length)`` of the spool file holding the body (read it with ``os.pread``; the
+        fd is the engine's, valid until the request is answered), or None for a body in
+        memory."""
+        with self._lock:
+            return self._spool_fd(self._live("zh_request_body_fd"))
+
+    def copy_body_to(self, file: FileLike, offset: int = 0) -> int:
+        """Copies the whole body into ``file`` (path, fd or file object) at ``offset``; a
+        spooled body stays in the kernel (``copy_file_range``). Returns the byte count."""
+        fd, _ = _open_fd(file, write=True)
+        try:
+            with self._lock:
+                ptr = self._live("zh_request_body_copy_to_fd")
+                n = ctypes.c_uint64()
+                _check(_ffi.lib().zh_request_body_copy_to_fd(ptr, fd, offset, byref(n)), "zh_request_body_copy_to_fd")
+                return n.value
+        finally:
+            os.close(fd)
 
     @property
     def trailers(self) -> list[tuple[str, str]]:
