@@ -40,7 +40,7 @@ banner = @printf '\n==== %s ====\n' '$(1)'
 selfignore = @mkdir -p $(1) && echo '*' > $(1)/.gitignore
 
 .PHONY: help deps deps-bench deps-valgrind lib header header-check cmake-build examples \
-        install test test-cargo test-ctest test-examples test-package test-python test-asan test-valgrind serve www bench clean
+        install test test-cargo test-ctest test-zerocopy test-examples test-package test-python test-asan test-valgrind serve www bench clean
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST))
@@ -87,7 +87,7 @@ examples: deps lib cmake-build
 
 # ---- testing ----------------------------------------------------------------------------------
 
-test: deps lib test-cargo header-check cmake-build test-ctest test-conformance test-examples test-package \
+test: deps lib test-cargo header-check cmake-build test-ctest test-conformance test-zerocopy test-examples test-package \
       test-python test-asan test-valgrind
 	$(call banner,make test: all steps passed)
 
@@ -103,6 +103,10 @@ test-ctest:
 test-conformance:
 	$(call banner,test: HTTP/1.1 conformance suite (tests/conformance/run.py against zh_echo))
 	ZH_ECHO=$(CURDIR)/build/examples-c/zh_echo python3 tests/conformance/run.py
+
+test-zerocopy:
+	$(call banner,test: zero-copy proof (zh_static under strace: no file byte read into user space))
+	python3 tests/zero_copy/strace_proof.py $(CURDIR)/build/examples-c/zh_static
 
 # examples-c/smoke-test.sh (written with the examples) runs each example against curl.
 test-examples:

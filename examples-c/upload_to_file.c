@@ -6,6 +6,9 @@
  * count (or 500 with the error). GET/other methods get 405; names must be a single path
  * segment of [A-Za-z0-9._-] (no "..").
  *
+ * With ZH_FORCE_COPY=1 in the environment the body is received with recv + pwrite instead (the
+ * baseline for benchmarks).
+ *
  *   build/examples-c/zh_upload /tmp/up &
  *   curl -T big.iso http://127.0.0.1:8080/big.iso
  */
@@ -105,6 +108,12 @@ static void on_request(void *ud, zh_request *req) {
 }
 
 static zh_result configure(zh_config *cfg) {
+  /* ZH_FORCE_COPY=1: the read + write baseline (recv + pwrite) the benchmark compares against. */
+  const char *copy = getenv("ZH_FORCE_COPY");
+  if (copy != NULL && strcmp(copy, "1") == 0) {
+    zh_result rc = zh_config_set_force_copy(cfg, true);
+    if (rc != ZH_OK) return rc;
+  }
   return zh_config_set_head_handler(cfg, on_head, NULL);
 }
 

@@ -2,7 +2,7 @@
 # Make sure the system tools the build needs are installed; install what is missing with apt.
 #
 # usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv]
-#   (always)    cmake, curl
+#   (always)    cmake, curl, strace (the zero-copy proof test)
 #   --bench     nginx, wrk (required) and lighttpd (optional: a failure is only a warning)
 #   --valgrind  valgrind
 #   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
@@ -41,6 +41,7 @@ missing() { # missing <list-name> <command> <package>
 
 missing required cmake cmake
 missing required curl curl
+missing required strace strace
 if [ "$want_bench" = 1 ]; then
   missing required nginx nginx
   missing required wrk wrk
@@ -104,7 +105,7 @@ done
 
 # Re-check: everything required must now be there.
 still=()
-for c in cmake curl; do have "$c" || still+=("$c"); done
+for c in cmake curl strace; do have "$c" || still+=("$c"); done
 if [ "$want_bench" = 1 ]; then for c in nginx wrk; do have "$c" || still+=("$c"); done; fi
 if [ "$want_valgrind" = 1 ]; then have valgrind || still+=(valgrind); fi
 if [ "$want_pyvenv" = 1 ]; then python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || still+=(python3-venv); fi
