@@ -191,3 +191,21 @@ def _swallow(fn):
         fn()
     except Exception:
         pass
+
+
+def test_dropped_request_and_stream_are_answered(server, caplog):
+    def h(req):
+        if req.path == "/stream":
+            st = req.respond_stream(200)
+            st.write(b"partial")
+            del st  # dropped without end(): aborted, the client sees a cut body
+        # /drop: return without answering and keep no reference
+
+    server.handler = h
+    with caplog.at_level(logging.WARNING, logger="zerohttp"):
+        r = requests.get(server.url + "/drop", timeout=CLIENT_TIMEOUT)
+        assert r.status_code == 500
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.get(server.url + "/stream", timeout=CLIENT_TIMEOUT).content
+    assert any("dropped without an answer" in rec.getMessage() for rec in caplog.records)
+    assert any("dropped without end()" in rec.getMessage() for rec in caplog.records)

@@ -986,6 +986,16 @@ class Request:
         if ptr is not None:
             _reject_raw(ptr, status)
 
+    def __del__(self) -> None:
+        # A request nobody can answer any more (every reference dropped) would leave its
+        # client waiting forever: answer 500 and say so.
+        try:
+            if self._ptr is not None and not self._head_stage:
+                log.warning("zerohttp: %r was dropped without an answer; answering 500", self)
+                self._fail(500)
+        except BaseException:  # noqa: BLE001
+            pass
+
     def _end_head_stage(self) -> None:
         self._head_stage = False
         if not self._claimed:
@@ -1284,6 +1294,15 @@ class Stream:
         self._ptr = None
         _handles.pop(self._drain_key)
         self._drain_key = None
+
+    def __del__(self) -> None:
+        # A stream dropped without end() would leave its client waiting: abort it.
+        try:
+            if self._ptr is not None:
+                log.warning("zerohttp: a Stream was dropped without end(); aborting the response")
+                self.abort()
+        except BaseException:  # noqa: BLE001
+            pass
 
     def join(self, timeout: float | None = None) -> bool:
         """For :meth:`Request.respond_iter`: waits for the feeding thread; True if it ended."""
