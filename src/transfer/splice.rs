@@ -91,6 +91,14 @@ fn readable_now(fd: RawFd) -> bool {
     n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
+/// Whether the socket has room right now.
+fn writable_now(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one live pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
+}
+
 fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP))
 }
@@ -115,20 +123,27 @@ pub(crate) fn send_fd(
         return copy_piece(chain, want, copy_buf, stats);
     }
     if chunk.kind == FdKind::Pipe && !chunk.chunked {
-        // Straight from the source pipe into the socket.
-        return match splice(src, sock, want, stats) {
-            Ok(0) => finish_at_eof(chain),
-            Ok(n) => {
-                bump(&stats.bytes_splice, n as u64);
-                advance(chain, n as u64);
-                Ok(n as u64)
+        // Straight from the source pipe into the socket. EAGAIN does not say which end was not
+        // ready, so ask both: waiting on the wrong one would never wake up.
+        for _ in 0..8 {
+            match splice(src, sock, want, stats) {
+                Ok(0) => return finish_at_eof(chain),
+                Ok(n) => {
+                    bump(&stats.bytes_splice, n as u64);
+                    advance(chain, n as u64);
+                    return Ok(n as u64);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => match (readable_now(src), writable_now(sock)) {
+                    (false, _) => return Err(FdStall::Source(src)),
+                    (true, false) => return Err(FdStall::Socket),
+                    // Both ready now (the pipe was refilled meanwhile): try again.
+                    (true, true) => continue,
+                },
+                Err(e) if refused(&e) => return Err(FdStall::Refused),
+                Err(e) => return Err(FdStall::Io(e)),
             }
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                Err(if readable_now(src) { FdStall::Socket } else { FdStall::Source(src) })
-            }
-            Err(e) if refused(&e) => Err(FdStall::Refused),
-            Err(e) => Err(FdStall::Io(e)),
-        };
+        }
+        return Err(FdStall::Source(src));
     }
     // Stage a piece in our pipe, then queue it (framed if chunked) ahead of the source.
     if pipe.is_none() {
