@@ -444,8 +444,11 @@ zh_result zh_config_new(struct zh_config **out);
 void zh_config_free(struct zh_config *cfg);
 
 /**
- * Sets the number of worker threads (1..=1024). 0 (external-loop mode) returns
- * `ZH_ERR_UNSUPPORTED` in this version.
+ * Sets the number of worker threads (0..=1024; default: the number of CPUs). 0 selects
+ * external-loop mode: the engine creates no thread; the host polls `zh_engine_fd()` in its own
+ * loop and calls `zh_engine_step()` when it is readable or `zh_engine_next_timeout_ms()` has
+ * passed. The host must then ignore or block SIGPIPE itself (`sendfile`/`splice` cannot be
+ * told not to raise it).
  */
 zh_result zh_config_set_threads(struct zh_config *cfg, uint32_t threads);
 
@@ -556,6 +559,46 @@ zh_result zh_engine_shutdown(struct zh_engine *engine, uint32_t grace_ms);
  * be called from a handler.
  */
 void zh_engine_free(struct zh_engine *engine);
+
+/**
+ * External-loop mode (`threads = 0`): writes the fd to poll for readability (an epoll fd,
+ * level-triggered from the host's point of view: readable while there is work). `ZH_ERR_STATE`
+ * when the engine runs its own threads.
+ */
+zh_result zh_engine_fd(const struct zh_engine *engine, int32_t *fd_out);
+
+/**
+ * External-loop mode: does all ready work (accepts, reads, handlers, writes, timers), waiting
+ * for events at most `timeout_ms` (0: never blocks). Starts the engine on first use. Always call
+ * it from the same thread (handlers run inside it); never from a handler. `ZH_ERR_CLOSED` once
+ * a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
+ */
+zh_result zh_engine_step(struct zh_engine *engine, uint32_t timeout_ms);
+
+/**
+ * External-loop mode: milliseconds until timers need a `zh_engine_step` (-1: none pending,
+ * or NULL / threaded mode). Poll the engine fd with this as the timeout.
+ */
+int64_t zh_engine_next_timeout_ms(const struct zh_engine *engine);
+
+/**
+ * Serves connections from `fd`, an already-bound listening TCP socket (e.g. inherited from a
+ * supervisor). Takes ownership of `fd` (closed at engine shutdown) unless the result is
+ * `ZH_ERR_NULL` or `ZH_ERR_INVALID` (not a listening TCP socket), where nothing is taken. The
+ * fd is switched to non-blocking mode.
+ */
+zh_result zh_engine_listen_fd(struct zh_engine *engine, int32_t fd);
+
+/**
+ * Hands the engine an already-accepted TCP connection `fd`, with `len` bytes at `initial` that
+ * the host already read from it (NULL/0: none; copied). Takes ownership of `fd` unless the
+ * result is `ZH_ERR_NULL` or `ZH_ERR_INVALID` (not a connected TCP socket), where nothing is
+ * taken; after shutdown (`ZH_ERR_STATE`) the fd is closed. Thread-safe.
+ */
+zh_result zh_engine_adopt_fd(struct zh_engine *engine,
+                             int32_t fd,
+                             const uint8_t *initial,
+                             size_t len);
 
 /**
  * Answers `req` with the regular file `fd` (from offset 0), following RFC 9110 §13 and §14:

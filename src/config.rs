@@ -9,7 +9,8 @@ use crate::h1::Limits;
 /// Settings of one engine. Copied into the engine at creation; later changes do not affect it.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Worker threads, each with its own event loop. 0 = external-loop mode (not in v0).
+    /// Worker threads, each with its own event loop. 0 = external-loop mode: no thread is
+    /// created; the host polls [`crate::engine::Engine::fd`] and calls `step`.
     pub threads: usize,
     /// Request line / header section limits.
     pub limits: Limits,
@@ -62,9 +63,6 @@ impl Default for Config {
 impl Config {
     /// Checks the settings as a whole; the engine refuses a config that fails this.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.threads == 0 {
-            return Err(Error::Unsupported("threads = 0 (external-loop mode) is not available yet"));
-        }
         if self.threads > 1024 {
             return Err(Error::Invalid("threads must be at most 1024"));
         }

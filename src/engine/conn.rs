@@ -276,6 +276,12 @@ impl Conn {
         }
     }
 
+    /// Bytes the host read from an adopted connection before handing it over.
+    pub(crate) fn prefill(&mut self, initial: &[u8]) {
+        self.rbuf.extend_from_slice(initial);
+        self.readable = true;
+    }
+
     /// Reads what the socket has, within the buffering bounds.
     pub(crate) fn fill(&mut self, ctx: &mut Ctx<'_>) -> Next {
         if let Some((until, drained)) = self.lingering {

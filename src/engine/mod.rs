@@ -64,6 +64,14 @@ pub struct Engine {
     shared: Vec<Arc<WorkerShared>>,
     state: Mutex<State>,
     stopped: Condvar,
+    /// External-loop mode (`threads = 0`): the one worker, driven by `step`.
+    external: Option<Mutex<Option<Worker>>>,
+    /// The epoll fd a host polls in external-loop mode.
+    external_fd: i32,
+    /// A `step` is running (shutdown from inside it would deadlock).
+    in_step: std::sync::atomic::AtomicBool,
+    /// Round robin for adopted connections.
+    next_adopt: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {
@@ -75,14 +83,27 @@ impl Engine {
     /// Like [`Engine::new`], with a handler for request heads that carry a body.
     pub fn with_head_handler(config: Config, handler: Handler, head_handler: Option<HeadHandler>) -> Result<Engine, Error> {
         config.validate()?;
-        let mut workers = Vec::with_capacity(config.threads);
-        for _ in 0..config.threads {
+        let external = config.threads == 0;
+        let mut workers = Vec::with_capacity(config.threads.max(1));
+        let mut external_fd = -1;
+        for _ in 0..config.threads.max(1) {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), WAKER)?;
-            workers.push(WorkerSlot { shared: Arc::new(WorkerShared::new(waker)), poll: Some(poll), thread: None });
+            external_fd = std::os::fd::AsRawFd::as_raw_fd(&poll);
+            let shared = WorkerShared::new(waker);
+            if external {
+                // The host's thread runs handlers but also calls in from outside `step`:
+                // every answer wakes the epoll fd so the host knows to step.
+                shared.never_owner();
+            }
+            workers.push(WorkerSlot { shared: Arc::new(shared), poll: Some(poll), thread: None });
         }
         let shared = workers.iter().map(|w| w.shared.clone()).collect();
         Ok(Engine {
+            external: external.then(|| Mutex::new(None)),
+            external_fd: if external { external_fd } else { -1 },
+            in_step: std::sync::atomic::AtomicBool::new(false),
+            next_adopt: std::sync::atomic::AtomicUsize::new(0),
             disk: (config.disk_threads > 0).then(|| Arc::new(disk::DiskPool::new(config.disk_threads))),
             config: Arc::new(config),
             handler,
@@ -146,6 +167,10 @@ impl Engine {
                 self.head_handler.clone(),
                 self.disk.clone(),
             );
+            if let Some(ext) = &self.external {
+                *ext.lock().unwrap_or_else(|e| e.into_inner()) = Some(worker);
+                continue;
+            }
             let thread = std::thread::Builder::new().name(format!("zerohttp-{i}")).spawn(move || {
                 crate::transfer::block_sigpipe();
                 worker.run();
@@ -156,8 +181,91 @@ impl Engine {
         Ok(())
     }
 
+    /// External-loop mode: the fd to poll for readability (an epoll fd); when it is readable,
+    /// or when [`Engine::next_timeout_ms`] has passed, call [`Engine::step`].
+    pub fn fd(&self) -> Result<i32, Error> {
+        if self.external.is_none() {
+            return Err(Error::State("the engine runs its own threads (threads >= 1)"));
+        }
+        Ok(self.external_fd)
+    }
+
+    /// External-loop mode: does all ready work, waiting for events at most `timeout`
+    /// (zero: never blocks). Starts the engine on first use. Must always be called from the
+    /// same thread; handlers run inside it. Returns false once a shutdown has completed.
+    pub fn step(&self, timeout: Duration) -> Result<bool, Error> {
+        let Some(ext) = &self.external else {
+            return Err(Error::State("step is for external-loop mode (threads = 0)"));
+        };
+        self.start()?;
+        let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(worker) = guard.as_mut() else { return Ok(false) };
+        self.in_step.store(true, std::sync::atomic::Ordering::Release);
+        let going = worker.turn(Some(timeout));
+        self.in_step.store(false, std::sync::atomic::Ordering::Release);
+        if !going {
+            let mut worker = guard.take().expect("checked above");
+            worker.finish();
+            drop(guard);
+            self.mark_stopped();
+        }
+        Ok(going)
+    }
+
+    /// External-loop mode: milliseconds until timers need a `step` (-1: no timer pending).
+    pub fn next_timeout_ms(&self) -> i64 {
+        match &self.external {
+            Some(ext) => ext.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(-1, |w| w.next_timeout_ms()),
+            None => -1,
+        }
+    }
+
+    fn mark_stopped(&self) {
+        let mut state = self.lock();
+        state.lifecycle = Lifecycle::Stopped;
+        if let Some(pool) = &self.disk {
+            pool.stop();
+        }
+        self.stopped.notify_all();
+    }
+
+    /// Takes over an already-listening socket (e.g. inherited from a supervisor). Each worker
+    /// accepts from its own duplicate of it.
+    pub fn listen_fd(&self, fd: std::os::fd::OwnedFd) -> Result<(), Error> {
+        crate::transfer::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        let state = self.lock();
+        if matches!(state.lifecycle, Lifecycle::Stopping | Lifecycle::Stopped) {
+            return Err(Error::State("the engine is shut down"));
+        }
+        let listener = std::net::TcpListener::from(fd);
+        listener.local_addr().map_err(|_| Error::Invalid("not a listening TCP socket"))?;
+        for slot in state.workers.iter() {
+            let l = mio::net::TcpListener::from_std(listener.try_clone()?);
+            let _ = slot.shared.send(Msg::AddListener(l));
+        }
+        Ok(())
+    }
+
+    /// Takes over an already-accepted connection, with `initial` bytes the host already read
+    /// from it (e.g. while sniffing the protocol).
+    pub fn adopt(&self, fd: std::os::fd::OwnedFd, initial: &[u8]) -> Result<(), Error> {
+        crate::transfer::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        let stream = std::net::TcpStream::from(fd);
+        let peer = stream.peer_addr().map_err(|_| Error::Invalid("not a connected TCP socket"))?;
+        let state = self.lock();
+        if matches!(state.lifecycle, Lifecycle::Stopping | Lifecycle::Stopped) {
+            return Err(Error::State("the engine is shut down"));
+        }
+        let i = self.next_adopt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % state.workers.len();
+        let msg = Msg::Adopt { stream: mio::net::TcpStream::from_std(stream), peer, initial: bytes::Bytes::copy_from_slice(initial) };
+        state.workers[i].shared.send(msg).map_err(|_| Error::Closed)
+    }
+
     /// Starts if needed, then blocks until [`Engine::shutdown`] finishes on another thread.
     pub fn run(&self) -> Result<(), Error> {
+        if self.external.is_some() {
+            return Err(Error::State("external-loop mode: drive the engine with step"));
+        }
         self.start()?;
         let mut state = self.lock();
         while state.lifecycle != Lifecycle::Stopped {
@@ -173,8 +281,11 @@ impl Engine {
     /// Stops accepting, closes idle connections, lets in-flight responses finish for up to
     /// `grace`, then closes everything and waits for the workers to exit.
     pub fn shutdown(&self, grace: Duration) -> Result<(), Error> {
-        if self.on_worker_thread() {
+        if self.on_worker_thread() || self.in_step.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::State("shutdown cannot be called from a handler"));
+        }
+        if let Some(ext) = &self.external {
+            return self.shutdown_external(ext, grace);
         }
         let mut state = self.lock();
         match state.lifecycle {
@@ -215,6 +326,32 @@ impl Engine {
         let mut state = self.lock();
         state.lifecycle = Lifecycle::Stopped;
         self.stopped.notify_all();
+        Ok(())
+    }
+
+    /// External-loop mode: drives the loop itself until the in-flight work is done or the
+    /// grace period ends.
+    fn shutdown_external(&self, ext: &Mutex<Option<Worker>>, grace: Duration) -> Result<(), Error> {
+        let mut state = self.lock();
+        match state.lifecycle {
+            Lifecycle::Stopped => return Ok(()),
+            Lifecycle::Created => {
+                state.lifecycle = Lifecycle::Stopped;
+                drop(state);
+                self.mark_stopped();
+                return Ok(());
+            }
+            _ => state.lifecycle = Lifecycle::Stopping,
+        }
+        drop(state);
+        let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut worker) = guard.take() {
+            let _ = worker.shared().send(Msg::Shutdown { grace });
+            while worker.turn(Some(Duration::from_millis(10))) {}
+            worker.finish();
+        }
+        drop(guard);
+        self.mark_stopped();
         Ok(())
     }
 

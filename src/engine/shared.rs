@@ -23,6 +23,8 @@ pub(crate) enum Msg {
     /// The disk pool has read `[offset, end)` of `fd` into the page cache for this connection.
     DiskDone { token: usize, conn_id: u64, fd: i32, offset: u64, end: u64 },
     AddListener(mio::net::TcpListener),
+    /// A connection the host accepted itself, with bytes it already read.
+    Adopt { stream: mio::net::TcpStream, peer: std::net::SocketAddr, initial: bytes::Bytes },
     Shutdown { grace: std::time::Duration },
 }
 
@@ -36,6 +38,7 @@ pub(crate) struct WorkerShared {
     queue: Mutex<Queue>,
     waker: mio::Waker,
     owner: OnceLock<ThreadId>,
+    external: std::sync::atomic::AtomicBool,
     pub(crate) stats: WorkerStats,
 }
 
@@ -45,8 +48,14 @@ impl WorkerShared {
             queue: Mutex::new(Queue { msgs: Vec::new(), dead: false }),
             waker,
             owner: OnceLock::new(),
+            external: std::sync::atomic::AtomicBool::new(false),
             stats: WorkerStats::default(),
         }
+    }
+
+    /// External-loop mode: no thread counts as the owner, so every answer wakes the loop.
+    pub(crate) fn never_owner(&self) {
+        self.external.store(true, std::sync::atomic::Ordering::Release);
     }
 
     pub(crate) fn set_owner(&self) {
@@ -54,7 +63,7 @@ impl WorkerShared {
     }
 
     pub(crate) fn is_owner_thread(&self) -> bool {
-        self.owner.get() == Some(&std::thread::current().id())
+        !self.external.load(std::sync::atomic::Ordering::Acquire) && self.owner.get() == Some(&std::thread::current().id())
     }
 
     /// Queues a message; gives it back if the worker has exited.

@@ -39,6 +39,7 @@ pub(crate) struct Worker {
     paths: PathMemory,
     draining: Option<Instant>,
     inbox: Vec<Msg>,
+    events: Events,
 }
 
 impl Worker {
@@ -73,53 +74,75 @@ impl Worker {
             paths,
             draining: None,
             inbox: Vec::new(),
+            events: Events::with_capacity(1024),
         }
     }
 
-    /// Runs until shutdown completes.
+    /// Runs until shutdown completes (worker-thread mode).
     pub(crate) fn run(mut self) {
         self.shared.set_owner();
-        let mut events = Events::with_capacity(1024);
-        loop {
-            self.process_inbox();
-            if let Some(until) = self.draining {
-                if self.live == 0 || Instant::now() >= until {
-                    break;
-                }
-            }
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                break;
-            }
-            let now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                        self.accept(LISTENER_BASE - t, now)
-                    }
-                    Token(t) if t & SOURCE_TOKEN_BIT != 0 => {
-                        let t = t & !SOURCE_TOKEN_BIT;
-                        if self.conns.get(t).is_some_and(|c| c.is_some()) {
-                            self.drive(t, now);
-                        }
-                    }
-                    Token(t) => {
-                        if let Some(Some(conn)) = self.conns.get_mut(t) {
-                            conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-                            conn.peer_closing |= event.is_read_closed() || event.is_error();
-                            conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
-                            self.drive(t, now);
-                        }
-                    }
-                }
-            }
-            self.fire_timers(Instant::now());
-        }
+        while self.turn(None) {}
         self.finish();
+    }
+
+    /// One turn of the loop: apply queued messages, wait for events at most `max_wait` (and
+    /// never past the next timer), handle them, fire due timers. False once shutdown is
+    /// complete (then call `finish`).
+    pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> bool {
+        self.process_inbox();
+        if let Some(until) = self.draining {
+            if self.live == 0 || Instant::now() >= until {
+                return false;
+            }
+        }
+        let timeout = match (self.poll_timeout(), max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = self.poll.poll(&mut events, timeout);
+        if let Err(e) = polled {
+            self.events = events;
+            return e.kind() == io::ErrorKind::Interrupted;
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => self.accept(LISTENER_BASE - t, now),
+                Token(t) if t & SOURCE_TOKEN_BIT != 0 => {
+                    let t = t & !SOURCE_TOKEN_BIT;
+                    if self.conns.get(t).is_some_and(|c| c.is_some()) {
+                        self.drive(t, now);
+                    }
+                }
+                Token(t) => {
+                    if let Some(Some(conn)) = self.conns.get_mut(t) {
+                        conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+                        conn.peer_closing |= event.is_read_closed() || event.is_error();
+                        conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+                        self.drive(t, now);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        self.fire_timers(Instant::now());
+        // Answers given during this turn (handlers, release callbacks) go out before waiting.
+        self.process_inbox();
+        true
+    }
+
+    /// Milliseconds until a timer needs a turn (-1: none).
+    pub(crate) fn next_timeout_ms(&self) -> i64 {
+        match self.poll_timeout() {
+            Some(d) => d.as_millis().min(i64::MAX as u128) as i64,
+            None => -1,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<WorkerShared> {
+        &self.shared
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -192,6 +215,19 @@ impl Worker {
                 }
             }
             Msg::Shutdown { grace } => self.begin_drain(now + grace, now),
+            Msg::Adopt { stream, peer, initial } => {
+                if self.draining.is_some() {
+                    return;
+                }
+                bump(&self.shared.stats.connections_accepted, 1);
+                let _ = stream.set_nodelay(true);
+                if let Some(token) = self.add_conn(stream, peer, now) {
+                    if let Some(Some(conn)) = self.conns.get_mut(token) {
+                        conn.prefill(&initial);
+                    }
+                    self.drive(token, now);
+                }
+            }
         }
     }
 
@@ -238,7 +274,7 @@ impl Worker {
         }
     }
 
-    fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+    fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) -> Option<usize> {
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -254,12 +290,13 @@ impl Worker {
         {
             self.free.push(token);
             bump(&self.shared.stats.connections_closed, 1);
-            return;
+            return None;
         }
         self.conns[token] = Some(conn);
         self.live += 1;
         bump(&self.shared.stats.connections_active, 1);
         self.schedule(token);
+        Some(token)
     }
 
     /// Runs a connection as far as it can go: read, parse, call handlers, write.
@@ -419,7 +456,7 @@ impl Worker {
         drop(conn);
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         for t in 0..self.conns.len() {
             if self.conns[t].is_some() {
                 self.close(t, CloseReason::Shutdown);

@@ -72,8 +72,11 @@ pub extern "C" fn zh_config_free(cfg: *mut zh_config) {
     })
 }
 
-/// Sets the number of worker threads (1..=1024). 0 (external-loop mode) returns
-/// `ZH_ERR_UNSUPPORTED` in this version.
+/// Sets the number of worker threads (0..=1024; default: the number of CPUs). 0 selects
+/// external-loop mode: the engine creates no thread; the host polls `zh_engine_fd()` in its own
+/// loop and calls `zh_engine_step()` when it is readable or `zh_engine_next_timeout_ms()` has
+/// passed. The host must then ignore or block SIGPIPE itself (`sendfile`/`splice` cannot be
+/// told not to raise it).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_config_set_threads(cfg: *mut zh_config, threads: u32) -> zh_result {
     boundary!(ZH_ERR_PANIC, {

@@ -1,6 +1,7 @@
 //! `zh_engine`: create, listen, run, shut down, free; and the C handler trampoline.
 
 use std::ffi::c_void;
+use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,4 +161,123 @@ pub extern "C" fn zh_engine_free(engine: *mut zh_engine) {
 
 pub(crate) fn engine_of(engine: &zh_engine) -> &Engine {
     &engine.inner
+}
+
+/// External-loop mode (`threads = 0`): writes the fd to poll for readability (an epoll fd,
+/// level-triggered from the host's point of view: readable while there is work). `ZH_ERR_STATE`
+/// when the engine runs its own threads.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_fd(engine: *const zh_engine, fd_out: *mut i32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        if fd_out.is_null() {
+            return ZH_ERR_NULL;
+        }
+        match engine.inner.fd() {
+            Ok(fd) => {
+                write_out(fd_out, fd);
+                ZH_OK
+            }
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// External-loop mode: does all ready work (accepts, reads, handlers, writes, timers), waiting
+/// for events at most `timeout_ms` (0: never blocks). Starts the engine on first use. Always call
+/// it from the same thread (handlers run inside it); never from a handler. `ZH_ERR_CLOSED` once
+/// a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_step(engine: *mut zh_engine, timeout_ms: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        match engine.inner.step(Duration::from_millis(timeout_ms.into())) {
+            Ok(true) => ZH_OK,
+            Ok(false) => ZH_ERR_CLOSED,
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// External-loop mode: milliseconds until timers need a `zh_engine_step` (-1: none pending,
+/// or NULL / threaded mode). Poll the engine fd with this as the timeout.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_next_timeout_ms(engine: *const zh_engine) -> i64 {
+    boundary!(-1, {
+        // SAFETY: a non-NULL engine pointer comes from zh_engine_new (contract).
+        match unsafe { engine.as_ref() } {
+            Some(e) => e.inner.next_timeout_ms(),
+            None => -1,
+        }
+    })
+}
+
+/// Serves connections from `fd`, an already-bound listening TCP socket (e.g. inherited from a
+/// supervisor). Takes ownership of `fd` (closed at engine shutdown) unless the result is
+/// `ZH_ERR_NULL` or `ZH_ERR_INVALID` (not a listening TCP socket), where nothing is taken. The
+/// fd is switched to non-blocking mode.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_listen_fd(engine: *mut zh_engine, fd: i32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        if fd < 0 {
+            return ZH_ERR_INVALID;
+        }
+        match crate::transfer::fd_kind(fd) {
+            Ok(Some(crate::body::FdKind::Socket)) => {}
+            Ok(_) => return ZH_ERR_INVALID,
+            Err(e) => return result_of(Err(e.into())),
+        }
+        // SAFETY: fstat proved `fd` open; ownership moves to the engine on success only, so
+        // on failure we give the number back without closing it.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let probe = std::net::TcpListener::from(owned);
+        if probe.local_addr().is_err() {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(probe);
+            return ZH_ERR_INVALID;
+        }
+        match engine.inner.listen_fd(std::os::fd::OwnedFd::from(probe)) {
+            Ok(()) => ZH_OK,
+            Err(e) => result_of(Err(e)),
+        }
+    })
+}
+
+/// Hands the engine an already-accepted TCP connection `fd`, with `len` bytes at `initial` that
+/// the host already read from it (NULL/0: none; copied). Takes ownership of `fd` unless the
+/// result is `ZH_ERR_NULL` or `ZH_ERR_INVALID` (not a connected TCP socket), where nothing is
+/// taken; after shutdown (`ZH_ERR_STATE`) the fd is closed. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_engine_adopt_fd(engine: *mut zh_engine, fd: i32, initial: *const u8, len: usize) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let engine = try_ref!(engine);
+        if fd < 0 {
+            return ZH_ERR_INVALID;
+        }
+        if initial.is_null() && len > 0 {
+            return ZH_ERR_NULL;
+        }
+        match crate::transfer::fd_kind(fd) {
+            Ok(Some(crate::body::FdKind::Socket)) => {}
+            Ok(_) => return ZH_ERR_INVALID,
+            Err(e) => return result_of(Err(e.into())),
+        }
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL with `len` readable bytes for this call (caller's contract).
+            unsafe { std::slice::from_raw_parts(initial, len) }
+        };
+        // SAFETY: fstat proved `fd` open and a socket; ownership moves on success only.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let stream = std::net::TcpStream::from(owned);
+        if stream.peer_addr().is_err() {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(stream);
+            return ZH_ERR_INVALID;
+        }
+        match engine.inner.adopt(std::os::fd::OwnedFd::from(stream), bytes) {
+            Ok(()) => ZH_OK,
+            Err(e) => result_of(Err(e)),
+        }
+    })
 }
