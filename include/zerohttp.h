@@ -224,6 +224,14 @@ typedef int32_t (*zh_body_data_fn)(void *userdata,
 typedef void (*zh_release_fn)(void *userdata);
 
 /**
+ * Takes over a connection after a protocol switch: called exactly once on the worker thread,
+ * with `fd` >= 0 (a descriptor of the connection that now belongs to the application, which
+ * must close it) and the `len` bytes at `data` that the engine had already read after the
+ * request (valid for the call), or with `fd` = -1 (data NULL) if the hand-off did not happen.
+ */
+typedef void (*zh_upgrade_fn)(void *userdata, int32_t fd, const uint8_t *data, size_t len);
+
+/**
  * Filled in by a `poll_fn`. The engine sets `buf`, `buf_cap` and `source`; the callback sets
  * `kind` and the fields that kind uses.
  */
@@ -636,7 +644,8 @@ zh_result zh_respond_file(struct zh_request *req,
 
 /**
  * Sends `resp` as the answer to `req`. Always takes `resp` (freed on every error). Hands `req`
- * back unless the result is `ZH_ERR_NULL` or `ZH_ERR_ALREADY_USED`; after that `req` must not
+ * back unless the result is `ZH_ERR_NULL`, `ZH_ERR_ALREADY_USED` or `ZH_ERR_INVALID` (a 101
+ * without `zh_response_set_upgrade`); after that `req` must not
  * be used (a second hand-back that comes before the response has left is detected and returns
  * `ZH_ERR_ALREADY_USED`). Thread-safe: call it from any thread. `ZH_ERR_CLOSED`: the peer or
  * engine is gone; everything was freed anyway.
@@ -787,7 +796,8 @@ zh_result zh_request_body_copy_to_fd(const struct zh_request *req,
                                      uint64_t *copied_out);
 
 /**
- * Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`
+ * Creates a response with `status` (200..=999, or 101 together with
+ * `zh_response_set_upgrade`; else `ZH_ERR_INVALID`). On success `*out`
  * owns it: give it to `zh_respond`, or free it with `zh_response_free`.
  */
 zh_result zh_response_new(uint16_t status, struct zh_response **out);
@@ -846,6 +856,17 @@ zh_result zh_response_add_file(struct zh_response *resp,
  * aborts the connection.
  */
 zh_result zh_response_add_fd(struct zh_response *resp, int32_t fd, int64_t len, uint32_t flags);
+
+/**
+ * Makes `resp` a protocol switch: once it has been sent, the connection leaves the engine and
+ * `on_upgrade(userdata, fd, data, len)` takes it over (see `zh_upgrade_fn`). Valid for a 101
+ * (WebSocket or any `Upgrade`; add the `Upgrade` header, the engine writes `Connection:
+ * upgrade`) and for a 2xx answering CONNECT; for anything else `on_upgrade` gets fd -1 after
+ * the response was sent normally. The body is dropped. On an error return nothing is taken.
+ */
+zh_result zh_response_set_upgrade(struct zh_response *resp,
+                                  zh_upgrade_fn on_upgrade,
+                                  void *userdata);
 
 /**
  * The library version as a static NUL-terminated string, e.g. "0.1.0". Never NULL.

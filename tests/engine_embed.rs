@@ -119,3 +119,97 @@ fn an_inherited_listening_socket_is_served_by_every_worker() {
     }
     engine.shutdown(Duration::ZERO).unwrap();
 }
+
+fn echo_taken_connection(taken: Option<(std::os::fd::OwnedFd, bytes::Bytes)>) {
+    let (fd, rest) = taken.expect("hand-off happened");
+    std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::from(fd);
+        s.set_nonblocking(false).unwrap();
+        s.write_all(&rest).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => s.write_all(&buf[..n]).unwrap(),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_101_hands_the_connection_over_with_the_bytes_already_read() {
+    let (engine, port) = start(1, |req| {
+        if req.head().path() == "/ws" {
+            let mut r = Response::switching_protocols(Box::new(echo_taken_connection));
+            r.add_header(b"Upgrade", b"echo").unwrap();
+            req.respond(r).unwrap();
+        } else {
+            let mut r = Response::new(200).unwrap();
+            r.add_bytes(b"plain");
+            req.respond(r).unwrap();
+        }
+    });
+    let mut s = connect(port);
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nEARLY").unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, true).unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("connection"), Some("upgrade"));
+    assert!(r.header("content-length").is_none());
+    let mut got = buf.clone();
+    while got.len() < 5 {
+        let mut tmp = [0u8; 64];
+        let n = std::io::Read::read(&mut s, &mut tmp).unwrap();
+        got.extend_from_slice(&tmp[..n]);
+    }
+    assert_eq!(&got[..5], b"EARLY", "bytes sent right after the request came back through the new owner");
+    s.write_all(b"ping").unwrap();
+    let mut tmp = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut tmp).unwrap();
+    assert_eq!(&tmp, b"ping");
+    // An Upgrade request answered normally keeps HTTP going, pipelining included.
+    let mut s = connect(port);
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"plain");
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"plain");
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_connect_tunnel_is_handed_over_after_its_2xx() {
+    let (engine, port) = start(1, |req| {
+        let r = Response::new(200).unwrap().tunnel(Box::new(echo_taken_connection));
+        req.respond(r).unwrap();
+    });
+    let mut s = connect(port);
+    s.write_all(b"CONNECT upstream:443 HTTP/1.1\r\nHost: upstream:443\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), true).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-length").is_none() && r.header("transfer-encoding").is_none());
+    s.write_all(b"tunnelled").unwrap();
+    let mut tmp = [0u8; 9];
+    std::io::Read::read_exact(&mut s, &mut tmp).unwrap();
+    assert_eq!(&tmp, b"tunnelled");
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_hand_off_that_cannot_happen_is_reported() {
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t2 = told.clone();
+    let (engine, port) = start(1, move |req| {
+        let t3 = t2.clone();
+        // A tunnel on a plain GET is not a hand-off: the function hears `None`.
+        let r = Response::new(200).unwrap().tunnel(Box::new(move |x| t3.lock().unwrap().push(x.is_some())));
+        req.respond(r).unwrap();
+    });
+    assert_eq!(get(port, "/").status, 200);
+    let t = Instant::now();
+    while told.lock().unwrap().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*told.lock().unwrap(), vec![false]);
+    engine.shutdown(Duration::ZERO).unwrap();
+}

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use crate::body::Chunk;
 use crate::config::Config;
 use crate::engine::request::{BodyClaim, ClaimSlot, Link, OnBodyData, OnBodyDone, ReadFlow, Request};
-use crate::engine::response::Response;
+use crate::engine::response::{Response, Upgrade};
 use crate::body::source::SourcePoll;
 use crate::engine::framing;
 use crate::engine::shared::{Keep, Msg, WorkerShared};
@@ -114,6 +114,7 @@ impl Drop for FdSink {
 #[derive(Clone, Copy, Debug)]
 struct Meta {
     is_head: bool,
+    is_connect: bool,
     version: Version,
     keep_alive: bool,
 }
@@ -150,11 +151,20 @@ pub(crate) enum CloseReason {
     Shutdown,
 }
 
+/// A response in the send queue, as far as the connection cares once it has left.
+struct Mark {
+    closes: bool,
+    keep: Option<Keep>,
+    upgrade: Option<Upgrade>,
+}
+
 /// What the worker should do after a step.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Next {
     Continue,
     Close(CloseReason),
+    /// The 101 (or CONNECT 2xx) has left: give the connection to the application.
+    HandOff(Upgrade),
 }
 
 /// Per-call context from the worker.
@@ -205,8 +215,11 @@ pub(crate) struct Conn {
     inflight: VecDeque<Slot>,
     out: VecDeque<Chunk>,
     /// Stream positions at which responses end: (end, closes the connection, keep-alive data).
-    /// Responses queued in `out` and not yet fully sent: (closes the connection, kept data).
-    marks: VecDeque<(bool, Option<Keep>)>,
+    /// Responses queued in `out` and not yet fully sent.
+    marks: VecDeque<Mark>,
+    /// A request that may switch protocols (Upgrade, CONNECT) waits for its answer: parse no
+    /// further until then, since what follows may not be HTTP.
+    upgrade_wait: bool,
     /// Transfer state: the staging pipe for socket and chunked fd sources, the cached range.
     xfer: transfer::ConnPaths,
     /// A cold file range is being read in by the disk pool: do not send until it is done.
@@ -258,6 +271,7 @@ impl Conn {
             inflight: VecDeque::new(),
             out: VecDeque::new(),
             marks: VecDeque::new(),
+            upgrade_wait: false,
             xfer: transfer::ConnPaths::default(),
             disk_wait: false,
             watched_fd: None,
@@ -348,7 +362,7 @@ impl Conn {
 
     /// Parsing stopped only because the pipeline window was full, and it has room again.
     pub(crate) fn can_parse_more(&self, config: &Config) -> bool {
-        self.window_blocked && self.outstanding() < config.max_pipeline
+        self.window_blocked && self.outstanding() < config.max_pipeline && !self.upgrade_wait
     }
 
     /// Responses not yet fully sent: waiting for the application, or queued for the socket.
@@ -375,7 +389,7 @@ impl Conn {
                         self.reading = Reading::Head;
                         return None;
                     }
-                    if self.outstanding() >= ctx.config.max_pipeline {
+                    if self.outstanding() >= ctx.config.max_pipeline || self.upgrade_wait {
                         self.window_blocked = true;
                         self.reading = Reading::Head;
                         return None;
@@ -867,7 +881,10 @@ impl Conn {
         // After CONNECT the bytes that follow belong to a tunnel, never to HTTP: it is the last
         // request read on the connection (tunnel hand-off is not offered yet).
         let keep_alive = head.keep_alive() && head.method() != http::Method::CONNECT;
-        let meta = Meta { is_head: head.is_head(), version: head.version(), keep_alive };
+        let is_connect = head.method() == http::Method::CONNECT;
+        // What follows a request that may switch protocols is not parsed until it is answered.
+        self.upgrade_wait = is_connect || head.header("upgrade").is_some();
+        let meta = Meta { is_head: head.is_head(), is_connect, version: head.version(), keep_alive };
         // A request that ends the connection is the last one read.
         self.reading = if meta.keep_alive { Reading::Head } else { Reading::Stopped };
         let seq = self.next_seq;
@@ -890,7 +907,7 @@ impl Conn {
         self.reading = Reading::Stopped;
         let mut resp = Response::plain(status);
         resp.close = true;
-        let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
+        let meta = Meta { is_head: false, is_connect: false, version: Version::Http11, keep_alive: false };
         self.inflight.push_back(Slot::Ready(meta, resp, None));
         self.next_seq += 1;
     }
@@ -922,11 +939,28 @@ impl Conn {
     }
 
     fn queue_response(&mut self, meta: Meta, resp: Response, keep: Option<Keep>, ctx: &mut Ctx<'_>) {
-        let Response { status, headers, body, close } = resp;
+        let Response { status, mut headers, body, close, upgrade } = resp;
+        // This request's answer is decided: parsing may go on (unless it is a hand-off).
+        self.upgrade_wait = false;
+        // A hand-off happens for 101, or for a 2xx to CONNECT; otherwise the function is told no.
+        let upgrade = upgrade.filter(|_| status == 101 || (meta.is_connect && (200..300).contains(&status)));
         let mut keep_alive = meta.keep_alive && !close && !ctx.draining;
         let body_len = body.known_len();
-        let has_body = h1::response_has_body(meta.is_head, status);
-        let framing = h1::response_framing(meta.is_head, meta.version, status, body_len);
+        let mut has_body = h1::response_has_body(meta.is_head, status);
+        let mut framing = h1::response_framing(meta.is_head, meta.version, status, body_len);
+        if upgrade.is_some() {
+            // The bytes that follow belong to the new protocol: no framing, no close.
+            framing = h1::ResponseFraming::NoBody;
+            has_body = false;
+            keep_alive = true;
+            if status == 101 {
+                headers.push((http::header::CONNECTION, http::HeaderValue::from_static("upgrade")));
+            }
+        } else if meta.is_connect && (200..300).contains(&status) {
+            // RFC 9110 §9.3.6: no Content-Length on a 2xx to CONNECT; nothing follows it here.
+            framing = h1::ResponseFraming::NoBody;
+            has_body = false;
+        }
         if framing == h1::ResponseFraming::CloseDelimited {
             keep_alive = false;
         }
@@ -950,8 +984,9 @@ impl Conn {
             }
         }
         self.out.push_back(Chunk::End);
-        self.marks.push_back((!keep_alive, keep));
-        if !keep_alive {
+        let hand_off = upgrade.is_some();
+        self.marks.push_back(Mark { closes: !keep_alive, keep, upgrade });
+        if !keep_alive || hand_off {
             self.final_queued = true;
             self.reading = Reading::Stopped;
         }
@@ -969,8 +1004,9 @@ impl Conn {
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
             }
-            if let Next::Close(r) = self.responses_done(report.ends, ctx) {
-                return Next::Close(r);
+            match self.responses_done(report.ends, ctx) {
+                Next::Continue => {}
+                other => return other,
             }
             match report.outcome {
                 Ok(Sent::All) => break,
@@ -1098,14 +1134,23 @@ impl Conn {
     /// `n` responses have fully left: release what they kept, close after a final one.
     fn responses_done(&mut self, n: usize, ctx: &mut Ctx<'_>) -> Next {
         for _ in 0..n {
-            let Some((closes, keep)) = self.marks.pop_front() else { break };
+            let Some(Mark { closes, keep, upgrade }) = self.marks.pop_front() else { break };
             drop(keep);
             bump(&ctx.shared.stats.responses, 1);
+            if let Some(up) = upgrade {
+                return Next::HandOff(up);
+            }
             if closes {
                 return self.start_linger(ctx);
             }
         }
         Next::Continue
+    }
+
+    /// For a hand-off: a descriptor of the connection's own and the bytes already read.
+    pub(crate) fn take_for_hand_off(&mut self) -> std::io::Result<(std::os::fd::OwnedFd, Bytes)> {
+        let fd = transfer::dup_fd(self.fd)?;
+        Ok((fd, std::mem::take(&mut self.rbuf).freeze()))
     }
 
     fn after_send(&mut self, ctx: &mut Ctx<'_>) -> Next {
@@ -1190,7 +1235,7 @@ impl Conn {
             // Best effort: a slow client learns why; no waiting for it to read.
             let mut resp = Response::plain(408);
             resp.close = true;
-            let meta = Meta { is_head: false, version: Version::Http11, keep_alive: false };
+            let meta = Meta { is_head: false, is_connect: false, version: Version::Http11, keep_alive: false };
             self.queue_response(meta, resp, None, ctx);
             self.writable = true;
             let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);

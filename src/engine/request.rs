@@ -238,6 +238,7 @@ impl Request {
     /// Like [`Request::respond`] without consuming the request: a second call returns
     /// `Error::AlreadyUsed`. `keep` lives until the response has left.
     pub fn respond_ref(&self, resp: Response, keep: Option<Keep>) -> Result<(), Error> {
+        resp.check_sendable()?;
         match self.take_link() {
             Some(link) => link.respond(resp, keep),
             None => Err(Error::AlreadyUsed),

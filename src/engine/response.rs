@@ -9,6 +9,36 @@ use crate::body::{Body, Chunk, FdChunk, FdKind, FileFd, FileRegion};
 use crate::error::Error;
 use crate::transfer;
 
+/// Takes over a connection after a `101 Switching Protocols` (or a 2xx to CONNECT): called
+/// once on the worker thread with `Some((fd, bytes the engine had already read))`, or with
+/// `None` if the hand-off did not happen (the connection went away first).
+pub type UpgradeFn = Box<dyn FnOnce(Option<(std::os::fd::OwnedFd, Bytes)>) + Send>;
+
+/// Calls the upgrade function exactly once: with the connection, or with `None` when dropped.
+pub(crate) struct Upgrade(Option<UpgradeFn>);
+
+impl Upgrade {
+    pub(crate) fn complete(mut self, fd: std::os::fd::OwnedFd, rest: Bytes) {
+        if let Some(f) = self.0.take() {
+            f(Some((fd, rest)));
+        }
+    }
+}
+
+impl Drop for Upgrade {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(None);
+        }
+    }
+}
+
+impl std::fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upgrade")
+    }
+}
+
 /// A response under construction. The engine adds `Date`, `Content-Length` and `Connection`.
 #[derive(Debug)]
 pub struct Response {
@@ -17,15 +47,46 @@ pub struct Response {
     pub(crate) body: Body,
     /// The application asked for `Connection: close`.
     pub(crate) close: bool,
+    /// Hand the connection over once this response has left.
+    pub(crate) upgrade: Option<Upgrade>,
 }
 
 impl Response {
-    /// A response with `status` in 200..=999 (1xx interim responses are the engine's business).
+    /// A response with `status` in 200..=999, or 101 (which needs [`Response::set_upgrade`]);
+    /// other 1xx interim responses are the engine's business.
     pub fn new(status: u16) -> Result<Self, Error> {
-        if !(200..=999).contains(&status) {
-            return Err(Error::Invalid("status must be within 200..=999"));
+        if !(200..=999).contains(&status) && status != 101 {
+            return Err(Error::Invalid("status must be 101 or within 200..=999"));
         }
-        Ok(Response { status, headers: Vec::new(), body: Body::new(), close: false })
+        Ok(Response { status, headers: Vec::new(), body: Body::new(), close: false, upgrade: None })
+    }
+
+    /// `101 Switching Protocols` that hands the connection to `f` once it has been sent (add
+    /// the `Upgrade` header naming the protocol; the engine writes `Connection: upgrade`).
+    pub fn switching_protocols(f: UpgradeFn) -> Response {
+        Response { status: 101, headers: Vec::new(), body: Body::new(), close: false, upgrade: Some(Upgrade(Some(f))) }
+    }
+
+    /// Hands the connection to `f` after this response, which must answer a CONNECT with a
+    /// 2xx status (else the hand-off does not happen and `f` gets `None`). Replaces the body.
+    pub fn tunnel(mut self, f: UpgradeFn) -> Response {
+        self.set_upgrade(f);
+        self
+    }
+
+    /// Hands the connection to `f` once this response (a 101, or a 2xx to CONNECT) has left.
+    /// The body is dropped: after the head the bytes belong to the new protocol.
+    pub fn set_upgrade(&mut self, f: UpgradeFn) {
+        self.body = Body::new();
+        self.upgrade = Some(Upgrade(Some(f)));
+    }
+
+    /// A 101 without a hand-off would leave both sides speaking different protocols.
+    pub(crate) fn check_sendable(&self) -> Result<(), Error> {
+        if self.status == 101 && self.upgrade.is_none() {
+            return Err(Error::Invalid("a 101 response needs an upgrade hand-off"));
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> u16 {

@@ -246,6 +246,7 @@ impl Worker {
             };
             match next {
                 Next::Close(reason) => self.close(t, reason),
+                Next::HandOff(up) => self.hand_off(t, up),
                 Next::Continue => self.drive(t, now),
             }
         }
@@ -355,9 +356,16 @@ impl Worker {
                 }
                 None => {
                     let next = conn.flush(&mut ctx);
-                    if let Next::Close(reason) = next {
-                        self.close(token, reason);
-                        return;
+                    match next {
+                        Next::Close(reason) => {
+                            self.close(token, reason);
+                            return;
+                        }
+                        Next::HandOff(up) => {
+                            self.hand_off(token, up);
+                            return;
+                        }
+                        Next::Continue => {}
                     }
                     // Sending may have freed pipeline slots or revealed more input.
                     let again = (conn.readable && conn.wants_input(&self.config)) || conn.can_parse_more(&self.config);
@@ -436,6 +444,20 @@ impl Worker {
                 None => {}
             }
         }
+    }
+
+    /// Gives a connection whose 101 (or CONNECT 2xx) has left to the application: its own
+    /// descriptor plus the bytes already read; the engine forgets the connection.
+    fn hand_off(&mut self, token: usize, up: crate::engine::response::Upgrade) {
+        let taken = match self.conns.get_mut(token).and_then(|c| c.as_mut()) {
+            Some(conn) => conn.take_for_hand_off(),
+            None => return,
+        };
+        self.close(token, CloseReason::Done);
+        if let Ok((fd, rest)) = taken {
+            up.complete(fd, rest);
+        }
+        // On a failed dup `up` is dropped here, which reports the failed hand-off.
     }
 
     fn close(&mut self, token: usize, reason: CloseReason) {

@@ -57,6 +57,9 @@ pub(crate) fn hand_back_with(req: *mut zh_request, resp: Response) -> zh_result 
 pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
     // SAFETY: checked non-NULL by the callers; valid until handed back (documented contract).
     let cell = unsafe { &*req };
+    if let Err(e) = resp.check_sendable() {
+        return code_of(&e);
+    }
     let Some(link) = cell.req.take_link() else { return ZH_ERR_ALREADY_USED };
     match link.respond(resp, Some(Box::new(HandedBack(req)))) {
         Ok(()) => ZH_OK,
@@ -65,7 +68,8 @@ pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
 }
 
 /// Sends `resp` as the answer to `req`. Always takes `resp` (freed on every error). Hands `req`
-/// back unless the result is `ZH_ERR_NULL` or `ZH_ERR_ALREADY_USED`; after that `req` must not
+/// back unless the result is `ZH_ERR_NULL`, `ZH_ERR_ALREADY_USED` or `ZH_ERR_INVALID` (a 101
+/// without `zh_response_set_upgrade`); after that `req` must not
 /// be used (a second hand-back that comes before the response has left is detected and returns
 /// `ZH_ERR_ALREADY_USED`). Thread-safe: call it from any thread. `ZH_ERR_CLOSED`: the peer or
 /// engine is gone; everything was freed anyway.

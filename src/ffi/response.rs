@@ -38,7 +38,8 @@ pub(crate) fn take_response(resp: *mut zh_response) -> Option<Response> {
     Some(unsafe { Box::from_raw(resp) }.inner)
 }
 
-/// Creates a response with `status` (200..=999; else `ZH_ERR_INVALID`). On success `*out`
+/// Creates a response with `status` (200..=999, or 101 together with
+/// `zh_response_set_upgrade`; else `ZH_ERR_INVALID`). On success `*out`
 /// owns it: give it to `zh_respond`, or free it with `zh_response_free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_response_new(status: u16, out: *mut *mut zh_response) -> zh_result {
@@ -186,5 +187,48 @@ pub extern "C" fn zh_response_add_fd(resp: *mut zh_response, fd: i32, len: i64, 
         }
         let len = if len == -1 { None } else { Some(len as u64) };
         result_of(resp.inner.add_fd(owned_or_borrowed(fd, flags), len))
+    })
+}
+
+/// Takes over a connection after a protocol switch: called exactly once on the worker thread,
+/// with `fd` >= 0 (a descriptor of the connection that now belongs to the application, which
+/// must close it) and the `len` bytes at `data` that the engine had already read after the
+/// request (valid for the call), or with `fd` = -1 (data NULL) if the hand-off did not happen.
+pub type zh_upgrade_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, fd: i32, data: *const u8, len: usize)>;
+
+struct UpgradeCallback {
+    f: unsafe extern "C" fn(*mut c_void, i32, *const u8, usize),
+    userdata: *mut c_void,
+}
+
+// SAFETY: zh_response_set_upgrade documents that the callback runs once on a worker thread
+// with its userdata; the engine never dereferences the userdata.
+unsafe impl Send for UpgradeCallback {}
+
+/// Makes `resp` a protocol switch: once it has been sent, the connection leaves the engine and
+/// `on_upgrade(userdata, fd, data, len)` takes it over (see `zh_upgrade_fn`). Valid for a 101
+/// (WebSocket or any `Upgrade`; add the `Upgrade` header, the engine writes `Connection:
+/// upgrade`) and for a 2xx answering CONNECT; for anything else `on_upgrade` gets fd -1 after
+/// the response was sent normally. The body is dropped. On an error return nothing is taken.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_response_set_upgrade(resp: *mut zh_response, on_upgrade: zh_upgrade_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let resp = try_mut!(resp);
+        let Some(f) = on_upgrade else { return ZH_ERR_NULL };
+        let cb = UpgradeCallback { f, userdata };
+        resp.inner.set_upgrade(Box::new(move |taken| {
+            let cb = &cb;
+            match taken {
+                Some((fd, rest)) => {
+                    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                    // SAFETY: the caller's callback with its userdata; ownership of `raw` moves
+                    // to it; `rest` is alive for the call.
+                    unsafe { (cb.f)(cb.userdata, raw, rest.as_ptr(), rest.len()) }
+                }
+                // SAFETY: as above, reporting that no hand-off happened.
+                None => unsafe { (cb.f)(cb.userdata, -1, std::ptr::null(), 0) },
+            }
+        }));
+        ZH_OK
     })
 }
