@@ -13,6 +13,17 @@
 #include <stdbool.h>
 
 /**
+ * Log levels passed to a `zh_log_fn`.
+ */
+#define ZH_LOG_ERROR 1
+
+#define ZH_LOG_WARN 2
+
+#define ZH_LOG_INFO 3
+
+#define ZH_LOG_DEBUG 4
+
+/**
  * `zh_file_info.flags`: mark the generated ETag weak (`W/"..."`), or add `W/` to the given
  * one. Weak tags still allow `304` (If-None-Match) but never satisfy `If-Match` or `If-Range`.
  */
@@ -146,6 +157,43 @@ typedef uint32_t zh_result;
  * handler with the request — at a new address; `req` is invalid once this call returns.
  */
 typedef void (*zh_head_handler_fn)(void *userdata, struct zh_request *req);
+
+/**
+ * Receives the engine's log messages (`msg` valid for the call), on worker threads; must not
+ * block.
+ */
+typedef void (*zh_log_fn)(void *userdata, int32_t level, const char *msg);
+
+/**
+ * One finished response, for an access log. Strings are NUL-terminated and valid for the call.
+ */
+typedef struct zh_access_record {
+  uint32_t struct_size;
+  uint16_t status;
+  const char *method;
+  const char *target;
+  /**
+   * Head plus body bytes of the response (the known part, for bodies of unknown length).
+   */
+  uint64_t bytes;
+  /**
+   * From the request head to the last byte handed to the kernel.
+   */
+  uint64_t duration_us;
+  /**
+   * The path that carried the body: "writev", "sendfile", "splice", "stream" or "none".
+   */
+  const char *strategy;
+  /**
+   * "ip:port" of the client.
+   */
+  const char *peer;
+} zh_access_record;
+
+/**
+ * Receives one record per finished response, on worker threads; must not block.
+ */
+typedef void (*zh_access_fn)(void *userdata, const struct zh_access_record *record);
 
 /**
  * Called once per complete request (head and whole body), on the worker thread that owns the
@@ -523,6 +571,18 @@ zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
  * `ZH_UNLIMITED` turns spooling off (the default).
  */
 zh_result zh_config_set_spool(struct zh_config *cfg, uint64_t threshold, const char *dir);
+
+/**
+ * Sets (NULL: clears) the log callback of engines made from this config. Per engine: two
+ * engines can log to different places. `userdata` must stay valid until the engine is freed.
+ */
+zh_result zh_config_set_log(struct zh_config *cfg, zh_log_fn on_log, void *userdata);
+
+/**
+ * Sets (NULL: clears) the access callback: one `zh_access_record` per finished response.
+ * `userdata` must stay valid until the engine is freed.
+ */
+zh_result zh_config_set_access_log(struct zh_config *cfg, zh_access_fn on_access, void *userdata);
 
 /**
  * Creates an engine (threads are started by `zh_engine_start` or `zh_engine_run`).

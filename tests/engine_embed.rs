@@ -213,3 +213,53 @@ fn a_hand_off_that_cannot_happen_is_reported() {
     assert_eq!(*told.lock().unwrap(), vec![false]);
     engine.shutdown(Duration::ZERO).unwrap();
 }
+
+#[test]
+fn access_and_log_hooks_are_per_engine() {
+    use zerohttp::engine::hooks::{Hooks, LogLevel};
+    let make = |tag: &'static str, sink: Arc<std::sync::Mutex<Vec<String>>>| {
+        let s2 = sink.clone();
+        let hooks = Hooks {
+            log: Some(Arc::new(move |level: LogLevel, msg: &str| s2.lock().unwrap().push(format!("{tag} log {level:?} {msg}")))),
+            access: Some(Arc::new(move |r: &zerohttp::engine::hooks::AccessRecord<'_>| {
+                sink.lock().unwrap().push(format!("{tag} {} {} {} {} {}", r.method, r.target, r.status, r.strategy, r.bytes > 0))
+            })),
+        };
+        let engine = Engine::with_options(
+            Config { threads: 1, header_read_timeout: Duration::from_millis(200), ..Config::default() },
+            Arc::new(|req| {
+                let mut r = Response::new(200).unwrap();
+                r.add_bytes(b"x");
+                req.respond(r).unwrap();
+            }),
+            None,
+            hooks,
+        )
+        .unwrap();
+        let port = engine.listen("127.0.0.1:0").unwrap();
+        engine.start().unwrap();
+        (engine, port)
+    };
+    let a_log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b_log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, pa) = make("A", a_log.clone());
+    let (b, pb) = make("B", b_log.clone());
+    get(pa, "/one");
+    get(pb, "/two?q=1");
+    // A slow head on A: a timeout that A logs.
+    let mut s = connect(pa);
+    s.write_all(b"GET / HT").unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    let t = Instant::now();
+    while a_log.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let a_lines = a_log.lock().unwrap().clone();
+    let b_lines = b_log.lock().unwrap().clone();
+    assert!(a_lines.contains(&"A GET /one 200 writev true".to_string()), "{a_lines:?}");
+    assert!(a_lines.iter().any(|l| l.starts_with("A log Info") && l.contains("Timeout")), "{a_lines:?}");
+    assert_eq!(b_lines, vec!["B GET /two?q=1 200 writev true".to_string()]);
+    a.shutdown(Duration::ZERO).unwrap();
+    b.shutdown(Duration::ZERO).unwrap();
+}

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use crate::body::Chunk;
 use crate::config::Config;
 use crate::engine::request::{BodyClaim, ClaimSlot, Link, OnBodyData, OnBodyDone, ReadFlow, Request};
+use crate::engine::hooks::{AccessInfo, AccessRecord};
 use crate::engine::response::{Response, Upgrade};
 use crate::body::source::SourcePoll;
 use crate::engine::framing;
@@ -156,6 +157,8 @@ struct Mark {
     closes: bool,
     keep: Option<Keep>,
     upgrade: Option<Upgrade>,
+    /// For the access hook: request, status, size, path.
+    access: Option<Box<(AccessInfo, u16, u64, &'static str)>>,
 }
 
 /// What the worker should do after a step.
@@ -176,6 +179,7 @@ pub(crate) struct Ctx<'a> {
     pub paths: &'a mut PathMemory,
     /// Where cold file ranges are read in (None: probing is off).
     pub disk: Option<&'a crate::engine::disk::DiskPool>,
+    pub hooks: &'a crate::engine::hooks::Hooks,
     pub now: Instant,
     pub draining: bool,
     /// A head handler is configured: heads with a body go to it first.
@@ -217,6 +221,8 @@ pub(crate) struct Conn {
     /// Stream positions at which responses end: (end, closes the connection, keep-alive data).
     /// Responses queued in `out` and not yet fully sent.
     marks: VecDeque<Mark>,
+    /// With an access hook: per in-flight request, in `inflight` order.
+    access: VecDeque<Option<AccessInfo>>,
     /// A request that may switch protocols (Upgrade, CONNECT) waits for its answer: parse no
     /// further until then, since what follows may not be HTTP.
     upgrade_wait: bool,
@@ -271,6 +277,7 @@ impl Conn {
             inflight: VecDeque::new(),
             out: VecDeque::new(),
             marks: VecDeque::new(),
+            access: VecDeque::new(),
             upgrade_wait: false,
             xfer: transfer::ConnPaths::default(),
             disk_wait: false,
@@ -291,6 +298,10 @@ impl Conn {
     }
 
     /// Bytes the host read from an adopted connection before handing it over.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     pub(crate) fn prefill(&mut self, initial: &[u8]) {
         self.rbuf.extend_from_slice(initial);
         self.readable = true;
@@ -885,6 +896,10 @@ impl Conn {
         // What follows a request that may switch protocols is not parsed until it is answered.
         self.upgrade_wait = is_connect || head.header("upgrade").is_some();
         let meta = Meta { is_head: head.is_head(), is_connect, version: head.version(), keep_alive };
+        if ctx.hooks.access.is_some() {
+            let started = self.head_started.unwrap_or(ctx.now);
+            self.access.push_back(Some(AccessInfo { method: head.method().as_str().to_string(), target: head.target().to_string(), started }));
+        }
         // A request that ends the connection is the last one read.
         self.reading = if meta.keep_alive { Reading::Head } else { Reading::Stopped };
         let seq = self.next_seq;
@@ -909,6 +924,9 @@ impl Conn {
         resp.close = true;
         let meta = Meta { is_head: false, is_connect: false, version: Version::Http11, keep_alive: false };
         self.inflight.push_back(Slot::Ready(meta, resp, None));
+        if ctx.hooks.access.is_some() {
+            self.access.push_back(Some(AccessInfo { method: "-".into(), target: "-".into(), started: ctx.now }));
+        }
         self.next_seq += 1;
     }
 
@@ -930,15 +948,16 @@ impl Conn {
     fn queue_ready(&mut self, ctx: &mut Ctx<'_>) {
         while matches!(self.inflight.front(), Some(Slot::Ready(..))) {
             let Some(Slot::Ready(meta, resp, keep)) = self.inflight.pop_front() else { unreachable!() };
+            let access = self.access.pop_front().flatten();
             self.send_seq += 1;
             if self.final_queued {
                 continue;
             }
-            self.queue_response(meta, resp, keep, ctx);
+            self.queue_response(meta, resp, keep, access, ctx);
         }
     }
 
-    fn queue_response(&mut self, meta: Meta, resp: Response, keep: Option<Keep>, ctx: &mut Ctx<'_>) {
+    fn queue_response(&mut self, meta: Meta, resp: Response, keep: Option<Keep>, access: Option<AccessInfo>, ctx: &mut Ctx<'_>) {
         let Response { status, mut headers, body, close, upgrade } = resp;
         // This request's answer is decided: parsing may go on (unless it is a hand-off).
         self.upgrade_wait = false;
@@ -966,6 +985,21 @@ impl Conn {
         }
         let mut head = Vec::with_capacity(192 + headers.len() * 48);
         h1::write_response_head(&mut head, status, &headers, framing, keep_alive, meta.version, ctx.date);
+        let access = access.map(|a| {
+            let strategy = if !has_body || body.is_empty() && body.known_len().is_some() {
+                "none"
+            } else if body.chunks().any(|c| matches!(c, Chunk::Source(_))) {
+                "stream"
+            } else if body.chunks().any(|c| matches!(c, Chunk::Fd(_))) {
+                "splice"
+            } else if body.chunks().any(|c| matches!(c, Chunk::File(_))) {
+                "sendfile"
+            } else {
+                "writev"
+            };
+            let bytes = head.len() as u64 + if has_body { body.len() } else { 0 };
+            Box::new((a, status, bytes, strategy))
+        });
         let inline = has_body
             && body_len.is_some_and(|n| n <= INLINE_BODY_MAX)
             && body.chunks().all(|c| matches!(c, Chunk::Memory(_)));
@@ -985,7 +1019,7 @@ impl Conn {
         }
         self.out.push_back(Chunk::End);
         let hand_off = upgrade.is_some();
-        self.marks.push_back(Mark { closes: !keep_alive, keep, upgrade });
+        self.marks.push_back(Mark { closes: !keep_alive, keep, upgrade, access });
         if !keep_alive || hand_off {
             self.final_queued = true;
             self.reading = Reading::Stopped;
@@ -1134,9 +1168,21 @@ impl Conn {
     /// `n` responses have fully left: release what they kept, close after a final one.
     fn responses_done(&mut self, n: usize, ctx: &mut Ctx<'_>) -> Next {
         for _ in 0..n {
-            let Some(Mark { closes, keep, upgrade }) = self.marks.pop_front() else { break };
+            let Some(Mark { closes, keep, upgrade, access }) = self.marks.pop_front() else { break };
             drop(keep);
             bump(&ctx.shared.stats.responses, 1);
+            if let (Some(f), Some(a)) = (ctx.hooks.access.as_ref(), access) {
+                let (info, status, bytes, strategy) = *a;
+                f(&AccessRecord {
+                    method: &info.method,
+                    target: &info.target,
+                    status,
+                    bytes,
+                    duration: ctx.now.saturating_duration_since(info.started),
+                    strategy,
+                    peer: self.peer,
+                });
+            }
             if let Some(up) = upgrade {
                 return Next::HandOff(up);
             }
@@ -1236,7 +1282,7 @@ impl Conn {
             let mut resp = Response::plain(408);
             resp.close = true;
             let meta = Meta { is_head: false, is_connect: false, version: Version::Http11, keep_alive: false };
-            self.queue_response(meta, resp, None, ctx);
+            self.queue_response(meta, resp, None, None, ctx);
             self.writable = true;
             let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);
         }

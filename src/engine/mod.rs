@@ -6,6 +6,7 @@
 mod conn;
 mod disk;
 mod framing;
+pub mod hooks;
 mod request;
 mod response;
 pub(crate) mod shared;
@@ -60,6 +61,7 @@ pub struct Engine {
     config: Arc<Config>,
     handler: Handler,
     head_handler: Option<HeadHandler>,
+    hooks: Arc<hooks::Hooks>,
     disk: Option<Arc<disk::DiskPool>>,
     shared: Vec<Arc<WorkerShared>>,
     state: Mutex<State>,
@@ -82,6 +84,11 @@ impl Engine {
 
     /// Like [`Engine::new`], with a handler for request heads that carry a body.
     pub fn with_head_handler(config: Config, handler: Handler, head_handler: Option<HeadHandler>) -> Result<Engine, Error> {
+        Self::with_options(config, handler, head_handler, hooks::Hooks::default())
+    }
+
+    /// The full constructor: main handler, optional head handler, log and access hooks.
+    pub fn with_options(config: Config, handler: Handler, head_handler: Option<HeadHandler>, hooks: hooks::Hooks) -> Result<Engine, Error> {
         config.validate()?;
         let external = config.threads == 0;
         let mut workers = Vec::with_capacity(config.threads.max(1));
@@ -108,6 +115,7 @@ impl Engine {
             config: Arc::new(config),
             handler,
             head_handler,
+            hooks: Arc::new(hooks),
             shared,
             state: Mutex::new(State { lifecycle: Lifecycle::Created, workers }),
             stopped: Condvar::new(),
@@ -166,6 +174,7 @@ impl Engine {
                 self.handler.clone(),
                 self.head_handler.clone(),
                 self.disk.clone(),
+                self.hooks.clone(),
             );
             if let Some(ext) = &self.external {
                 *ext.lock().unwrap_or_else(|e| e.into_inner()) = Some(worker);

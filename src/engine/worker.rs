@@ -29,6 +29,7 @@ pub(crate) struct Worker {
     handler: Handler,
     head_handler: Option<HeadHandler>,
     disk: Option<Arc<crate::engine::disk::DiskPool>>,
+    hooks: Arc<crate::engine::hooks::Hooks>,
     listeners: Vec<mio::net::TcpListener>,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
@@ -50,6 +51,7 @@ impl Worker {
         handler: Handler,
         head_handler: Option<HeadHandler>,
         disk: Option<Arc<crate::engine::disk::DiskPool>>,
+        hooks: Arc<crate::engine::hooks::Hooks>,
     ) -> Self {
         let mut paths = PathMemory::default();
         paths.probe_cold(disk.is_some());
@@ -64,6 +66,7 @@ impl Worker {
             handler,
             head_handler,
             disk,
+            hooks,
             listeners: Vec::new(),
             conns: Vec::new(),
             free: Vec::new(),
@@ -270,7 +273,10 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 // Out of fds or memory: leave the rest in the backlog; the next readiness
                 // event (or connection) retries.
-                Err(_) => return,
+                Err(e) => {
+                    self.hooks.log(crate::engine::hooks::LogLevel::Error, || format!("accept failed: {e}"));
+                    return;
+                }
             }
         }
     }
@@ -313,6 +319,7 @@ impl Worker {
                 date: &date,
                 paths: &mut self.paths,
                 disk: self.disk.as_deref(),
+                hooks: &self.hooks,
                 now,
                 draining: self.draining.is_some(),
                 head_stage: self.head_handler.is_some(),
@@ -339,6 +346,7 @@ impl Worker {
                         date: &date,
                         paths: &mut self.paths,
                         disk: self.disk.as_deref(),
+                        hooks: &self.hooks,
                         now,
                         draining: self.draining.is_some(),
                         head_stage: true,
@@ -429,6 +437,7 @@ impl Worker {
                         date: &date,
                         paths: &mut self.paths,
                         disk: self.disk.as_deref(),
+                        hooks: &self.hooks,
                         now,
                         draining: self.draining.is_some(),
                         head_stage: self.head_handler.is_some(),
@@ -464,6 +473,9 @@ impl Worker {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
         let _ = self.poll.registry().deregister(&mut conn.sock);
         conn.shutdown(self.poll.registry());
+        if reason != CloseReason::Done && reason != CloseReason::Shutdown {
+            self.hooks.log(crate::engine::hooks::LogLevel::Info, || format!("connection from {} closed: {reason:?}", conn.peer()));
+        }
         let stats = &self.shared.stats;
         match reason {
             CloseReason::Io => bump(&stats.errors_io, 1),

@@ -13,6 +13,7 @@ use crate::ffi::{result_of, write_out};
 pub struct zh_config {
     inner: Config,
     head: Option<(HeadFn, *mut c_void)>,
+    hooks: crate::engine::hooks::Hooks,
 }
 
 type HeadFn = unsafe extern "C" fn(*mut c_void, *mut crate::ffi::request::zh_request);
@@ -32,6 +33,10 @@ impl zh_config {
 
     pub(crate) fn head_handler(&self) -> Option<(HeadFn, *mut c_void)> {
         self.head
+    }
+
+    pub(crate) fn hooks(&self) -> crate::engine::hooks::Hooks {
+        self.hooks.clone()
     }
 
     fn update(&mut self, change: impl FnOnce(&mut Config)) -> zh_result {
@@ -56,7 +61,7 @@ pub extern "C" fn zh_config_new(out: *mut *mut zh_config) -> zh_result {
         if out.is_null() {
             return ZH_ERR_NULL;
         }
-        write_out(out, Box::into_raw(Box::new(zh_config { inner: Config::default(), head: None })));
+        write_out(out, Box::into_raw(Box::new(zh_config { inner: Config::default(), head: None, hooks: Default::default() })));
         ZH_OK
     })
 }
@@ -210,5 +215,91 @@ pub extern "C" fn zh_config_set_spool(cfg: *mut zh_config, threshold: u64, dir: 
                 c.spool_dir = d;
             }
         })
+    })
+}
+
+/// Log levels passed to a `zh_log_fn`.
+pub const ZH_LOG_ERROR: i32 = 1;
+pub const ZH_LOG_WARN: i32 = 2;
+pub const ZH_LOG_INFO: i32 = 3;
+pub const ZH_LOG_DEBUG: i32 = 4;
+
+/// Receives the engine's log messages (`msg` valid for the call), on worker threads; must not
+/// block.
+pub type zh_log_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, level: i32, msg: *const std::ffi::c_char)>;
+
+/// One finished response, for an access log. Strings are NUL-terminated and valid for the call.
+#[repr(C)]
+pub struct zh_access_record {
+    pub struct_size: u32,
+    pub status: u16,
+    pub method: *const std::ffi::c_char,
+    pub target: *const std::ffi::c_char,
+    /// Head plus body bytes of the response (the known part, for bodies of unknown length).
+    pub bytes: u64,
+    /// From the request head to the last byte handed to the kernel.
+    pub duration_us: u64,
+    /// The path that carried the body: "writev", "sendfile", "splice", "stream" or "none".
+    pub strategy: *const std::ffi::c_char,
+    /// "ip:port" of the client.
+    pub peer: *const std::ffi::c_char,
+}
+
+/// Receives one record per finished response, on worker threads; must not block.
+pub type zh_access_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, record: *const zh_access_record)>;
+
+struct Ud(*mut c_void);
+// SAFETY: the log/access registrations document that the callbacks run on worker threads with
+// their userdata; the engine never dereferences it.
+unsafe impl Send for Ud {}
+// SAFETY: see Send.
+unsafe impl Sync for Ud {}
+
+/// Sets (NULL: clears) the log callback of engines made from this config. Per engine: two
+/// engines can log to different places. `userdata` must stay valid until the engine is freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_log(cfg: *mut zh_config, on_log: zh_log_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.hooks.log = on_log.map(|f| {
+            let ud = Ud(userdata);
+            std::sync::Arc::new(move |level: crate::engine::hooks::LogLevel, msg: &str| {
+                let ud = &ud;
+                let text = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
+                // SAFETY: the caller's callback with its userdata and a string valid for the call.
+                unsafe { f(ud.0, level as i32, text.as_ptr()) }
+            }) as crate::engine::hooks::LogFn
+        });
+        ZH_OK
+    })
+}
+
+/// Sets (NULL: clears) the access callback: one `zh_access_record` per finished response.
+/// `userdata` must stay valid until the engine is freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_access_log(cfg: *mut zh_config, on_access: zh_access_fn, userdata: *mut c_void) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.hooks.access = on_access.map(|f| {
+            let ud = Ud(userdata);
+            std::sync::Arc::new(move |r: &crate::engine::hooks::AccessRecord<'_>| {
+                let ud = &ud;
+                let c = |s: &str| std::ffi::CString::new(s.replace('\0', " ")).unwrap_or_default();
+                let (method, target, strategy, peer) = (c(r.method), c(r.target), c(r.strategy), c(&r.peer.to_string()));
+                let rec = zh_access_record {
+                    struct_size: std::mem::size_of::<zh_access_record>() as u32,
+                    status: r.status,
+                    method: method.as_ptr(),
+                    target: target.as_ptr(),
+                    bytes: r.bytes,
+                    duration_us: r.duration.as_micros().min(u64::MAX as u128) as u64,
+                    strategy: strategy.as_ptr(),
+                    peer: peer.as_ptr(),
+                };
+                // SAFETY: the caller's callback with its userdata and a record valid for the call.
+                unsafe { f(ud.0, &rec) }
+            }) as crate::engine::hooks::AccessFn
+        });
+        ZH_OK
     })
 }

@@ -75,16 +75,16 @@ pub extern "C" fn zh_engine_new(cfg: *const zh_config, handler: zh_handler_fn, u
             return ZH_ERR_NULL;
         }
         // SAFETY: a non-NULL cfg comes from zh_config_new and is only read here.
-        let (config, head) = match unsafe { cfg.as_ref() } {
-            Some(c) => (c.config().clone(), c.head_handler()),
-            None => (Config::default(), None),
+        let (config, head, hooks) = match unsafe { cfg.as_ref() } {
+            Some(c) => (c.config().clone(), c.head_handler(), c.hooks()),
+            None => (Config::default(), None, Default::default()),
         };
         let h = CHandler { f, userdata };
         let head: Option<HeadHandler> = head.map(|(f, userdata)| {
             let hh = CHandler { f, userdata };
             Arc::new(move |req: Request| hh.call_head(req)) as HeadHandler
         });
-        match Engine::with_head_handler(config, Arc::new(move |req| h.call(req)), head) {
+        match Engine::with_options(config, Arc::new(move |req| h.call(req)), head, hooks) {
             Ok(engine) => {
                 write_out(out, Box::into_raw(Box::new(zh_engine { inner: engine })));
                 ZH_OK
