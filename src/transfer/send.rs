@@ -50,8 +50,12 @@ impl ConnPaths {
     }
 }
 
-/// Bytes probed (and, when cold, warmed) at a time.
+/// Bytes probed before sendfile when the large window is not all cached.
 const PROBE_WINDOW: u64 = 2 << 20;
+/// Bytes probed at once first (one cachestat covers a whole hot file or a large part).
+const PROBE_WINDOW_LARGE: u64 = 64 << 20;
+/// Bytes a disk-pool thread reads in for a cold range.
+const WARM_WINDOW: u64 = 8 << 20;
 
 impl PathMemory {
     /// Marks sendfile as refused (a config knob and tests use this to force the copy path).
@@ -143,14 +147,23 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
             Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends),
             Some(Chunk::File(r)) if paths.probe_cold && !is_warm(&conn.warm, r) => {
+                // One probe over a large window keeps sendfile calls large for hot files; when
+                // that window is not all cached, a small one decides whether to send or warm.
                 let (rfd, offset) = (r.fd.raw(), r.offset);
-                let len = r.len.min(PROBE_WINDOW);
-                match residency::probe(rfd, offset, len, stats) {
+                let big = r.len.min(PROBE_WINDOW_LARGE);
+                let small = r.len.min(PROBE_WINDOW);
+                let mut found = residency::probe(rfd, offset, big, stats);
+                let mut len = big;
+                if found == Residency::Cold && small < big {
+                    found = residency::probe(rfd, offset, small, stats);
+                    len = small;
+                }
+                match found {
                     Residency::Cached => {
                         conn.warm = Some((rfd, offset, offset + len));
                         continue;
                     }
-                    Residency::Cold => report!(Ok(Sent::Cold { fd: rfd, offset, len })),
+                    Residency::Cold => report!(Ok(Sent::Cold { fd: rfd, offset, len: r.len.min(WARM_WINDOW) })),
                     Residency::Unknown => {
                         paths.probe_cold = false;
                         continue;
