@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#define ZT_NO_ENGINE_WRAP /* this file calls the real zh_engine_shutdown / zh_engine_free */
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -9,9 +10,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -624,15 +628,122 @@ int zt_dup(int fd) {
 
 /* ------------------------------------------------------------------ engine */
 
+int zt_external_mode(void) {
+  const char *v = getenv("ZH_TEST_EXTERNAL");
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* One host thread per engine started by zt_engine_start in external-loop mode. The thread
+ * only reads its own zt_host (immutable after creation); the registry holds the pointers. */
+typedef struct zt_host {
+  zh_engine *engine;
+  pthread_t thread;
+  int stop_fd; /* eventfd: written to ask the host thread to leave its loop */
+} zt_host;
+
+#define ZT_MAX_HOSTS 64
+static zt_host *zt_hosts[ZT_MAX_HOSTS];
+static pthread_mutex_t zt_hosts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *zt_host_main(void *arg) {
+  const zt_host *h = arg;
+  int32_t efd = -1;
+  CHECK_OK(zh_engine_fd(h->engine, &efd));
+  CHECK(efd >= 0);
+  for (;;) {
+    int64_t t = zh_engine_next_timeout_ms(h->engine);
+    int timeout = t < 0 ? -1 : (t > 60000 ? 60000 : (int)t);
+    struct pollfd p[2] = {{efd, POLLIN, 0}, {h->stop_fd, POLLIN, 0}};
+    int n = poll(p, 2, timeout);
+    if (n < 0) {
+      CHECK_MSG(errno == EINTR, "poll on the engine fd failed");
+      continue;
+    }
+    if (p[1].revents) break; /* the test stops the engine: leave before shutdown runs */
+    zh_result rc = zh_engine_step(h->engine, 0);
+    if (rc == ZH_ERR_CLOSED) break; /* a shutdown has completed */
+    CHECK_OK(rc);
+  }
+  return NULL;
+}
+
+static void zt_host_start(zh_engine *e) {
+  zt_host *h = calloc(1, sizeof *h);
+  CHECK(h != NULL);
+  h->engine = e;
+  h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  CHECK(h->stop_fd >= 0);
+  pthread_mutex_lock(&zt_hosts_lock);
+  int slot = -1;
+  for (int i = 0; i < ZT_MAX_HOSTS && slot < 0; i++) {
+    if (zt_hosts[i] == NULL) slot = i;
+  }
+  CHECK_MSG(slot >= 0, "too many external-loop engines at once");
+  zt_hosts[slot] = h;
+  CHECK(pthread_create(&h->thread, NULL, zt_host_main, h) == 0);
+  pthread_mutex_unlock(&zt_hosts_lock);
+}
+
+/* Stops and joins the host thread of `e`, if there is one. */
+static void zt_host_stop(zh_engine *e) {
+  if (!e) return;
+  zt_host *h = NULL;
+  pthread_mutex_lock(&zt_hosts_lock);
+  for (int i = 0; i < ZT_MAX_HOSTS; i++) {
+    if (zt_hosts[i] != NULL && zt_hosts[i]->engine == e) {
+      h = zt_hosts[i];
+      zt_hosts[i] = NULL;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&zt_hosts_lock);
+  if (!h) return;
+  uint64_t one = 1;
+  CHECK(write(h->stop_fd, &one, sizeof one) == (ssize_t)sizeof one);
+  CHECK(pthread_join(h->thread, NULL) == 0);
+  close(h->stop_fd);
+  free(h);
+}
+
+zh_result zt_engine_shutdown(zh_engine *engine, uint32_t grace_ms) {
+  zt_host_stop(engine);
+  return zh_engine_shutdown(engine, grace_ms);
+}
+
+void zt_engine_free(zh_engine *engine) {
+  zt_host_stop(engine);
+  zh_engine_free(engine);
+}
+
 zh_engine *zt_engine_start(const zh_config *cfg, zh_handler_fn handler, void *ud,
                            uint16_t *port_out) {
+  int external = zt_external_mode();
+  zh_config *own = NULL;
+  if (external) {
+    /* External-loop hosts must ignore or block SIGPIPE themselves (see zerohttp.h). */
+    signal(SIGPIPE, SIG_IGN);
+    static int announced;
+    if (!announced) {
+      announced = 1;
+      fprintf(stderr, "[testutil] external-loop mode (ZH_TEST_EXTERNAL): threads = 0, "
+                      "engines driven by a host thread (poll + zh_engine_step)\n");
+    }
+    if (cfg == NULL) {
+      CHECK_OK(zh_config_new(&own));
+      cfg = own;
+    }
+    /* The test's own config (created by zh_config_new, so not really const). */
+    CHECK_OK(zh_config_set_threads((zh_config *)cfg, 0));
+  }
   zh_engine *e = NULL;
   CHECK_OK(zh_engine_new(cfg, handler, ud, &e));
   CHECK(e != NULL);
+  zh_config_free(own);
   uint16_t port = 0;
   CHECK_OK(zh_engine_listen(e, "127.0.0.1:0", &port));
   CHECK(port != 0);
   CHECK_OK(zh_engine_start(e));
+  if (external) zt_host_start(e);
   if (port_out) *port_out = port;
   return e;
 }

@@ -163,9 +163,28 @@ int zt_dup(int fd);
 /* ------------------------------------------------------------------ engine */
 
 /* zh_engine_new(cfg, handler, ud) -> zh_engine_listen("127.0.0.1:0", port_out) -> start.
- * CHECK-fails on any error. cfg may be NULL. */
+ * CHECK-fails on any error. cfg may be NULL.
+ *
+ * External-loop mode (environment ZH_TEST_EXTERNAL=1, see zt_external_mode): the same call
+ * sets threads = 0 on `cfg` (or on a fresh config when cfg is NULL), ignores SIGPIPE
+ * process-wide (the header requires it of external-loop hosts), and starts a "host" pthread
+ * that loops poll(zh_engine_fd, POLLIN, zh_engine_next_timeout_ms) + zh_engine_step(e, 0).
+ * Tests keep calling zh_engine_shutdown / zh_engine_free: in this header those names are
+ * macros for zt_engine_shutdown / zt_engine_free, which stop and join the host thread first
+ * (zh_engine_shutdown must not run while a step runs; in external-loop mode it drives the
+ * loop itself from the calling thread), then call the real function. */
 zh_engine *zt_engine_start(const zh_config *cfg, zh_handler_fn handler, void *ud,
                            uint16_t *port_out);
+/* 1 when ZH_TEST_EXTERNAL is set to something other than "" or "0". */
+int zt_external_mode(void);
+/* Stops this engine's host thread (if it has one), then zh_engine_shutdown. */
+zh_result zt_engine_shutdown(zh_engine *engine, uint32_t grace_ms);
+/* Stops this engine's host thread (if it has one), then zh_engine_free. NULL is ignored. */
+void zt_engine_free(zh_engine *engine);
+#ifndef ZT_NO_ENGINE_WRAP
+#define zh_engine_shutdown zt_engine_shutdown
+#define zh_engine_free zt_engine_free
+#endif
 /* zh_engine_stats with struct_size set; CHECK-fails on error. */
 void zt_stats(const zh_engine *engine, zh_stats *out);
 void zt_print_stats(const char *label, const zh_stats *s);
