@@ -101,6 +101,16 @@
 #define ZH_EOF 2
 
 /**
+ * Returned by transport callbacks: not ready now; the host calls `zh_transport_ready` later.
+ */
+#define ZH_TRANSPORT_AGAIN -1
+
+/**
+ * Returned by transport callbacks: the stream failed; the connection is closed.
+ */
+#define ZH_TRANSPORT_ERROR -2
+
+/**
  * Engine settings. Not thread-safe: use one config from one thread at a time. Create with
  * `zh_config_new`, free with `zh_config_free`; `zh_engine_new` copies it, so it may be freed
  * right after.
@@ -141,6 +151,12 @@ typedef struct zh_source zh_source;
  * application from `zh_respond_stream` until `zh_stream_end` or `zh_stream_abort` frees it.
  */
 typedef struct zh_stream zh_stream;
+
+/**
+ * The host's handle for one adopted transport: tells the engine the transport is ready
+ * again. Thread-safe; valid until the transport's `close` callback has returned.
+ */
+typedef struct zh_transport zh_transport;
 
 /**
  * Result of a fallible call: `ZH_OK` (0) or one of the `ZH_ERR_*` codes. Read it as an
@@ -412,6 +428,37 @@ typedef struct zh_stats {
  * Called on the worker thread when a stream's queue drains below its low-water mark.
  */
 typedef void (*zh_drain_fn)(void *userdata);
+
+/**
+ * Reads up to `len` bytes into `buf`: returns the count, 0 at end of stream,
+ * `ZH_TRANSPORT_AGAIN` or `ZH_TRANSPORT_ERROR`. Called on the worker thread.
+ */
+typedef ptrdiff_t (*zh_transport_read_fn)(void *userdata, uint8_t *buf, size_t len);
+
+/**
+ * One slice of a gathered write.
+ */
+typedef struct zh_iovec {
+  const uint8_t *base;
+  size_t len;
+} zh_iovec;
+
+/**
+ * Writes as much of the `count` slices as it can: returns the bytes taken,
+ * `ZH_TRANSPORT_AGAIN` or `ZH_TRANSPORT_ERROR`. Called on the worker thread.
+ */
+typedef ptrdiff_t (*zh_transport_writev_fn)(void *userdata, const struct zh_iovec *iov, size_t count);
+
+/**
+ * Optional: the engine will write no more (e.g. send TLS close_notify).
+ */
+typedef void (*zh_transport_shutdown_fn)(void *userdata);
+
+/**
+ * The engine is done with the transport: release it (close the TLS session and socket).
+ * Called exactly once.
+ */
+typedef void (*zh_transport_close_fn)(void *userdata);
 
 /**
  * Success.
@@ -1044,6 +1091,30 @@ zh_result zh_stream_end(struct zh_stream *s,
  * handle. NULL is ignored.
  */
 void zh_stream_abort(struct zh_stream *s);
+
+/**
+ * Serves one connection over a host-provided byte stream — TLS the host terminates (OpenSSL,
+ * rustls-ffi), or anything else. The engine calls `read`/`writev` on a worker thread; when one
+ * returns `ZH_TRANSPORT_AGAIN` the host calls `zh_transport_ready(*out)` once its side can go
+ * on (e.g. its socket became readable or writable). File and pipe chunks are copied through a
+ * pooled buffer (a transport cannot take `sendfile`). `peer` ("ip:port", may be NULL) is what
+ * `zh_request_peer_addr` reports. On success `close(userdata)` runs exactly once when the engine
+ * is done; `*out` stays valid until then. On an error nothing is taken and no callback runs.
+ */
+zh_result zh_engine_adopt_transport(struct zh_engine *engine,
+                                    zh_transport_read_fn read,
+                                    zh_transport_writev_fn writev,
+                                    zh_transport_shutdown_fn shutdown,
+                                    zh_transport_close_fn close,
+                                    void *userdata,
+                                    const char *peer,
+                                    struct zh_transport **out);
+
+/**
+ * The transport's side is ready again (after `ZH_TRANSPORT_AGAIN`): the engine retries reading
+ * and writing on its worker. Thread-safe; valid until the transport's `close` has returned.
+ */
+zh_result zh_transport_ready(struct zh_transport *t);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -263,3 +263,86 @@ fn access_and_log_hooks_are_per_engine() {
     a.shutdown(Duration::ZERO).unwrap();
     b.shutdown(Duration::ZERO).unwrap();
 }
+
+/// A host transport over one end of a socketpair, standing in for TLS done by the host.
+struct PairTransport(std::os::unix::net::UnixStream);
+
+impl zerohttp::transfer::Transport for PairTransport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.0, buf)
+    }
+    fn write_vectored(&mut self, bufs: &[&[u8]]) -> std::io::Result<usize> {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        std::io::Write::write_vectored(&mut self.0, &slices)
+    }
+    fn shutdown_write(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+#[test]
+fn a_host_transport_carries_every_chunk_kind_by_copy() {
+    let path = std::env::temp_dir().join(format!("zh-transport-{}", std::process::id()));
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let p2 = path.clone();
+    let (engine, _port) = start(1, move |req| {
+        let mut r = Response::new(200).unwrap();
+        if req.head().path() == "/file" {
+            let f = std::fs::File::open(&p2).unwrap();
+            r.add_file(zerohttp::body::FileFd::Owned(std::os::fd::OwnedFd::from(f)), 0, None).unwrap();
+        } else {
+            r.add_bytes(format!("over transport {} body {}", req.head().path(), req.body().len()).as_bytes());
+        }
+        req.respond(r).unwrap();
+    });
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    let waker = engine.adopt_transport(Box::new(PairTransport(ours)), "10.0.0.1:4433".parse().unwrap()).unwrap();
+    // The "host" polls its side and tells the engine when to try again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let host = std::thread::spawn(move || {
+        while !s2.load(Ordering::SeqCst) {
+            waker.wake();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut c = theirs;
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc").unwrap();
+    let mut buf = Vec::new();
+    let read_one = |c: &mut std::os::unix::net::UnixStream, buf: &mut Vec<u8>| -> (String, Vec<u8>) {
+        loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..p + 4]).to_string();
+                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ").or(l.strip_prefix("Content-Length: "))).unwrap().trim().parse().unwrap();
+                while buf.len() < p + 4 + len {
+                    let mut tmp = vec![0u8; 65536];
+                    let n = std::io::Read::read(c, &mut tmp).unwrap();
+                    assert!(n > 0);
+                    buf.extend_from_slice(&tmp[..n]);
+                }
+                let body = buf[p + 4..p + 4 + len].to_vec();
+                buf.drain(..p + 4 + len);
+                return (head, body);
+            }
+            let mut tmp = vec![0u8; 65536];
+            let n = std::io::Read::read(c, &mut tmp).unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    };
+    let (_, body) = read_one(&mut c, &mut buf);
+    assert_eq!(body, b"over transport /x body 3");
+    c.write_all(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let (_, body) = read_one(&mut c, &mut buf);
+    assert!(body == data);
+    stop.store(true, Ordering::SeqCst);
+    host.join().unwrap();
+    let st = engine.stats();
+    assert_eq!(st.bytes_copy, data.len() as u64, "file regions go through the pooled buffer: {st:?}");
+    assert_eq!(st.bytes_sendfile, 0);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_file(&path).unwrap();
+}

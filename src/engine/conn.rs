@@ -23,6 +23,14 @@ use crate::h1::{self, BodyFraming, ChunkedDecoder, ChunkedStep, ParseError, Requ
 use crate::stats::bump;
 use crate::transfer::{self, PathMemory, RecvOutcome, SendError, Sent};
 
+/// One read from the socket or the host's transport.
+fn recv(fd: RawFd, transport: &mut Option<Box<dyn transfer::Transport>>, buf: &mut BytesMut, max: usize, stats: &crate::stats::WorkerStats) -> std::io::Result<RecvOutcome> {
+    match transport.as_mut() {
+        Some(t) => transfer::recv_via(t.as_mut(), buf, max, stats),
+        None => transfer::recv_into(fd, buf, max, stats),
+    }
+}
+
 /// Bytes asked of one `recv` while reading heads.
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest single `recv` while reading a body.
@@ -201,8 +209,14 @@ const DISCARD_MAX: u64 = 1024 * 1024;
 pub(crate) struct Conn {
     pub(crate) id: u64,
     pub(crate) token: usize,
-    pub(crate) sock: mio::net::TcpStream,
+    /// The socket; None for a host-provided transport.
+    pub(crate) sock: Option<mio::net::TcpStream>,
+    /// The socket's fd (-1 with a transport).
     fd: RawFd,
+    /// A host-provided byte stream (TLS …) instead of a socket.
+    transport: Option<Box<dyn transfer::Transport>>,
+    /// Tells this connection that its transport is ready again.
+    transport_waker: Option<crate::body::source::SourceWaker>,
     peer: SocketAddr,
     alive: Arc<AtomicBool>,
     rbuf: BytesMut,
@@ -259,11 +273,27 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(id: u64, token: usize, sock: mio::net::TcpStream, peer: SocketAddr, now: Instant) -> Self {
         let fd = sock.as_raw_fd();
+        Self::with_io(id, token, Some(sock), fd, None, peer, now)
+    }
+
+    /// A connection over a host-provided transport.
+    pub(crate) fn over_transport(id: u64, token: usize, t: Box<dyn transfer::Transport>, waker: crate::body::source::SourceWaker, peer: SocketAddr, now: Instant) -> Self {
+        let mut c = Self::with_io(id, token, None, -1, Some(t), peer, now);
+        c.transport_waker = Some(waker);
+        // Nothing signals readiness at the start: try both directions once.
+        c.readable = true;
+        c.writable = true;
+        c
+    }
+
+    fn with_io(id: u64, token: usize, sock: Option<mio::net::TcpStream>, fd: RawFd, transport: Option<Box<dyn transfer::Transport>>, peer: SocketAddr, now: Instant) -> Self {
         Conn {
             id,
             token,
             sock,
             fd,
+            transport,
+            transport_waker: None,
             peer,
             alive: Arc::new(AtomicBool::new(true)),
             rbuf: BytesMut::new(),
@@ -327,7 +357,7 @@ impl Conn {
                 Reading::Chunked { .. } | Reading::DiscardChunked(_) => BODY_READ_MAX.min(4 * READ_CHUNK),
                 _ => READ_CHUNK,
             };
-            match transfer::recv_into(self.fd, &mut self.rbuf, max, &ctx.shared.stats) {
+            match recv(self.fd, &mut self.transport, &mut self.rbuf, max, &ctx.shared.stats) {
                 Ok(RecvOutcome::Data { drained, .. }) => {
                     // A short read emptied the receive queue: skip the recv that would only
                     // say EAGAIN (unless the peer's FIN is pending, which must be read).
@@ -742,7 +772,7 @@ impl Conn {
             }
             // 2. Payload straight from the socket, when nothing is buffered.
             let payload = match sink.decoder.as_ref() {
-                _ if !ctx.paths.splice_allowed() => None,
+                _ if !ctx.paths.splice_allowed() || self.transport.is_some() => None,
                 Some(d) if self.rbuf.is_empty() => d.data_remaining().filter(|&n| n > 0),
                 Some(_) => None,
                 None => Some(sink.remaining),
@@ -793,8 +823,8 @@ impl Conn {
             }
             // 3. Framing bytes (chunk-size lines, trailers): small reads, so that payload
             // after them is left for splice. Without splice, plain large reads.
-            let read_size = if ctx.paths.splice_allowed() { FRAMING_READ } else { BODY_READ_MAX.min(sink.remaining.max(READ_CHUNK as u64) as usize) };
-            match transfer::recv_into(self.fd, &mut self.rbuf, read_size, stats) {
+            let read_size = if ctx.paths.splice_allowed() && self.transport.is_none() { FRAMING_READ } else { BODY_READ_MAX.min(sink.remaining.max(READ_CHUNK as u64) as usize) };
+            match recv(self.fd, &mut self.transport, &mut self.rbuf, read_size, stats) {
                 Ok(RecvOutcome::Data { .. }) => self.last_progress = ctx.now,
                 Ok(RecvOutcome::WouldBlock) => self.readable = false,
                 Ok(RecvOutcome::Eof) => {
@@ -1034,7 +1064,10 @@ impl Conn {
             if self.out.is_empty() || !self.writable || self.disk_wait {
                 break;
             }
-            let report = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);
+            let report = match self.transport.as_mut() {
+                Some(t) => transfer::send_chain_via(t.as_mut(), &mut self.out, &ctx.shared.stats, ctx.paths),
+                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer),
+            };
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
             }
@@ -1195,6 +1228,9 @@ impl Conn {
 
     /// For a hand-off: a descriptor of the connection's own and the bytes already read.
     pub(crate) fn take_for_hand_off(&mut self) -> std::io::Result<(std::os::fd::OwnedFd, Bytes)> {
+        if self.transport.is_some() {
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no hand-off of a custom transport"));
+        }
         let fd = transfer::dup_fd(self.fd)?;
         Ok((fd, std::mem::take(&mut self.rbuf).freeze()))
     }
@@ -1221,7 +1257,13 @@ impl Conn {
     /// close does not turn into a reset that destroys the response in flight.
     fn start_linger(&mut self, ctx: &mut Ctx<'_>) -> Next {
         self.reading = Reading::Stopped;
-        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        match (&self.sock, self.transport.as_mut()) {
+            (Some(sock), _) => {
+                let _ = sock.shutdown(std::net::Shutdown::Write);
+            }
+            (None, Some(t)) => t.shutdown_write(),
+            (None, None) => {}
+        }
         if self.read_eof {
             return Next::Close(CloseReason::Done);
         }
@@ -1233,7 +1275,7 @@ impl Conn {
     fn linger_read(&mut self, ctx: &mut Ctx<'_>, until: Instant, mut drained: u64) -> Next {
         while self.readable {
             self.rbuf.clear();
-            match transfer::recv_into(self.fd, &mut self.rbuf, READ_CHUNK, &ctx.shared.stats) {
+            match recv(self.fd, &mut self.transport, &mut self.rbuf, READ_CHUNK, &ctx.shared.stats) {
                 Ok(RecvOutcome::Data { n, .. }) => {
                     drained += n as u64;
                     if drained > LINGER_MAX_BYTES {
@@ -1284,7 +1326,10 @@ impl Conn {
             let meta = Meta { is_head: false, is_connect: false, version: Version::Http11, keep_alive: false };
             self.queue_response(meta, resp, None, None, ctx);
             self.writable = true;
-            let _ = transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer);
+            let _ = match self.transport.as_mut() {
+                Some(t) => transfer::send_chain_via(t.as_mut(), &mut self.out, &ctx.shared.stats, ctx.paths),
+                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer),
+            };
         }
         if self.lingering.is_some() {
             return Next::Close(CloseReason::Done);
@@ -1308,6 +1353,9 @@ impl Conn {
     /// Tears the connection down; requests still held by the application learn it on respond.
     pub(crate) fn shutdown(&mut self, registry: &mio::Registry) {
         self.unwatch_source_fd(registry);
+        if let Some(w) = self.transport_waker.take() {
+            w.detach();
+        }
         self.alive.store(false, Ordering::Release);
         self.out.clear();
         self.inflight.clear();

@@ -270,6 +270,36 @@ impl Engine {
         state.workers[i].shared.send(msg).map_err(|_| Error::Closed)
     }
 
+    /// Serves a connection over a host-provided transport (TLS terminated by the host, or any
+    /// byte stream). Returns the handle the host uses to say the transport is ready again
+    /// after it returned `WouldBlock` (call `wake()` on it, from any thread).
+    pub fn adopt_transport(&self, transport: Box<dyn crate::transfer::Transport>, peer: SocketAddr) -> Result<crate::body::source::SourceWaker, Error> {
+        let waker = crate::body::source::SourceWaker::new();
+        self.adopt_transport_with(transport, peer, waker.clone()).map_err(|(e, _)| e)?;
+        Ok(waker)
+    }
+
+    /// Like [`Engine::adopt_transport`] with the caller's waker; on failure the transport is
+    /// given back untouched.
+    #[allow(clippy::type_complexity)]
+    pub fn adopt_transport_with(
+        &self,
+        transport: Box<dyn crate::transfer::Transport>,
+        peer: SocketAddr,
+        waker: crate::body::source::SourceWaker,
+    ) -> Result<(), (Error, Box<dyn crate::transfer::Transport>)> {
+        let state = self.lock();
+        if matches!(state.lifecycle, Lifecycle::Stopping | Lifecycle::Stopped) {
+            return Err((Error::State("the engine is shut down"), transport));
+        }
+        let i = self.next_adopt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % state.workers.len();
+        match state.workers[i].shared.send(Msg::AdoptTransport { transport, peer, waker }) {
+            Ok(()) => Ok(()),
+            Err(Msg::AdoptTransport { transport, .. }) => Err((Error::Closed, transport)),
+            Err(_) => unreachable!("the message comes back as sent"),
+        }
+    }
+
     /// Starts if needed, then blocks until [`Engine::shutdown`] finishes on another thread.
     pub fn run(&self) -> Result<(), Error> {
         if self.external.is_some() {

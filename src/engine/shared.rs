@@ -23,6 +23,10 @@ pub(crate) enum Msg {
     /// The disk pool has read `[offset, end)` of `fd` into the page cache for this connection.
     DiskDone { token: usize, conn_id: u64, fd: i32, offset: u64, end: u64 },
     AddListener(mio::net::TcpListener),
+    /// A connection over a host-provided transport, and the waker the host uses for it.
+    AdoptTransport { transport: Box<dyn crate::transfer::Transport>, peer: std::net::SocketAddr, waker: crate::body::source::SourceWaker },
+    /// The host says a transport is ready (readable and/or writable) again.
+    TransportReady { token: usize, conn_id: u64 },
     /// A connection the host accepted itself, with bytes it already read.
     Adopt { stream: mio::net::TcpStream, peer: std::net::SocketAddr, initial: bytes::Bytes },
     Shutdown { grace: std::time::Duration },

@@ -218,6 +218,36 @@ impl Worker {
                 }
             }
             Msg::Shutdown { grace } => self.begin_drain(now + grace, now),
+            Msg::AdoptTransport { transport, peer, waker } => {
+                if self.draining.is_some() {
+                    return;
+                }
+                bump(&self.shared.stats.connections_accepted, 1);
+                let token = self.free.pop().unwrap_or_else(|| {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                });
+                let id = self.next_conn_id;
+                self.next_conn_id += 1;
+                let shared = self.shared.clone();
+                waker.attach(Box::new(move || {
+                    let _ = shared.send(Msg::TransportReady { token, conn_id: id });
+                }));
+                let _ = waker.take_early();
+                self.conns[token] = Some(Box::new(Conn::over_transport(id, token, transport, waker, peer, now)));
+                self.live += 1;
+                bump(&self.shared.stats.connections_active, 1);
+                self.drive(token, now);
+            }
+            Msg::TransportReady { token, conn_id } => {
+                if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if conn.id == conn_id {
+                        conn.readable = true;
+                        conn.writable = true;
+                        self.drive(token, now);
+                    }
+                }
+            }
             Msg::Adopt { stream, peer, initial } => {
                 if self.draining.is_some() {
                     return;
@@ -292,7 +322,7 @@ impl Worker {
         if self
             .poll
             .registry()
-            .register(&mut conn.sock, Token(token), Interest::READABLE | Interest::WRITABLE)
+            .register(conn.sock.as_mut().expect("a socket connection"), Token(token), Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
             self.free.push(token);
@@ -471,7 +501,9 @@ impl Worker {
 
     fn close(&mut self, token: usize, reason: CloseReason) {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
-        let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let Some(sock) = conn.sock.as_mut() {
+            let _ = self.poll.registry().deregister(sock);
+        }
         conn.shutdown(self.poll.registry());
         if reason != CloseReason::Done && reason != CloseReason::Shutdown {
             self.hooks.log(crate::engine::hooks::LogLevel::Info, || format!("connection from {} closed: {reason:?}", conn.peer()));

@@ -51,6 +51,7 @@ pub mod result;
 pub mod source;
 pub mod stats;
 pub mod stream;
+pub mod transport;
 
 pub use config::*;
 pub use engine::*;
@@ -61,6 +62,7 @@ pub use result::*;
 pub use source::*;
 pub use stats::*;
 pub use stream::*;
+pub use transport::*;
 
 /// Lets `try_ref!` take both `*const T` and `*mut T`.
 #[inline]

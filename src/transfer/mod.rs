@@ -6,6 +6,7 @@
 //! All `unsafe` syscalls of the engine live here (and pointer handling in `src/ffi`); every
 //! block carries a `// SAFETY:` comment.
 
+mod custom;
 mod os;
 mod recv;
 mod residency;
@@ -15,11 +16,12 @@ mod splice;
 mod spool;
 mod stat;
 
+pub use custom::{recv_via, send_chain_via, Transport};
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
 pub use recv::{recv_into, RecvOutcome};
 pub use residency::{dup_fd, evict, probe, warm, Residency};
 pub use send::{send_chain, ConnPaths, PathMemory, SendError, SendReport, Sent};
-pub use sink::{pipe_is_clean, pwrite_all, splice_to_file, SinkStep};
+pub use sink::{pipe_is_clean, pread_into, pwrite_all, splice_to_file, SinkStep};
 pub use splice::PipePair;
 pub use spool::{copy_to_fd, spool_file};
 pub use stat::{file_stat, FileStat};

@@ -68,6 +68,10 @@ impl PathMemory {
         self.splice_refused = true;
     }
 
+    pub(crate) fn copy_buf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.copy_buf
+    }
+
     /// Whether splice may be tried (not refused by the kernel, not forced off).
     pub fn splice_allowed(&self) -> bool {
         !self.splice_refused
@@ -219,7 +223,7 @@ fn classify(err: io::Error) -> Option<StepError> {
 
 /// Drops `n` sent bytes from the front of the chain's memory chunks, counting the response
 /// ends passed on the way.
-fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &mut usize) {
+pub(super) fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &mut usize) {
     while n > 0 {
         match chain.front_mut() {
             Some(Chunk::End) => {

@@ -105,3 +105,19 @@ impl PipePair {
         self.write_end().as_raw_fd()
     }
 }
+
+/// One positional read into `buf` (for copying file regions to custom transports).
+pub fn pread_into(fd: RawFd, buf: &mut [u8], offset: u64, stats: &WorkerStats) -> io::Result<usize> {
+    loop {
+        bump(&stats.syscalls_copy, 1);
+        // SAFETY: `buf` is a live, initialised slice; pread writes at most buf.len() bytes.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}

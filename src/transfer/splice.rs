@@ -213,7 +213,7 @@ fn finish_at_eof(chain: &mut VecDeque<Chunk>) -> Result<u64, FdStall> {
 }
 
 /// Copy fallback: read a piece into memory and queue it (framed if chunked) ahead.
-fn copy_piece(chain: &mut VecDeque<Chunk>, want: usize, buf: &mut Vec<u8>, stats: &WorkerStats) -> Result<u64, FdStall> {
+pub(super) fn copy_piece(chain: &mut VecDeque<Chunk>, want: usize, buf: &mut Vec<u8>, stats: &WorkerStats) -> Result<u64, FdStall> {
     let Some(Chunk::Fd(c)) = chain.front() else { unreachable!() };
     let src = c.fd.raw();
     let chunked = c.chunked;
