@@ -132,9 +132,16 @@ def test_misuse_raises_zherror(server):
 
 
 def test_engine_misuse():
-    with pytest.raises(zerohttp.ZhError) as ei:
-        zerohttp.Engine(threads=0)
-    assert ei.value.code == zerohttp.ZH_ERR_UNSUPPORTED
+    # threads=0 is external-loop mode (tests/test_embed.py); threaded engines have no loop fd.
+    zerohttp.Engine(threads=0).close()
+    with zerohttp.Engine(threads=1) as threaded:
+        with pytest.raises(zerohttp.ZhError) as ei:
+            threaded.fileno()
+        assert ei.value.code == zerohttp.ZH_ERR_STATE
+        with pytest.raises(zerohttp.ZhError) as ei:
+            threaded.step()
+        assert ei.value.code == zerohttp.ZH_ERR_STATE
+        assert threaded.next_timeout() is None
     with pytest.raises(zerohttp.ZhError) as ei:
         zerohttp.Engine(threads=100000)
     assert ei.value.code == zerohttp.ZH_ERR_INVALID

@@ -23,6 +23,7 @@ import itertools
 import logging
 import mimetypes
 import os
+import socket
 import sys
 import threading
 import weakref
@@ -324,6 +325,79 @@ def _poll_entry(ud: int | None, out_p: Any) -> int:
         return -1
 
 
+def _log_entry(ud: int | None, level: int, msg: bytes | None) -> None:
+    try:
+        with _CallbackScope():
+            engine = _engine_of(ud)
+            sink = None if engine is None else engine._log_sink
+            if sink is not None:
+                sink(int(level), (msg or b"").decode("utf-8", "replace"))
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: log callback raised")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _record_dict(rec: Any) -> dict[str, Any]:
+    """A ``zh_access_record`` as a dict, reading only the fields inside ``struct_size`` (an
+    older library sends a shorter struct)."""
+    size = rec.struct_size
+    out: dict[str, Any] = {}
+    for name, ftype in _ffi.zh_access_record._fields_:
+        if name == "struct_size":
+            continue
+        field = getattr(_ffi.zh_access_record, name)
+        if field.offset + field.size > size:
+            break
+        v = getattr(rec, name)
+        out[name] = _dec(v) if ftype is c_char_p else v
+    if "duration_us" in out:
+        out["duration"] = out["duration_us"] / 1e6
+    return out
+
+
+def _access_entry(ud: int | None, rec_p: Any) -> None:
+    try:
+        with _CallbackScope():
+            engine = _engine_of(ud)
+            sink = None if engine is None else engine._access_sink
+            if sink is not None and rec_p:
+                sink(_record_dict(rec_p.contents))
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: access-log callback raised")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _upgrade_entry(ud: int | None, fd: int, data: int | None, n: int) -> None:
+    sock = None
+    try:
+        with _CallbackScope():
+            cb = _handles.pop(ud)
+            initial = ctypes.string_at(data, n) if (n and data) else b""
+            if fd >= 0:
+                try:
+                    sock = socket.socket(fileno=fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                sock.setblocking(True)  # the engine's fd was non-blocking; hand over a plain socket
+            if cb is None:
+                if sock is not None:
+                    sock.close()
+                return
+            cb(sock, initial)
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: on_upgrade raised; closing the connection")
+            if sock is not None:
+                sock.close()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
 _HANDLER = _ffi.zh_handler_fn(_handler_entry)
 _HEAD_HANDLER = _ffi.zh_head_handler_fn(_head_handler_entry)
 _BODY_DONE = _ffi.zh_body_done_fn(_body_done_entry)
@@ -331,6 +405,17 @@ _BODY_DATA = _ffi.zh_body_data_fn(_body_data_entry)
 _RELEASE = _ffi.zh_release_fn(_release_entry)
 _DRAIN = _ffi.zh_drain_fn(_drain_entry)
 _POLL = _ffi.zh_poll_fn(_poll_entry)
+_LOG = _ffi.zh_log_fn(_log_entry)
+_ACCESS = _ffi.zh_access_fn(_access_entry)
+_UPGRADE = _ffi.zh_upgrade_fn(_upgrade_entry)
+
+#: ``ZH_LOG_*`` level -> :mod:`logging` level, for ``Engine(log=a_logger)``.
+LOG_LEVELS = {
+    _ffi.ZH_LOG_ERROR: logging.ERROR,
+    _ffi.ZH_LOG_WARN: logging.WARNING,
+    _ffi.ZH_LOG_INFO: logging.INFO,
+    _ffi.ZH_LOG_DEBUG: logging.DEBUG,
+}
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -393,6 +478,31 @@ def _lend(data: Any) -> tuple[int, int, Any]:
     return ctypes.addressof(arr), view.nbytes, (view, arr)
 
 
+def _check_tcp_socket(fd: int, *, listening: bool, call: str) -> Any:
+    """Checks in Python what the library's check misses (it takes any socket it can ask a
+    local address of, e.g. UDP or not listening): a TCP socket that listens (or does not).
+    Returns its local address. ``ZhError`` ``ZH_ERR_INVALID`` otherwise; nothing is taken."""
+    try:
+        probe = socket.socket(fileno=os.dup(fd))
+    except OSError as e:
+        raise ZhError(_ffi.ZH_ERR_INVALID, None, detail=f"not a socket: {e}", call=call) from None
+    try:
+        stype = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+        accepting = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        family = probe.family
+        addr = probe.getsockname()
+    except OSError as e:
+        raise ZhError(_ffi.ZH_ERR_INVALID, None, detail=f"not a usable socket: {e}", call=call) from None
+    finally:
+        probe.close()
+    if family not in (socket.AF_INET, socket.AF_INET6) or stype != socket.SOCK_STREAM:
+        raise ZhError(_ffi.ZH_ERR_INVALID, None, detail="not a TCP socket", call=call)
+    if bool(accepting) != listening:
+        what = "not a listening TCP socket (call listen() first)" if listening else "a listening socket, not a connection"
+        raise ZhError(_ffi.ZH_ERR_INVALID, None, detail=what, call=call)
+    return addr
+
+
 # ---- Engine --------------------------------------------------------------------------------
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
@@ -420,6 +530,17 @@ class Engine:
 
     Use it as a context manager, or call :meth:`close` (shutdown + free). ``close`` must not
     be called from a handler. An engine still open at interpreter exit is closed by ``atexit``.
+
+    ``threads=0`` selects external-loop mode: the engine starts no thread; your loop watches
+    :meth:`fileno` for readability (``selectors``, ``asyncio``'s ``loop.add_reader``) and calls
+    :meth:`step` when it is readable or :meth:`next_timeout` has passed. Handlers then run
+    inside :meth:`step`, on your loop's thread.
+
+    ``log(level, message)`` receives the engine's log messages (``level`` is one of
+    ``ZH_LOG_ERROR``..``ZH_LOG_DEBUG``; a :class:`logging.Logger` works too) and
+    ``access_log(record)`` one dict per finished response (``status``, ``method``, ``target``,
+    ``bytes``, ``duration_us``, ``duration``, ``strategy``, ``peer``); both per engine, both
+    called on worker threads (inside :meth:`step` in external-loop mode) and must not block.
     """
 
     def __init__(
@@ -441,6 +562,8 @@ class Engine:
         spool_threshold: int | None = None,
         spool_dir: str | None = None,
         head_handler: Callable[["Request"], Any] | None = None,
+        log: "Callable[[int, str], Any] | logging.Logger | None" = None,
+        access_log: Callable[[dict[str, Any]], Any] | None = None,
         shutdown_grace: float = 1.0,
     ) -> None:
         lib = _ffi.lib()
@@ -454,6 +577,16 @@ class Engine:
         self._stopped = threading.Event()
         self._started = False
         self.ports: list[int] = []
+        self.external = threads == 0
+        # External-loop mode: step() and shutdown/free never overlap (the library refuses a
+        # shutdown while another thread is inside zh_engine_step).
+        self._step_lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        if isinstance(log, logging.Logger):
+            logger = log
+            log = lambda level, msg: logger.log(LOG_LEVELS.get(level, logging.INFO), "%s", msg)  # noqa: E731
+        self._log_sink = log
+        self._access_sink = access_log
 
         cfg = c_void_p()
         _check(lib.zh_config_new(byref(cfg)), "zh_config_new")
@@ -497,6 +630,10 @@ class Engine:
                 _check(lib.zh_config_set_force_copy(cfg, True), "zh_config_set_force_copy")
             if head_handler is not None:
                 _check(lib.zh_config_set_head_handler(cfg, _HEAD_HANDLER, self._uid), "zh_config_set_head_handler")
+            if log is not None:
+                _check(lib.zh_config_set_log(cfg, _LOG, self._uid), "zh_config_set_log")
+            if access_log is not None:
+                _check(lib.zh_config_set_access_log(cfg, _ACCESS, self._uid), "zh_config_set_access_log")
             eng = c_void_p()
             _check(lib.zh_engine_new(cfg, _HANDLER, self._uid, byref(eng)), "zh_engine_new")
             self._ptr = eng.value
@@ -523,6 +660,24 @@ class Engine:
     def closed(self) -> bool:
         return self._ptr is None
 
+    @property
+    def log(self) -> "Callable[[int, str], Any] | None":
+        """The log sink (replaceable while running if one was given to ``Engine()``)."""
+        return self._log_sink
+
+    @log.setter
+    def log(self, fn: "Callable[[int, str], Any] | None") -> None:
+        self._log_sink = fn
+
+    @property
+    def access_log(self) -> Callable[[dict[str, Any]], Any] | None:
+        """The access-log sink (replaceable while running if one was given to ``Engine()``)."""
+        return self._access_sink
+
+    @access_log.setter
+    def access_log(self, fn: Callable[[dict[str, Any]], Any] | None) -> None:
+        self._access_sink = fn
+
     def _handle(self) -> int:
         ptr = self._ptr
         if ptr is None:
@@ -546,6 +701,84 @@ class Engine:
         self.ports.append(port.value)
         return port.value
 
+    def listen_socket(self, sock: "socket.socket | int") -> int:
+        """Serves connections from an already-bound, listening TCP socket (a
+        :class:`socket.socket` or an fd), e.g. one inherited from a supervisor or made with
+        options the engine does not set itself (``zh_engine_listen_fd``). The engine gets a
+        ``dup`` of the fd (closed at shutdown); yours stays open and is yours to close — the two
+        share the open file, which the engine switches to non-blocking mode. Returns the port."""
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        bound = _check_tcp_socket(fd, listening=True, call="zh_engine_listen_fd")
+        own = os.dup(fd)
+        code = _ffi.lib().zh_engine_listen_fd(self._handle(), own)
+        if code in (_ffi.ZH_ERR_NULL, _ffi.ZH_ERR_INVALID):
+            os.close(own)  # nothing taken
+        _check(code, "zh_engine_listen_fd")
+        p = bound[1] if isinstance(bound, tuple) and len(bound) >= 2 else 0
+        self.ports.append(p)
+        return p
+
+    def adopt(self, sock: "socket.socket | int", initial: bytes = b"") -> None:
+        """Hands the engine an accepted TCP connection with ``initial``, the bytes you already
+        read from it (e.g. while sniffing the protocol), which the engine parses first
+        (``zh_engine_adopt_fd``). A :class:`socket.socket` is detached on success (the
+        connection is the engine's now; the object is closed), an int fd is taken as is. On
+        :class:`ZhError` ``ZH_ERR_INVALID`` (not a connected TCP socket) nothing is taken.
+        Thread-safe."""
+        data = _as_bytes(initial)
+        _check_tcp_socket(sock if isinstance(sock, int) else sock.fileno(), listening=False, call="zh_engine_adopt_fd")
+        if isinstance(sock, int):
+            code = _ffi.lib().zh_engine_adopt_fd(self._handle(), sock, data or None, len(data))
+            _check(code, "zh_engine_adopt_fd")
+            return
+        own = os.dup(sock.fileno())
+        code = _ffi.lib().zh_engine_adopt_fd(self._handle(), own, data or None, len(data))
+        if code in (_ffi.ZH_ERR_NULL, _ffi.ZH_ERR_INVALID):
+            os.close(own)  # nothing taken; the socket stays the caller's
+        else:
+            sock.close()  # taken (or, after shutdown, closed by the engine): ours must go too
+        _check(code, "zh_engine_adopt_fd")
+
+    # -- external-loop mode (threads=0)
+
+    def fileno(self) -> int:
+        """External-loop mode: the engine's epoll fd, readable while there is work
+        (``zh_engine_fd``). Register it with ``selectors`` or ``loop.add_reader`` and call
+        :meth:`step` when it is readable. ``ZhError`` ``ZH_ERR_STATE`` in threaded mode."""
+        fd = ctypes.c_int32()
+        _check(_ffi.lib().zh_engine_fd(self._handle(), byref(fd)), "zh_engine_fd")
+        return fd.value
+
+    def step(self, timeout: float = 0.0) -> bool:
+        """External-loop mode: does all ready work — accepts, reads, handlers (which run
+        here, on this thread), writes, timers — waiting for events at most ``timeout`` seconds
+        (0: never blocks; the GIL is released while waiting). Starts the engine on first use.
+        Returns False once the engine was shut down. Call it from one thread only, and never
+        from a handler."""
+        if _in_callback():
+            raise ZhError(ZH_ERR_STATE, None, detail="step() must not be called from a handler", call="zh_engine_step")
+        ms = 0 if not timeout or timeout <= 0 else max(1, min(int(timeout * 1000 + 0.999), 0xFFFFFFFF))
+        with self._step_lock:
+            ptr = self._ptr
+            if ptr is None:
+                return False
+            self._started = True
+            code = _ffi.lib().zh_engine_step(ptr, ms)
+        if code == ZH_ERR_CLOSED:
+            self._stopped.set()
+            return False
+        _check(code, "zh_engine_step")
+        return True
+
+    def next_timeout(self) -> float | None:
+        """External-loop mode: seconds until timers need a :meth:`step` (``None``: no timer
+        pending, or threaded mode). Use it as the timeout of your ``select``."""
+        ptr = self._ptr
+        if ptr is None:
+            return None
+        ms = _ffi.lib().zh_engine_next_timeout_ms(ptr)
+        return None if ms < 0 else ms / 1000.0
+
     def start(self) -> "Engine":
         """Starts the worker threads and returns (a no-op while running)."""
         _check(_ffi.lib().zh_engine_start(self._handle()), "zh_engine_start")
@@ -555,7 +788,19 @@ class Engine:
     def run(self) -> None:
         """Starts the engine and blocks until :meth:`shutdown` or :meth:`close` is called from
         another thread. Unlike ``zh_engine_run`` the wait happens in Python, so Ctrl-C works:
-        ``KeyboardInterrupt`` shuts the engine down (grace ``shutdown_grace``) and propagates."""
+        ``KeyboardInterrupt`` shuts the engine down (grace ``shutdown_grace``) and propagates.
+        In external-loop mode it is a minimal loop of its own: :meth:`step` on this thread until
+        :meth:`shutdown`."""
+        if self.external:
+            try:
+                while not self._stop_requested.is_set():
+                    t = self.next_timeout()
+                    if not self.step(0.1 if t is None else min(0.1, t)):
+                        break
+            except KeyboardInterrupt:
+                self.shutdown()
+                raise
+            return
         self.start()
         try:
             while not self._stopped.wait(0.25):
@@ -570,17 +815,21 @@ class Engine:
         Requests still held afterwards get :class:`ClosedError` from ``respond``."""
         if _in_callback():
             raise ZhError(ZH_ERR_STATE, None, detail="shutdown() must not be called from a handler", call="zh_engine_shutdown")
-        ptr = self._ptr
-        if ptr is None:
-            return
+        self._stop_requested.set()
         grace = self.shutdown_grace if grace is None else grace
         ms = max(0, min(int(grace * 1000), 0xFFFFFFFF))
-        try:
-            code = _ffi.lib().zh_engine_shutdown(ptr, ms)
-            if code not in (0, ZH_ERR_STATE):
-                _check(code, "zh_engine_shutdown")
-        finally:
-            self._stopped.set()
+        # External-loop mode: wait for a step() running on another thread to return; the
+        # library then finishes the shutdown on this thread (handlers run here meanwhile).
+        with self._step_lock:
+            ptr = self._ptr
+            if ptr is None:
+                return
+            try:
+                code = _ffi.lib().zh_engine_shutdown(ptr, ms)
+                if code not in (0, ZH_ERR_STATE):
+                    _check(code, "zh_engine_shutdown")
+            finally:
+                self._stopped.set()
 
     def close(self, grace: float | None = None) -> None:
         """Shuts down (see :meth:`shutdown`) and frees the engine. Idempotent. Must not be
@@ -594,8 +843,9 @@ class Engine:
                 if self._started:
                     self.shutdown(grace)
             finally:
-                ptr, self._ptr = self._ptr, None
-                _ffi.lib().zh_engine_free(ptr)
+                with self._step_lock:
+                    ptr, self._ptr = self._ptr, None
+                    _ffi.lib().zh_engine_free(ptr)
                 self._stopped.set()
                 _handles.pop(self._uid)
                 _live_engines.discard(self)
@@ -807,7 +1057,33 @@ class Request:
         except BaseException:
             response.close()
             raise
-        _check(_ffi.lib().zh_respond(ptr, response._give()), "zh_respond")
+        code = _ffi.lib().zh_respond(ptr, response._give())
+        if code == _ffi.ZH_ERR_INVALID:  # e.g. a 101 without an upgrade: not handed back
+            self._ptr = ptr
+        _check(code, "zh_respond")
+
+    def upgrade(
+        self,
+        status: int = 101,
+        headers: Headers = None,
+        *,
+        on_upgrade: Callable[["socket.socket | None", bytes], Any],
+    ) -> None:
+        """Answers with a protocol switch (``zh_response_set_upgrade``): ``status`` 101 (add
+        the ``Upgrade`` header; the engine writes ``Connection: upgrade``) or a 2xx answering
+        ``CONNECT``. Once the response has left, the connection leaves the engine and
+        ``on_upgrade(sock, initial)`` runs once on the worker: ``sock`` is a blocking
+        :class:`socket.socket` that is now yours (close it), ``initial`` the bytes the engine
+        had already read past the request. If the hand-off did not happen (the client went
+        away, or the status cannot switch) it gets ``(None, b"")``. It must not block: hand the
+        socket to a thread or your event loop."""
+        resp = Response(status, headers=headers)
+        try:
+            resp.set_upgrade(on_upgrade)
+        except BaseException:
+            resp.close()
+            raise
+        self.send(resp)
 
     def respond(self, status: int = 200, body: Any = b"", headers: Headers = None, *, content_type: str | None = None) -> None:
         """Answers with ``status``, ``headers`` (a dict or a list of pairs) and ``body``
@@ -1114,6 +1390,18 @@ class Response:
             _handles.pop(key)
             _check(code, "zh_response_add_callback")
         return src
+
+    def set_upgrade(self, on_upgrade: Callable[["socket.socket | None", bytes], Any]) -> "Response":
+        """Makes this response a protocol switch; see :meth:`Request.upgrade`.
+        ``on_upgrade(sock_or_None, initial_bytes)`` runs exactly once: with the connection,
+        or with ``None`` if it did not happen (also when the response is closed unsent)."""
+        ptr = self._live("zh_response_set_upgrade")
+        key = _handles.add(on_upgrade)
+        code = _ffi.lib().zh_response_set_upgrade(ptr, _UPGRADE, key)
+        if code != 0:
+            _handles.pop(key)
+            _check(code, "zh_response_set_upgrade")
+        return self
 
     def close(self) -> None:
         """Frees an unsent response (``zh_response_free``); a no-op once sent."""

@@ -39,6 +39,10 @@ from ctypes import (
 
 # ---- constants (mirrors of the header's #defines; tests/test_ffi.py checks them) -----------
 
+ZH_LOG_ERROR = 1
+ZH_LOG_WARN = 2
+ZH_LOG_INFO = 3
+ZH_LOG_DEBUG = 4
 ZH_FILE_WEAK_ETAG = 1
 ZH_FILE_NO_ETAG = 2
 ZH_FILE_NO_LAST_MODIFIED = 4
@@ -145,6 +149,21 @@ class zh_file_info(Structure):
     ]
 
 
+class zh_access_record(Structure):
+    """``struct zh_access_record``: one finished response, handed to a ``zh_access_fn``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("status", c_uint16),
+        ("method", c_char_p),
+        ("target", c_char_p),
+        ("bytes", c_uint64),
+        ("duration_us", c_uint64),
+        ("strategy", c_char_p),
+        ("peer", c_char_p),
+    ]
+
+
 # Callback types, named after the header's typedefs. Opaque handles (zh_request *, ...) and
 # userdata are c_void_p: Python sees them as int (or None for NULL).
 zh_handler_fn = CFUNCTYPE(None, c_void_p, c_void_p)
@@ -154,6 +173,9 @@ zh_body_data_fn = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p, c_size_t)
 zh_release_fn = CFUNCTYPE(None, c_void_p)
 zh_poll_fn = CFUNCTYPE(c_int32, c_void_p, POINTER(zh_chunk_out))
 zh_drain_fn = CFUNCTYPE(None, c_void_p)
+zh_log_fn = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
+zh_access_fn = CFUNCTYPE(None, c_void_p, POINTER(zh_access_record))
+zh_upgrade_fn = CFUNCTYPE(None, c_void_p, c_int32, c_void_p, c_size_t)
 
 _p = c_void_p  # any opaque handle: zh_config *, zh_engine *, zh_request *, ...
 _pp = POINTER(c_void_p)  # out-pointer for a handle
@@ -171,12 +193,19 @@ FUNCTIONS = {
     "zh_config_set_head_handler": (zh_result, [_p, zh_head_handler_fn, c_void_p]),
     "zh_config_set_disk_threads": (zh_result, [_p, c_uint32]),
     "zh_config_set_spool": (zh_result, [_p, c_uint64, c_char_p]),
+    "zh_config_set_log": (zh_result, [_p, zh_log_fn, c_void_p]),
+    "zh_config_set_access_log": (zh_result, [_p, zh_access_fn, c_void_p]),
     "zh_engine_new": (zh_result, [_p, zh_handler_fn, c_void_p, _pp]),
     "zh_engine_listen": (zh_result, [_p, c_char_p, POINTER(c_uint16)]),
     "zh_engine_start": (zh_result, [_p]),
     "zh_engine_run": (zh_result, [_p]),
     "zh_engine_shutdown": (zh_result, [_p, c_uint32]),
     "zh_engine_free": (None, [_p]),
+    "zh_engine_fd": (zh_result, [_p, POINTER(c_int32)]),
+    "zh_engine_step": (zh_result, [_p, c_uint32]),
+    "zh_engine_next_timeout_ms": (c_int64, [_p]),
+    "zh_engine_listen_fd": (zh_result, [_p, c_int32]),
+    "zh_engine_adopt_fd": (zh_result, [_p, c_int32, c_void_p, c_size_t]),
     "zh_respond_file": (zh_result, [_p, c_int32, c_uint32, POINTER(zh_file_info)]),
     "zh_respond": (zh_result, [_p, _p]),
     "zh_request_reject": (zh_result, [_p, c_uint16]),
@@ -206,6 +235,7 @@ FUNCTIONS = {
     "zh_response_add_lent": (zh_result, [_p, c_void_p, c_size_t, zh_release_fn, c_void_p]),
     "zh_response_add_file": (zh_result, [_p, c_int32, c_uint64, c_int64, c_uint32]),
     "zh_response_add_fd": (zh_result, [_p, c_int32, c_int64, c_uint32]),
+    "zh_response_set_upgrade": (zh_result, [_p, zh_upgrade_fn, c_void_p]),
     "zh_version": (c_char_p, []),
     "zh_result_str": (c_char_p, [zh_result]),
     "zh_response_add_callback": (zh_result, [_p, zh_poll_fn, zh_release_fn, c_void_p, c_int64]),
