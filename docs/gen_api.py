@@ -21,11 +21,12 @@ OUT = ROOT / "docs" / "api.md"
 SECTIONS = [
     ("Results and versions", lambda n: n in ("zh_version", "zh_result_str")),
     ("Config", lambda n: n.startswith("zh_config_")),
-    ("Engine", lambda n: n.startswith("zh_engine_")),
+    ("Engine", lambda n: n.startswith("zh_engine_") and n != "zh_engine_adopt_transport"),
     ("Requests", lambda n: n.startswith("zh_request_")),
     ("Answering", lambda n: n in ("zh_respond", "zh_respond_file")),
     ("Responses", lambda n: n.startswith("zh_response_") or n == "zh_source_ready"),
     ("Streams", lambda n: n.startswith("zh_stream_") or n == "zh_respond_stream"),
+    ("Host transports", lambda n: n == "zh_engine_adopt_transport" or n.startswith("zh_transport_")),
 ]
 
 

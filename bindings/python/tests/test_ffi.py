@@ -26,6 +26,7 @@ SCALARS = {
     "int32_t": c_int32,
     "int64_t": c_int64,
     "size_t": c_size_t,
+    "ptrdiff_t": ctypes.c_ssize_t,
     "bool": c_bool,
     "zh_result": c_uint32,
 }

@@ -398,6 +398,64 @@ def _upgrade_entry(ud: int | None, fd: int, data: int | None, n: int) -> None:
             pass
 
 
+def _transport_read_entry(ud: int | None, buf: int | None, n: int) -> int:
+    try:
+        with _CallbackScope():
+            t = _handles.get(ud)
+            if t is None or not buf:
+                return _ffi.ZH_TRANSPORT_ERROR
+            return t._read(buf, n)
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: transport read raised; closing the connection")
+        except BaseException:  # noqa: BLE001
+            pass
+        return _ffi.ZH_TRANSPORT_ERROR
+
+
+def _transport_writev_entry(ud: int | None, iov: Any, count: int) -> int:
+    try:
+        with _CallbackScope():
+            t = _handles.get(ud)
+            if t is None:
+                return _ffi.ZH_TRANSPORT_ERROR
+            data = b"".join(ctypes.string_at(iov[i].base, iov[i].len) for i in range(count) if iov[i].len)
+            return t._write(data)
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: transport write raised; closing the connection")
+        except BaseException:  # noqa: BLE001
+            pass
+        return _ffi.ZH_TRANSPORT_ERROR
+
+
+def _transport_shutdown_entry(ud: int | None) -> None:
+    try:
+        with _CallbackScope():
+            t = _handles.get(ud)
+            fn = None if t is None else getattr(t.transport, "shutdown", None)
+            if fn is not None:
+                fn()
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: transport shutdown raised")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _transport_close_entry(ud: int | None) -> None:
+    try:
+        with _CallbackScope():
+            t = _handles.pop(ud)
+            if t is not None:
+                t._closed_by_engine()
+    except BaseException:  # noqa: BLE001
+        try:
+            log.exception("zerohttp: transport close raised")
+        except BaseException:  # noqa: BLE001
+            pass
+
+
 _HANDLER = _ffi.zh_handler_fn(_handler_entry)
 _HEAD_HANDLER = _ffi.zh_head_handler_fn(_head_handler_entry)
 _BODY_DONE = _ffi.zh_body_done_fn(_body_done_entry)
@@ -408,6 +466,10 @@ _POLL = _ffi.zh_poll_fn(_poll_entry)
 _LOG = _ffi.zh_log_fn(_log_entry)
 _ACCESS = _ffi.zh_access_fn(_access_entry)
 _UPGRADE = _ffi.zh_upgrade_fn(_upgrade_entry)
+_T_READ = _ffi.zh_transport_read_fn(_transport_read_entry)
+_T_WRITEV = _ffi.zh_transport_writev_fn(_transport_writev_entry)
+_T_SHUTDOWN = _ffi.zh_transport_shutdown_fn(_transport_shutdown_entry)
+_T_CLOSE = _ffi.zh_transport_close_fn(_transport_close_entry)
 
 #: ``ZH_LOG_*`` level -> :mod:`logging` level, for ``Engine(log=a_logger)``.
 LOG_LEVELS = {
@@ -738,6 +800,36 @@ class Engine:
         else:
             sock.close()  # taken (or, after shutdown, closed by the engine): ours must go too
         _check(code, "zh_engine_adopt_fd")
+
+    def adopt_transport(self, transport: Any, peer: str | None = None) -> "Transport":
+        """Serves one connection over a byte stream you provide (``zh_engine_adopt_transport``)
+        — typically TLS you terminate with :mod:`ssl` — instead of a socket the engine owns.
+        ``transport`` has ``read(n) -> bytes`` (``b""`` at the end of the stream),
+        ``write(data) -> int`` (bytes taken), optional ``shutdown()`` (no more writes, e.g.
+        send close_notify) and ``close()`` (the engine is done: release it; called once);
+        ``read``/``write`` return ``None`` — or raise :class:`BlockingIOError` or an
+        ``ssl.SSLWant*Error`` — when not ready now, and then you call ``ready()`` on the
+        returned :class:`Transport` once your side can go on (your socket became readable or
+        writable). Any other exception closes the connection. They run on a worker thread and
+        must not block; :class:`SocketTransport` adapts a (TLS) socket. ``peer``
+        (``"ip:port"``) is what ``request.peer`` reports. File and pipe bodies are copied (no
+        ``sendfile`` through a transport)."""
+        handle = Transport(transport)
+        key = _handles.add(handle)
+        out = c_void_p()
+        code = _ffi.lib().zh_engine_adopt_transport(
+            self._handle(), _T_READ, _T_WRITEV, _T_SHUTDOWN, _T_CLOSE, key,
+            None if peer is None else _enc(peer, "peer"), byref(out),
+        )
+        if code != 0:
+            _handles.pop(key)
+            _check(code, "zh_engine_adopt_transport")
+        with handle._lock:
+            if not handle.closed.is_set():
+                handle._ptr = out.value
+                if handle._early_ready:  # ready() came before we knew the handle
+                    _ffi.lib().zh_transport_ready(handle._ptr)
+        return handle
 
     # -- external-loop mode (threads=0)
 
@@ -1280,6 +1372,111 @@ class Request:
             self._ptr = None
 
 
+# ---- host transports -----------------------------------------------------------------------
+
+_AGAIN_ERRORS: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+try:
+    import ssl as _ssl
+
+    _AGAIN_ERRORS += (_ssl.SSLWantReadError, _ssl.SSLWantWriteError)
+except ImportError:  # pragma: no cover - Python without ssl
+    pass
+
+
+class Transport:
+    """The handle of an adopted transport (:meth:`Engine.adopt_transport`): :meth:`ready`
+    after a ``read``/``write`` was not ready; ``closed`` is an :class:`threading.Event` set once
+    the engine has called ``close()``. Thread-safe."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._ptr: int | None = None
+        self._rest = b""
+        self._early_ready = False
+        self.closed = threading.Event()
+
+    def ready(self) -> None:
+        """Your side can go on: the engine retries reading and writing (``zh_transport_ready``).
+        A no-op once the transport was closed."""
+        with self._lock:
+            if self._ptr is None:
+                self._early_ready = not self.closed.is_set()
+            else:
+                _check(_ffi.lib().zh_transport_ready(self._ptr), "zh_transport_ready")
+
+    def _read(self, buf: int, n: int) -> int:
+        if not self._rest:
+            try:
+                data = self.transport.read(n)
+            except _AGAIN_ERRORS:
+                return _ffi.ZH_TRANSPORT_AGAIN
+            if data is None:
+                return _ffi.ZH_TRANSPORT_AGAIN
+            if not data:
+                return 0
+            self._rest = _as_bytes(data)
+        k = min(n, len(self._rest))
+        ctypes.memmove(buf, self._rest, k)
+        self._rest = self._rest[k:]
+        return k
+
+    def _write(self, data: bytes) -> int:
+        if not data:
+            return 0
+        try:
+            r = self.transport.write(data)
+        except _AGAIN_ERRORS:
+            return _ffi.ZH_TRANSPORT_AGAIN
+        if r is None:
+            return _ffi.ZH_TRANSPORT_AGAIN
+        return int(r)
+
+    def _closed_by_engine(self) -> None:
+        with self._lock:
+            self._ptr = None
+        try:
+            close = getattr(self.transport, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.closed.set()
+
+
+class SocketTransport:
+    """Adapts a socket — plain or :class:`ssl.SSLSocket` (handshake done) — to
+    :meth:`Engine.adopt_transport`: switched to non-blocking, ``read``/``write`` map
+    ``recv``/``send`` (``None`` when it would block), ``shutdown`` shuts the write side of a
+    plain socket, ``close`` closes it. You still watch ``sock`` for readability/writability and
+    call ``ready()`` on the returned :class:`Transport`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+
+    def read(self, n: int) -> bytes | None:
+        try:
+            return self.sock.recv(n)
+        except _AGAIN_ERRORS:
+            return None
+
+    def write(self, data: bytes) -> int | None:
+        try:
+            return self.sock.send(data)
+        except _AGAIN_ERRORS:
+            return None
+
+    def shutdown(self) -> None:
+        if type(self.sock) is socket.socket:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # ---- Response ------------------------------------------------------------------------------
 
 
@@ -1662,11 +1859,14 @@ def _close_all_engines() -> None:
 __all__ = [
     "ClosedError",
     "Engine",
+    "LOG_LEVELS",
     "PENDING",
     "Request",
     "Response",
+    "SocketTransport",
     "Source",
     "Stream",
+    "Transport",
     "ZhError",
     "result_str",
     "version",

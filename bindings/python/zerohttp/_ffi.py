@@ -30,6 +30,7 @@ from ctypes import (
     c_int32,
     c_int64,
     c_size_t,
+    c_ssize_t,
     c_uint8,
     c_uint16,
     c_uint32,
@@ -59,6 +60,8 @@ ZH_CHUNK_FD = 2
 ZH_POLL_READY = 0
 ZH_PENDING = 1
 ZH_EOF = 2
+ZH_TRANSPORT_AGAIN = -1
+ZH_TRANSPORT_ERROR = -2
 
 ZH_OK = 0
 ZH_ERR_NULL = 1
@@ -164,6 +167,12 @@ class zh_access_record(Structure):
     ]
 
 
+class zh_iovec(Structure):
+    """``struct zh_iovec``: one slice of a transport's gathered write."""
+
+    _fields_ = [("base", c_void_p), ("len", c_size_t)]
+
+
 # Callback types, named after the header's typedefs. Opaque handles (zh_request *, ...) and
 # userdata are c_void_p: Python sees them as int (or None for NULL).
 zh_handler_fn = CFUNCTYPE(None, c_void_p, c_void_p)
@@ -176,6 +185,10 @@ zh_drain_fn = CFUNCTYPE(None, c_void_p)
 zh_log_fn = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
 zh_access_fn = CFUNCTYPE(None, c_void_p, POINTER(zh_access_record))
 zh_upgrade_fn = CFUNCTYPE(None, c_void_p, c_int32, c_void_p, c_size_t)
+zh_transport_read_fn = CFUNCTYPE(c_ssize_t, c_void_p, c_void_p, c_size_t)
+zh_transport_writev_fn = CFUNCTYPE(c_ssize_t, c_void_p, POINTER(zh_iovec), c_size_t)
+zh_transport_shutdown_fn = CFUNCTYPE(None, c_void_p)
+zh_transport_close_fn = CFUNCTYPE(None, c_void_p)
 
 _p = c_void_p  # any opaque handle: zh_config *, zh_engine *, zh_request *, ...
 _pp = POINTER(c_void_p)  # out-pointer for a handle
@@ -251,6 +264,11 @@ FUNCTIONS = {
     "zh_stream_on_drain": (zh_result, [_p, c_uint64, zh_drain_fn, c_void_p]),
     "zh_stream_end": (zh_result, [_p, POINTER(c_char_p), POINTER(c_char_p), c_size_t]),
     "zh_stream_abort": (None, [_p]),
+    "zh_engine_adopt_transport": (
+        zh_result,
+        [_p, zh_transport_read_fn, zh_transport_writev_fn, zh_transport_shutdown_fn, zh_transport_close_fn, c_void_p, c_char_p, _pp],
+    ),
+    "zh_transport_ready": (zh_result, [_p]),
 }
 
 # ---- loading -------------------------------------------------------------------------------
