@@ -403,7 +403,11 @@ impl Conn {
 
     /// Parsing stopped only because the pipeline window was full, and it has room again.
     pub(crate) fn can_parse_more(&self, config: &Config) -> bool {
-        self.window_blocked && self.outstanding() < config.max_pipeline && !self.upgrade_wait
+        self.window_blocked
+            && self.outstanding() < config.max_pipeline
+            && !self.upgrade_wait
+            && !self.final_queued
+            && matches!(self.reading, Reading::Head)
     }
 
     /// Responses not yet fully sent: waiting for the application, or queued for the socket.
@@ -415,6 +419,9 @@ impl Conn {
     /// Parses the next complete request, if any, and returns it for the handler.
     /// Errors become an in-order error response and stop reading.
     pub(crate) fn next_request(&mut self, ctx: &mut Ctx<'_>) -> Option<Dispatch> {
+        // Recomputed below if the window stops parsing again; left set while nothing more will
+        // ever be parsed (a final response, shutdown), it would make `drive` spin.
+        self.window_blocked = false;
         if let Some(req) = self.spooled_ready.take() {
             return Some(Dispatch::Full(req));
         }
@@ -1248,7 +1255,16 @@ impl Conn {
             return Next::Close(if ctx.draining { CloseReason::Shutdown } else { CloseReason::Done });
         }
         if self.read_eof && !matches!(self.reading, Reading::Head | Reading::Stopped) {
-            return Next::Close(CloseReason::Done);
+            // The peer stopped inside a body: that request is abandoned (a sink hears of it
+            // when its state is dropped), but complete requests before it are still answered.
+            self.reading = Reading::Stopped;
+            self.rbuf.clear();
+            // A request given back by the head handler was waiting for this body: dropping it
+            // answers 500 and closes, so its slot does not wait forever.
+            self.pending_req = None;
+            if self.out.is_empty() && self.inflight.is_empty() {
+                return Next::Close(CloseReason::Done);
+            }
         }
         Next::Continue
     }
