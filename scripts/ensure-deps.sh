@@ -42,6 +42,9 @@ missing() { # missing <list-name> <command> <package>
 missing required cmake cmake
 missing required curl curl
 missing required strace strace
+missing required pkg-config pkg-config
+# libevent is only for the zh_libevent_host example and its test (built when present).
+if ! { have pkg-config && pkg-config --exists libevent 2>/dev/null; }; then optional+=(libevent-dev); fi
 if [ "$want_bench" = 1 ]; then
   missing required nginx nginx
   missing required wrk wrk
@@ -105,7 +108,7 @@ done
 
 # Re-check: everything required must now be there.
 still=()
-for c in cmake curl strace; do have "$c" || still+=("$c"); done
+for c in cmake curl strace pkg-config; do have "$c" || still+=("$c"); done
 if [ "$want_bench" = 1 ]; then for c in nginx wrk; do have "$c" || still+=("$c"); done; fi
 if [ "$want_valgrind" = 1 ]; then have valgrind || still+=(valgrind); fi
 if [ "$want_pyvenv" = 1 ]; then python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || still+=(python3-venv); fi

@@ -1218,7 +1218,7 @@ impl Conn {
                     target: &info.target,
                     status,
                     bytes,
-                    duration: ctx.now.saturating_duration_since(info.started),
+                    duration: Instant::now().saturating_duration_since(info.started),
                     strategy,
                     peer: self.peer,
                 });

@@ -70,8 +70,8 @@ pub struct Engine {
     external: Option<Mutex<Option<Worker>>>,
     /// The epoll fd a host polls in external-loop mode.
     external_fd: i32,
-    /// A `step` is running (shutdown from inside it would deadlock).
-    in_step: std::sync::atomic::AtomicBool,
+    /// The thread running a `step`, if any (shutdown from inside it would deadlock).
+    in_step: Mutex<Option<std::thread::ThreadId>>,
     /// Round robin for adopted connections.
     next_adopt: std::sync::atomic::AtomicUsize,
 }
@@ -109,7 +109,7 @@ impl Engine {
         Ok(Engine {
             external: external.then(|| Mutex::new(None)),
             external_fd: if external { external_fd } else { -1 },
-            in_step: std::sync::atomic::AtomicBool::new(false),
+            in_step: Mutex::new(None),
             next_adopt: std::sync::atomic::AtomicUsize::new(0),
             disk: (config.disk_threads > 0).then(|| Arc::new(disk::DiskPool::new(config.disk_threads))),
             config: Arc::new(config),
@@ -206,12 +206,17 @@ impl Engine {
         let Some(ext) = &self.external else {
             return Err(Error::State("step is for external-loop mode (threads = 0)"));
         };
-        self.start()?;
+        if let Err(e) = self.start() {
+            if self.lock().lifecycle == Lifecycle::Stopped {
+                return Ok(false);
+            }
+            return Err(e);
+        }
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         let Some(worker) = guard.as_mut() else { return Ok(false) };
-        self.in_step.store(true, std::sync::atomic::Ordering::Release);
+        *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
         let going = worker.turn(Some(timeout));
-        self.in_step.store(false, std::sync::atomic::Ordering::Release);
+        *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if !going {
             let mut worker = guard.take().expect("checked above");
             worker.finish();
@@ -320,7 +325,8 @@ impl Engine {
     /// Stops accepting, closes idle connections, lets in-flight responses finish for up to
     /// `grace`, then closes everything and waits for the workers to exit.
     pub fn shutdown(&self, grace: Duration) -> Result<(), Error> {
-        if self.on_worker_thread() || self.in_step.load(std::sync::atomic::Ordering::Acquire) {
+        let stepping_here = *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id());
+        if self.on_worker_thread() || stepping_here {
             return Err(Error::State("shutdown cannot be called from a handler"));
         }
         if let Some(ext) = &self.external {
@@ -383,6 +389,11 @@ impl Engine {
             _ => state.lifecycle = Lifecycle::Stopping,
         }
         drop(state);
+        // A step on another thread may be waiting for events: wake it so it returns and
+        // releases the worker.
+        for shared in &self.shared {
+            shared.wake();
+        }
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mut worker) = guard.take() {
             let _ = worker.shared().send(Msg::Shutdown { grace });

@@ -223,12 +223,13 @@ pub extern "C" fn zh_engine_listen_fd(engine: *mut zh_engine, fd: i32) -> zh_res
         if fd < 0 {
             return ZH_ERR_INVALID;
         }
-        match crate::transfer::fd_kind(fd) {
-            Ok(Some(crate::body::FdKind::Socket)) => {}
+        match crate::transfer::stream_socket_state(fd) {
+            Ok((true, true)) => {}
             Ok(_) => return ZH_ERR_INVALID,
-            Err(e) => return result_of(Err(e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return ZH_ERR_INVALID,
+            Err(_) => return ZH_ERR_INVALID,
         }
-        // SAFETY: fstat proved `fd` open; ownership moves to the engine on success only, so
+        // SAFETY: getsockopt proved `fd` open; ownership moves to the engine on success only, so
         // on failure we give the number back without closing it.
         let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         let probe = std::net::TcpListener::from(owned);
@@ -257,10 +258,9 @@ pub extern "C" fn zh_engine_adopt_fd(engine: *mut zh_engine, fd: i32, initial: *
         if initial.is_null() && len > 0 {
             return ZH_ERR_NULL;
         }
-        match crate::transfer::fd_kind(fd) {
-            Ok(Some(crate::body::FdKind::Socket)) => {}
-            Ok(_) => return ZH_ERR_INVALID,
-            Err(e) => return result_of(Err(e.into())),
+        match crate::transfer::stream_socket_state(fd) {
+            Ok((true, false)) => {}
+            _ => return ZH_ERR_INVALID,
         }
         let bytes: &[u8] = if len == 0 {
             &[]

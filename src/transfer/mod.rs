@@ -17,7 +17,7 @@ mod spool;
 mod stat;
 
 pub use custom::{recv_via, send_chain_via, Transport};
-pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking};
+pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking, stream_socket_state};
 pub use recv::{recv_into, RecvOutcome};
 pub use residency::{dup_fd, evict, probe, warm, Residency};
 pub use send::{send_chain, ConnPaths, PathMemory, SendError, SendReport, Sent};

@@ -51,6 +51,21 @@ pub fn fd_kind(fd: RawFd) -> io::Result<Option<crate::body::FdKind>> {
     })
 }
 
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live locals of the sizes the kernel expects for an int option.
+    let r = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    if r != 0 { Err(io::Error::last_os_error()) } else { Ok(v) }
+}
+
+/// Whether `fd` is a stream socket, and whether it is listening.
+pub fn stream_socket_state(fd: RawFd) -> io::Result<(bool, bool)> {
+    let stream = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM;
+    let listening = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
+    Ok((stream, listening))
+}
+
 /// Puts `fd` in non-blocking mode (sources are read from the event loop).
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor number; an invalid fd fails with EBADF.
