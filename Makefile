@@ -40,7 +40,7 @@ banner = @printf '\n==== %s ====\n' '$(1)'
 selfignore = @mkdir -p $(1) && echo '*' > $(1)/.gitignore
 
 .PHONY: help deps deps-bench deps-valgrind lib header header-check cmake-build examples \
-        install test test-cargo test-ctest test-zerocopy test-examples test-package test-python test-asan test-valgrind serve www bench clean
+        install test test-cargo test-abi test-ctest test-zerocopy test-examples test-package test-python test-asan test-valgrind serve www bench clean
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST))
@@ -87,7 +87,7 @@ examples: deps lib cmake-build
 
 # ---- testing ----------------------------------------------------------------------------------
 
-test: deps lib test-cargo header-check cmake-build test-ctest test-conformance test-zerocopy test-examples test-package \
+test: deps lib test-cargo test-abi header-check cmake-build test-ctest test-conformance test-zerocopy test-examples test-package \
       test-python test-asan test-valgrind
 	$(call banner,make test: all steps passed)
 
@@ -100,6 +100,10 @@ test-ctest:
 	$(CTEST) --test-dir build --no-tests=error --output-on-failure -j$(JOBS)
 
 # Raw-bytes RFC 9112/9110 cases against build/examples-c/zh_echo (built by cmake-build).
+test-abi:
+	$(call banner,test: ABI (versions agree, SONAME, only zh_* exported))
+	python3 tests/abi/abi_check.py $(CURDIR)/target/release
+
 test-conformance:
 	$(call banner,test: HTTP/1.1 conformance suite (tests/conformance/run.py against zh_echo))
 	ZH_ECHO=$(CURDIR)/build/examples-c/zh_echo python3 tests/conformance/run.py

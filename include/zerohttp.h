@@ -60,6 +60,11 @@
 #define ZH_VERSION_PATCH 0
 
 /**
+ * The version as one comparable number: `(MAJOR << 16) | (MINOR << 8) | PATCH`.
+ */
+#define ZH_VERSION_NUMBER (((ZH_VERSION_MAJOR << 16) | (ZH_VERSION_MINOR << 8)) | ZH_VERSION_PATCH)
+
+/**
  * HTTP/1.0, as returned by `zh_request_version`.
  */
 #define ZH_HTTP_1_0 10

@@ -41,6 +41,8 @@ pub const ZH_ERR_TRUNCATED: zh_result = 13;
 pub const ZH_VERSION_MAJOR: u32 = 0;
 pub const ZH_VERSION_MINOR: u32 = 1;
 pub const ZH_VERSION_PATCH: u32 = 0;
+/// The version as one comparable number: `(MAJOR << 16) | (MINOR << 8) | PATCH`.
+pub const ZH_VERSION_NUMBER: u32 = (ZH_VERSION_MAJOR << 16) | (ZH_VERSION_MINOR << 8) | ZH_VERSION_PATCH;
 
 /// HTTP/1.0, as returned by `zh_request_version`.
 pub const ZH_HTTP_1_0: u32 = 10;
@@ -105,6 +107,13 @@ pub extern "C" fn zh_result_str(code: zh_result) -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_number_packs_the_parts() {
+        assert_eq!(ZH_VERSION_NUMBER >> 16, ZH_VERSION_MAJOR);
+        assert_eq!((ZH_VERSION_NUMBER >> 8) & 0xff, ZH_VERSION_MINOR);
+        assert_eq!(ZH_VERSION_NUMBER & 0xff, ZH_VERSION_PATCH);
+    }
 
     #[test]
     fn version_constants_match_the_crate() {
