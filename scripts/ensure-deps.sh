@@ -45,6 +45,9 @@ missing required strace strace
 missing required pkg-config pkg-config
 # libevent is only for the zh_libevent_host example and its test (built when present).
 if ! { have pkg-config && pkg-config --exists libevent 2>/dev/null; }; then optional+=(libevent-dev); fi
+# OpenSSL is for the zh_tls_host example (host transport) and its test.
+if ! { have pkg-config && pkg-config --exists openssl 2>/dev/null; }; then optional+=(libssl-dev); fi
+missing optional openssl openssl
 if [ "$want_bench" = 1 ]; then
   missing required nginx nginx
   missing required wrk wrk
