@@ -228,10 +228,12 @@ pub fn tolerate_early_400() -> bool {
     strictness_off()
 }
 
-/// `ZH_FUZZ_STRICT=1` turns every tolerance for a known divergence off (to check a fix).
+/// The divergences these tolerances were written for are fixed (split-independent statuses in
+/// `scan_head`, answers kept on a half-close inside a body), so checks are strict by default;
+/// `ZH_FUZZ_LENIENT=1` turns the old tolerances back on.
 fn strictness_off() -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();
-    *OFF.get_or_init(|| std::env::var_os("ZH_FUZZ_STRICT").is_none_or(|v| v != "1"))
+    *OFF.get_or_init(|| std::env::var_os("ZH_FUZZ_LENIENT").is_some_and(|v| v == "1"))
 }
 
 fn is_early_fail(e: &ParseError) -> bool {

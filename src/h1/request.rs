@@ -183,22 +183,28 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadShape>, ParseErro
         ..buf
             .len()
             .min(start.saturating_add(max_line).saturating_add(2))];
+    // The checks run in an order that does not depend on how the bytes were split: a strict
+    // prefix of a head either waits for more or fails the way the whole head fails.
+    // 1. Bytes that can never start a request (e.g. a TLS ClientHello) fail at once.
+    if window
+        .iter()
+        .take_while(|&&b| b != b' ' && b != b'\r' && b != b'\n')
+        .any(|&b| !is_tchar(b))
+    {
+        return Err(bad("invalid method"));
+    }
+    // A method ended by CR or LF instead of SP can never become a request line; that is known
+    // at the terminator, so it wins over a length limit only reached later.
+    if let Some(i) = window.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n') {
+        if window[i] != b' ' && i <= max_line {
+            return Err(bad("invalid request line"));
+        }
+    }
     let Some(lf) = find_lf(window) else {
+        // 2. Too long, whatever follows.
         let avail = buf.len() - start;
         if avail > max_line + 1 || (avail == max_line + 1 && buf[start + max_line] != b'\r') {
             return Err(ParseError::UriTooLong);
-        }
-        // Fail early on bytes that can never start a request (e.g. a TLS ClientHello).
-        if let Some(&b) = window
-            .iter()
-            .take_while(|&&b| b != b' ')
-            .find(|&&b| !is_tchar(b))
-        {
-            return Err(bad(if b == b'\r' {
-                "bare CR"
-            } else {
-                "invalid method"
-            }));
         }
         return if buf.len() > limits.max_head_bytes {
             Err(ParseError::HeadersTooLarge)
@@ -207,7 +213,12 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadShape>, ParseErro
         };
     };
     let lf = start + lf;
-    if buf[lf - 1] != b'\r' {
+    let with_cr = lf > start && buf[lf - 1] == b'\r';
+    if lf - start - usize::from(with_cr) > max_line {
+        return Err(ParseError::UriTooLong);
+    }
+    // 3. Only CRLF ends a line.
+    if !with_cr {
         return Err(bad("bare LF"));
     }
     let line_end = lf - 1;
