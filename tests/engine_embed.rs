@@ -346,3 +346,19 @@ fn a_host_transport_carries_every_chunk_kind_by_copy() {
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn an_engine_can_be_restarted_in_the_same_process_on_the_same_port() {
+    let first = hello_engine(2);
+    let port = first.listen("127.0.0.1:0").unwrap();
+    first.start().unwrap();
+    assert_eq!(get(port, "/a").body, b"hello /a");
+    first.shutdown(Duration::from_millis(200)).unwrap();
+    assert!(first.start().is_err(), "a shut-down engine does not start again");
+    drop(first);
+    let second = hello_engine(1);
+    assert_eq!(second.listen(&format!("127.0.0.1:{port}")).unwrap(), port);
+    second.start().unwrap();
+    assert_eq!(get(port, "/b").body, b"hello /b");
+    second.shutdown(Duration::ZERO).unwrap();
+}
