@@ -18,6 +18,25 @@ use crate::h1::DateCache;
 use crate::stats::{bump, drop_by};
 use crate::transfer::PathMemory;
 
+/// The context a connection step needs, borrowed field by field from the worker (a method
+/// would borrow the whole worker while one of its connections is borrowed too).
+macro_rules! worker_ctx {
+    ($w:ident, $date:ident, $now:ident) => {
+        Ctx {
+            config: &$w.config,
+            registry: $w.poll.registry(),
+            shared: &$w.shared,
+            date: &$date,
+            paths: &mut $w.paths,
+            disk: $w.disk.as_deref(),
+            hooks: &$w.hooks,
+            now: $now,
+            draining: $w.draining.is_some(),
+            head_stage: $w.head_handler.is_some(),
+        }
+    };
+}
+
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Listener tokens count down from here; connection tokens are slab indices.
 const LISTENER_BASE: usize = usize::MAX - 1;
@@ -342,18 +361,7 @@ impl Worker {
         let date: [u8; 29] = self.date.get(unix).try_into().unwrap_or([b' '; 29]);
         loop {
             let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
-            let mut ctx = Ctx {
-                config: &self.config,
-                registry: self.poll.registry(),
-                shared: &self.shared,
-                date: &date,
-                paths: &mut self.paths,
-                disk: self.disk.as_deref(),
-                hooks: &self.hooks,
-                now,
-                draining: self.draining.is_some(),
-                head_stage: self.head_handler.is_some(),
-            };
+            let mut ctx = worker_ctx!(self, date, now);
             if let Next::Close(reason) = conn.fill(&mut ctx) {
                 self.close(token, reason);
                 return;
@@ -369,18 +377,7 @@ impl Worker {
                     };
                     self.process_inbox_for(token, now);
                     let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
-                    let mut ctx = Ctx {
-                        config: &self.config,
-                        registry: self.poll.registry(),
-                        shared: &self.shared,
-                        date: &date,
-                        paths: &mut self.paths,
-                        disk: self.disk.as_deref(),
-                        hooks: &self.hooks,
-                        now,
-                        draining: self.draining.is_some(),
-                        head_stage: true,
-                    };
+                    let mut ctx = worker_ctx!(self, date, now);
                     conn.after_head(back, claimed, &mut ctx);
                     continue;
                 }
@@ -460,18 +457,7 @@ impl Worker {
             match conn.deadline {
                 Some(d) if d <= now => {
                     let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
-                    let mut ctx = Ctx {
-                        config: &self.config,
-                        registry: self.poll.registry(),
-                        shared: &self.shared,
-                        date: &date,
-                        paths: &mut self.paths,
-                        disk: self.disk.as_deref(),
-                        hooks: &self.hooks,
-                        now,
-                        draining: self.draining.is_some(),
-                        head_stage: self.head_handler.is_some(),
-                    };
+                    let mut ctx = worker_ctx!(self, date, now);
                     if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
                         self.close(token, reason);
                     }
