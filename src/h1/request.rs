@@ -186,7 +186,9 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadShape>, ParseErro
     // The checks run in an order that does not depend on how the bytes were split: a strict
     // prefix of a head either waits for more or fails the way the whole head fails.
     // 1. Bytes that can never start a request (e.g. a TLS ClientHello) fail at once.
-    if window
+    // Only the bytes up to where the length limit is decided (index `max_line`) count, so a
+    // longer prefix cannot turn a 414 into a 400.
+    if window[..window.len().min(max_line + 1)]
         .iter()
         .take_while(|&&b| b != b' ' && b != b'\r' && b != b'\n')
         .any(|&b| !is_tchar(b))
