@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Make sure the system tools the build needs are installed; install what is missing with apt.
 #
-# usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv]
+# usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv] [--browser]
 #   (always)    cmake, curl, strace (the zero-copy proof test)
 #   --bench     nginx, wrk (required) and lighttpd (optional: a failure is only a warning)
 #   --valgrind  valgrind
 #   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
+#   --browser   chromium (headless, for tests/browser) and fonts-liberation (text in its
+#               screenshots); both required: a failed install fails
 #
 # Idempotent and a fast no-op when everything is there. When something is missing it runs
 # `apt-get update` once, then `apt-get install -y` (as root, else through sudo, else it fails
@@ -13,13 +15,14 @@
 # again: Debian starts them on port 80 at install time.
 set -euo pipefail
 
-want_bench=0 want_valgrind=0 want_pyvenv=0
+want_bench=0 want_valgrind=0 want_pyvenv=0 want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --bench) want_bench=1 ;;
     --valgrind) want_valgrind=1 ;;
     --pyvenv) want_pyvenv=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --browser) want_browser=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "ensure-deps: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +60,12 @@ if [ "$want_valgrind" = 1 ]; then missing required valgrind valgrind; fi
 if [ "$want_pyvenv" = 1 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   have python3 || required+=(python3)
   required+=(python3-venv)
+fi
+# The fonts are a package without a command: look for its directory.
+have_fonts() { [ -d /usr/share/fonts/truetype/liberation ]; }
+if [ "$want_browser" = 1 ]; then
+  missing required chromium chromium
+  have_fonts || required+=(fonts-liberation)
 fi
 
 if [ ${#required[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
@@ -115,6 +124,10 @@ for c in cmake curl strace pkg-config; do have "$c" || still+=("$c"); done
 if [ "$want_bench" = 1 ]; then for c in nginx wrk; do have "$c" || still+=("$c"); done; fi
 if [ "$want_valgrind" = 1 ]; then have valgrind || still+=(valgrind); fi
 if [ "$want_pyvenv" = 1 ]; then python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || still+=(python3-venv); fi
+if [ "$want_browser" = 1 ]; then
+  have chromium || still+=(chromium)
+  have_fonts || still+=(fonts-liberation)
+fi
 if [ ${#still[@]} -gt 0 ]; then
   echo "ensure-deps: still missing after install: ${still[*]}" >&2
   exit 1
