@@ -6,7 +6,21 @@
  *   - blocks SIGINT/SIGTERM/SIGPIPE in main BEFORE zh_engine_start, so the engine's worker
  *     threads inherit the mask, then waits for SIGINT/SIGTERM with sigwait() and shuts down
  *     cleanly (zh_engine_shutdown with a 2 s grace period, zh_engine_free, exit 0);
- *   - with ZH_EXAMPLE_STATS=1 in the environment, prints the engine's zh_stats to stderr on exit.
+ *   - with ZH_EXAMPLE_STATS=1 in the environment, prints the engine's zh_stats to stderr on exit;
+ *   - with ZH_ACCESS_LOG=PATH in the environment (`-` = stderr), appends one line per finished
+ *     response to PATH (created 0644 if missing, opened O_APPEND; the program fails to start if
+ *     it cannot be opened), through zh_config_set_access_log:
+ *
+ *         METHOD TARGET STATUS BYTES strategy=S us=MICROSECONDS peer=IP:PORT
+ *         GET /video.webm 206 87512 strategy=sendfile us=412 peer=127.0.0.1:40312
+ *
+ *     BYTES counts head plus body (zh_access_record.bytes). Bytes of TARGET outside 0x21..0x7e
+ *     are written as %XX; past 1024 bytes (after escaping) TARGET is cut and ends in `...`. The
+ *     record carries no request headers, so a Range request shows up as its 206 and the smaller
+ *     byte count. Each line is a single write(2) of at most 2 KiB: lines from several worker
+ *     threads never interleave (O_APPEND on a file; PIPE_BUF atomicity on a pipe). The log is
+ *     installed before the example's own configure hook, which may replace it.
+ *     (zh_ex_serve only: the external-loop hosts that reuse this header have their own logs.)
  *
  * Header-only: everything here is `static inline` so unused helpers do not warn under -Werror.
  */
@@ -14,12 +28,15 @@
 #define ZH_EXAMPLE_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "zerohttp.h"
 
@@ -121,6 +138,80 @@ static inline void zh_ex_print_stats(const zh_engine *engine) {
           (unsigned long long)st.errors_timeout);
 }
 
+/* ZH_ACCESS_LOG (see the top comment): the destination fd, -1 when logging is off. */
+typedef struct zh_ex_access_log {
+  int fd;
+  int owned; /* 1: opened from PATH, closed by zh_ex_access_log_close; 0: stderr */
+} zh_ex_access_log;
+
+/* zh_access_fn: formats one line and writes it with one write(2). Runs on worker threads. */
+static inline void zh_ex_access_line(void *userdata, const zh_access_record *r) {
+  const zh_ex_access_log *log = (const zh_ex_access_log *)userdata;
+  /* struct_size first: a record from an older library may end before `peer`. */
+  if (log == NULL || log->fd < 0 || r == NULL ||
+      r->struct_size < offsetof(zh_access_record, peer) + sizeof r->peer) {
+    return;
+  }
+  char target[1024 + 4];
+  size_t t = 0;
+  const unsigned char *p = (const unsigned char *)(r->target ? r->target : "-");
+  for (; *p != '\0'; p++) {
+    int plain = *p >= 0x21 && *p <= 0x7e;
+    if (t + (plain ? 1 : 3) > 1024) break;
+    if (plain) {
+      target[t++] = (char)*p;
+    } else {
+      static const char hex[] = "0123456789ABCDEF";
+      target[t++] = '%';
+      target[t++] = hex[*p >> 4];
+      target[t++] = hex[*p & 15];
+    }
+  }
+  if (*p != '\0') {
+    memcpy(target + t, "...", 3);
+    t += 3;
+  }
+  target[t] = '\0';
+  char line[2048];
+  int n = snprintf(line, sizeof line, "%.32s %s %u %llu strategy=%.16s us=%llu peer=%.64s\n",
+                   r->method ? r->method : "-", target, (unsigned)r->status,
+                   (unsigned long long)r->bytes, r->strategy ? r->strategy : "-",
+                   (unsigned long long)r->duration_us, r->peer ? r->peer : "-");
+  if (n <= 0) return;
+  if ((size_t)n >= sizeof line) n = (int)sizeof line - 1; /* cannot happen with the limits above */
+  ssize_t w;
+  do {
+    w = write(log->fd, line, (size_t)n);
+  } while (w < 0 && errno == EINTR);
+  /* A failed or short write (disk full) loses this line: an access log must not stop serving. */
+}
+
+/* Reads ZH_ACCESS_LOG. Returns 0 (log->fd = -1 when unset), or -1 after printing why. */
+static inline int zh_ex_access_log_open(zh_ex_access_log *log) {
+  log->fd = -1;
+  log->owned = 0;
+  const char *path = getenv("ZH_ACCESS_LOG");
+  if (path == NULL || *path == '\0') return 0;
+  if (strcmp(path, "-") == 0) {
+    log->fd = STDERR_FILENO;
+    return 0;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "ZH_ACCESS_LOG: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  log->fd = fd;
+  log->owned = 1;
+  return 0;
+}
+
+static inline void zh_ex_access_log_close(zh_ex_access_log *log) {
+  if (log->owned && log->fd >= 0) close(log->fd);
+  log->fd = -1;
+  log->owned = 0;
+}
+
 /* Optional hook to adjust the config (limits, timeouts) before the engine is created. */
 typedef zh_result (*zh_ex_configure_fn)(zh_config *cfg);
 
@@ -142,18 +233,33 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
     return 1;
   }
 
+  /* Outlives the engine: zh_engine_free returns before this function does. */
+  zh_ex_access_log access_log;
+  if (zh_ex_access_log_open(&access_log) != 0) return 1;
+
   zh_config *cfg = NULL;
   zh_engine *engine = NULL;
   zh_result rc = zh_config_new(&cfg);
   if (rc != ZH_OK) {
     zh_ex_fail("zh_config_new", rc);
+    zh_ex_access_log_close(&access_log);
     return 1;
+  }
+  if (access_log.fd >= 0) {
+    rc = zh_config_set_access_log(cfg, zh_ex_access_line, &access_log);
+    if (rc != ZH_OK) {
+      zh_ex_fail("zh_config_set_access_log", rc);
+      zh_config_free(cfg);
+      zh_ex_access_log_close(&access_log);
+      return 1;
+    }
   }
   if (opts->threads > 0) {
     rc = zh_config_set_threads(cfg, (uint32_t)opts->threads);
     if (rc != ZH_OK) {
       zh_ex_fail("zh_config_set_threads", rc);
       zh_config_free(cfg);
+      zh_ex_access_log_close(&access_log);
       return 1;
     }
   }
@@ -162,6 +268,7 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
     if (rc != ZH_OK) {
       zh_ex_fail("configuring the engine", rc);
       zh_config_free(cfg);
+      zh_ex_access_log_close(&access_log);
       return 1;
     }
   }
@@ -169,6 +276,7 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
   zh_config_free(cfg); /* the engine keeps its own copy */
   if (rc != ZH_OK) {
     zh_ex_fail("zh_engine_new", rc);
+    zh_ex_access_log_close(&access_log);
     return 1;
   }
 
@@ -178,12 +286,14 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
     fprintf(stderr, "zh_engine_listen(%s) failed: %s (%u)\n", opts->listen, zh_result_str(rc),
             (unsigned)rc);
     zh_engine_free(engine);
+    zh_ex_access_log_close(&access_log);
     return 1;
   }
   rc = zh_engine_start(engine);
   if (rc != ZH_OK) {
     zh_ex_fail("zh_engine_start", rc);
     zh_engine_free(engine);
+    zh_ex_access_log_close(&access_log);
     return 1;
   }
 
@@ -215,6 +325,7 @@ static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, voi
   }
   if (getenv("ZH_EXAMPLE_STATS") != NULL) zh_ex_print_stats(engine);
   zh_engine_free(engine);
+  zh_ex_access_log_close(&access_log);
   return status;
 }
 
