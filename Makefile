@@ -88,8 +88,17 @@ examples: deps lib cmake-build
 # ---- testing ----------------------------------------------------------------------------------
 
 test: deps lib test-cargo test-abi header-check cmake-build test-ctest test-conformance test-zerocopy test-examples test-package \
-      test-python test-asan test-valgrind
+      test-browser test-python test-asan test-valgrind
 	$(call banner,make test: all steps passed)
+
+# Headless chromium (installed by ensure-deps --browser; missing = failure) loads a page from
+# zh_static: a <video> (Range → 206), a seek, a 48 MiB fetch and download. Asserts on the page
+# state and zh_static's ZH_ACCESS_LOG; screenshot + logs in build/artifacts/browser/.
+.PHONY: test-browser
+test-browser:
+	$(call banner,test: headless chromium against zh_static (tests/browser/browser_test.py))
+	scripts/ensure-deps.sh --browser
+	python3 tests/browser/browser_test.py --zh-static $(CURDIR)/build/examples-c/zh_static
 
 test-cargo:
 	$(call banner,test: cargo test --release (unit + integration + header freshness))
