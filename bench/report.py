@@ -1,112 +1,301 @@
 #!/usr/bin/env python3
-"""Turns bench/results/raw/data.tsv (written by bench/run.sh) into the markdown report.
+"""Turns a results.json written by bench/bench.py into the Markdown report (on stdout).
 
-Called by bench/run.sh with the run's parameters as arguments; the arguments are positional:
-DATA CLK_TCK BIG_NAME DURATION BIG_REPS ROUNDS SERVERS PIN NCPU KERNEL CPU_MODEL NGINX_VERSION
-COMMIT ZH_DESC LOAD_BEFORE LOAD_AFTER RAW_DIR
+    bench/report.py bench/results/<timestamp>/results.json > results.md
+
+bench/bench.py runs it at the end of every run; run it by hand to re-render a report (also of an
+interrupted run: results.json is rewritten after every measurement).
 """
-import csv, datetime, os, statistics, sys
-(data, clk, big, dur, reps, rounds, servers, pin, ncpu, kernel, cpu, ngv, commit, zhbin, load_before, load_after, raw) = sys.argv[1:18]
-clk = int(clk)
-rows = list(csv.DictReader(open(data), delimiter="\t"))
-servers = servers.split()
+import json
+import statistics
+import sys
 
-def metrics(r):
-    req, byt, us = int(r["requests"]), int(r["bytes"]), int(r["duration_us"])
-    s = us / 1e6
-    cpu = int(r["cpu_ns"]) / 1e9 if int(r["cpu_ns"]) > 0 else int(r["cpu_ticks"]) / clk
-    m = {"req/s": req / s if s else 0.0, "MB/s": byt / s / 1e6 if s else 0.0,
-         "CPU µs/req": cpu * 1e6 / req if req else float("nan"),
-         "CPU s/GB": cpu / (byt / 1e9) if byt else float("nan"),
-         "errors": int(r["errors"])}
-    if r["p99_us"]:
-        m["p99 ms"] = int(r["p99_us"]) / 1000
-    return m
+# scenario -> (title, [(metric key, label, +1 higher is better / -1 lower is better)])
+SCENARIOS = {
+    "small": ("small: `wrk -t2 -c64 -d{dur}` GET /hello (13-byte body)",
+              [("req_s", "req/s", 1), ("p99_ms", "p99 ms", -1), ("cpu_us_per_req", "CPU µs/req", -1)]),
+    "64k": ("64k: `wrk -t2 -c64 -d{dur}` GET /f/64k.bin",
+            [("req_s", "req/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
+    "1m": ("1m: `wrk -t2 -c16 -d{dur}` GET /f/1m.bin",
+           [("MB_s", "MB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
+    "big": ("big: `curl -o /dev/null` of /f/{big} ({big_mb} MiB){reps}, one connection",
+            [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
+    "limit": ("limit: the same curl against bench/peers/sendfile_limit (blocking sendfile loop) — the ceiling for big",
+              [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
+    "idle": ("idle: {idle} keep-alive connections, each sent one GET /hello and got its answer, then left open",
+             [("rss_per_conn", "RSS bytes/conn", -1)]),
+    "upload": ("upload: `curl -T` PUT of {upload_mb} MiB to zh_upload, one connection",
+               [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
+    "cold": ("cold: `wrk -t1 -c{cold_conns} -d{dur} --latency` GET /hello while a page-cache-cold {cold_mb} MiB "
+             "file is downloaded over and over (evicted before each download) from the same single worker",
+             [("p99_ms", "/hello p99 ms", -1), ("max_ms", "/hello max ms", -1), ("req_s", "/hello req/s", 1)]),
+    "syscalls": ("syscalls: `strace -c -f` on the server over {sysreqs} sequential GET /f/64k.bin on one keep-alive connection",
+                 [("per_req", "syscalls/req", -1)]),
+}
+NOTES = {
+    "small": "CPU µs/req = server CPU time / requests.",
+    "64k": "CPU s/GB = server CPU seconds per 10^9 bytes received by wrk (headers + bodies).",
+    "1m": "MB/s = 10^6 bytes/s as counted by wrk (headers + bodies).",
+    "big": "GB/s = 10^9 bytes/s of body, from curl's size_download/time_total; \"of limit\" = GB/s ÷ the limit "
+           "scenario's GB/s in the same round.",
+    "limit": "One-shot C server, no event loop: what a loopback socket + sendfile + this curl can do on this machine.",
+    "idle": "(server RSS after − RSS before) ÷ connections; RSS = VmRSS summed over the server's processes, "
+            "1 s after the last connection was answered. \"open\" = connections still open when measured.",
+    "upload": "Ratio against the same program with ZH_FORCE_COPY=1 (recv + pwrite), not against nginx. "
+              "Every upload is compared byte for byte with its source afterwards.",
+    "cold": "Servers with one worker only. \"cold MB/s\" = the cold downloads' own speed; \"resident\" = fraction "
+            "of the file in the page cache right after the first eviction (fincore).",
+    "syscalls": "Counted in the server (all processes and threads) from the first to the last of the requests; the "
+                "connection was opened before strace attached. Breakdown below.",
+}
 
-def tick_agreement():
-    worst = 0.0
-    for r in rows:
-        t, ns = int(r["cpu_ticks"]) / clk, int(r["cpu_ns"]) / 1e9
-        worst = max(worst, abs(t - ns) - 1 / clk)  # allow one tick of rounding
-    return f"{max(worst, 0) * 1000:.0f} ms + 1 tick per run"
 
-def median_metric(sc, server, key):
-    vals = [metrics(r)[key] for r in rows if r["scenario"] == sc and r["server"] == server]
-    return statistics.median(vals) if vals else None
-
-# (scenario, label, metrics shown, better direction: +1 higher is better, -1 lower is better)
-table = [
-    ("hello", "/hello, wrk -t2 -c64", [("req/s", 1), ("CPU µs/req", -1), ("p99 ms", -1)]),
-    ("64k", "/f/64k.bin, wrk -t2 -c64", [("req/s", 1), ("MB/s", 1), ("CPU µs/req", -1), ("CPU s/GB", -1)]),
-    ("1m", "/f/1m.bin, wrk -t2 -c16", [("req/s", 1), ("MB/s", 1), ("CPU µs/req", -1), ("CPU s/GB", -1)]),
-    ("big", f"/f/{big}, curl x{reps}", [("MB/s", 1), ("CPU s/GB", -1)]),
-]
-
-def fmt(v):
-    if v is None: return "—"
-    if v != v: return "n/a"
-    if abs(v) >= 1000: return f"{v:,.0f}"
-    if abs(v) >= 10: return f"{v:.1f}"
+def fmt(v, digits=None):
+    if v is None:
+        return "—"
+    if isinstance(v, float) and v != v:
+        return "n/a"
+    if digits is not None:
+        return f"{v:.{digits}f}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
     return f"{v:.3f}"
 
-out = []
-out.append("# zerohttp benchmark results\n")
-out.append(f"- date: {datetime.datetime.fromtimestamp(os.path.getmtime(data), datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit}")
-out.append(f"- machine: {ncpu} CPUs ({cpu}), kernel {kernel}; load average before the run {load_before}, after {load_after} "
-           "(other work on the machine skews the numbers)")
-out.append(f"- servers: zh = {zhbin} --threads 1; nginx = {ngv}, worker_processes 1, sendfile on")
-out.append(f"- load: wrk duration {dur}, big file {reps} curl downloads; rounds {rounds} (median shown); pinning {'server CPU 0, load other CPUs' if pin == '1' else 'off'}")
-out.append("- CPU = server CPU time during the load (nginx: master+worker), from /proc/PID/task/*/schedstat in ns; "
-           "utime+stime from /proc/PID/stat (1/%d s ticks) agree within %s" % (clk, tick_agreement()))
-out.append("- MB/s from wrk counts response headers+body; 1 MB = 10^6 bytes")
-out.append("")
-out.append("| scenario | metric | zh | nginx | zh/nginx | better |")
-out.append("|---|---|---:|---:|---:|---|")
-for sc, label, keys in table:
-    for key, direction in keys:
-        zh = median_metric(sc, "zh", key) if "zh" in servers else None
-        ng = median_metric(sc, "nginx", key) if "nginx" in servers else None
-        ratio = fmt(zh / ng) + "×" if zh is not None and ng not in (None, 0) and zh == zh and ng == ng else "—"
-        out.append(f"| {label} | {key} | {fmt(zh)} | {fmt(ng)} | {ratio} | {'higher' if direction > 0 else 'lower'} |")
-errs = [(r["scenario"], r["server"], r["round"], r["errors"]) for r in rows if int(r["errors"])]
-out.append("")
-if errs:
-    out.append("**Errors during the run** (scenario, server, round, count — wrk counts non-2xx as errors): " +
-               "; ".join(" ".join(e) for e in errs))
-else:
-    out.append("No request errors in any run.")
-# Every round, to show the spread behind the medians.
-if int(rounds) > 1:
-    out.append("")
-    out.append("Per round (zh / nginx): throughput (req/s for /hello, MB/s for files) and CPU (µs/req for /hello, s/GB for files)")
-    out.append("")
-    out.append("| scenario | " + " | ".join(f"round {i}" for i in range(1, int(rounds) + 1)) + " |")
-    out.append("|---|" + "---:|" * int(rounds))
-    for sc, label, _ in table:
-        tkey, ckey = ("req/s", "CPU µs/req") if sc == "hello" else ("MB/s", "CPU s/GB")
-        cells = []
-        for i in range(1, int(rounds) + 1):
-            got = {r["server"]: metrics(r) for r in rows if r["scenario"] == sc and r["round"] == str(i)}
-            z, n = got.get("zh"), got.get("nginx")
-            cells.append(f"{fmt(z[tkey]) if z else '—'} / {fmt(n[tkey]) if n else '—'}; "
-                         f"{fmt(z[ckey]) if z else '—'} / {fmt(n[ckey]) if n else '—'}")
-        out.append(f"| {label.split(',')[0]} | " + " | ".join(cells) + " |")
 
-# Which kernel path carried zh's bytes (engine counters printed by zh_static on exit, round 1).
-import os
-stat_lines = []
-for sc, label, _ in table:
-    f = os.path.join(raw, f"zh-stats-{sc}-r1.txt")
-    if "zh" in servers and os.path.exists(f) and open(f).read().strip():
-        kv = dict(p.split("=") for p in open(f).read().split()[2:])
-        tot = sum(int(kv[k]) for k in ("bytes_writev", "bytes_sendfile", "bytes_splice", "bytes_copy"))
-        stat_lines.append(f"- {label.split(',')[0]}: {int(kv['responses']):,} responses; bytes by sendfile "
-                          f"{100 * int(kv['bytes_sendfile']) / tot if tot else 0:.1f}%, writev "
-                          f"{100 * int(kv['bytes_writev']) / tot if tot else 0:.1f}%, copy {int(kv['bytes_copy'])}; "
-                          f"sendfile calls {int(kv['syscalls_sendfile']):,}, writev calls {int(kv['syscalls_writev']):,}; "
-                          f"fallbacks {kv['fallbacks']}, I/O errors {kv['errors_io']}")
-if stat_lines:
-    out.append("")
-    out.append("zh_static engine counters (zh_stats, round 1):")
-    out.extend(stat_lines)
-print("\n".join(out))
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    """(max − min) / median, in percent."""
+    xs = [x for x in xs if x is not None]
+    if len(xs) < 2:
+        return None
+    m = statistics.median(xs)
+    return (max(xs) - min(xs)) / m * 100 if m else None
+
+
+def main():
+    res = json.load(open(sys.argv[1]))
+    meta, servers, runs = res["meta"], res["servers"], res["runs"]
+    k = meta["knobs"]
+    rounds = k["rounds"]
+    ref = meta.get("reference", "nginx1")
+    fill = {"dur": k["duration"], "big": "1g.bin" if k["big_mb"] == 1024 else f"{k['big_mb']}m.bin",
+            "big_mb": k["big_mb"], "reps": f" ×{k['big_reps']}" if k["big_reps"] > 1 else "",
+            "idle": f"{k['idle_conns']:,}", "upload_mb": k["upload_mb"], "cold_conns": k["cold_conns"],
+            "cold_mb": k["cold_mb"], "sysreqs": f"{k['syscall_reqs']:,}"}
+
+    def get(sc, name, rnd):
+        for r in runs:
+            if r["scenario"] == sc and r["server"] == name and r["round"] == rnd:
+                return r
+        return None
+
+    def value(sc, name, rnd, key):
+        r = get(sc, name, rnd)
+        return r["metrics"].get(key) if r and "metrics" in r else None
+
+    out = []
+    w = out.append
+    m = meta["machine"]
+    w("# zerohttp benchmark results\n")
+    w(f"- command: `{meta['command']}` (repository at {meta['commit']}"
+      f"{', with uncommitted changes in src/examples-c/bench' if meta.get('dirty') else ''})")
+    w(f"- when: {meta['started']} → {meta.get('finished', '(interrupted)')}"
+      f"{', ' + str(meta['elapsed_s']) + ' s' if 'elapsed_s' in meta else ''}")
+    w(f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, {m['distro']}, kernel `{m['kernel']}`; "
+      f"ulimit -n {m['ulimit_nofile']}")
+    w(f"- load average (1/5/15 min) before: {meta['load_before']}, after: {meta.get('load_after', '?')} "
+      "— anything above ~0.5 before means other work shared the CPUs")
+    w(f"- tools: {meta['tools']['wrk']}, {meta['tools']['curl'].split(' (')[0]}, {meta['tools']['strace']}; "
+      f"load generator on the same machine, pinning {'on (server CPU 0, load the others)' if k['pin'] else 'off'}")
+    w(f"- rounds: {rounds}; each (round, scenario, server) starts the server fresh; servers alternate within a "
+      "scenario and the order rotates each round; tables show the median of the rounds")
+    w("- server CPU = utime+stime of all the server's processes and threads during the load "
+      "(/proc/PID/stat; at ns resolution from /proc/PID/task/*/schedstat unless threads exited)")
+    w(f"- ×{ref} = the server's figure ÷ {ref}'s in the same round, median over rounds "
+      "(read it against the metric's direction: ↑ higher is better, ↓ lower is better)")
+    w("")
+    w("| server | what | version | status |")
+    w("|---|---|---|---|")
+    for name, s in servers.items():
+        w(f"| {name} | {s['desc']} | {s['version'] or '—'} | {s['status']} |")
+
+    problems = []
+    for sc, (title, figs) in SCENARIOS.items():
+        sc_runs = [r for r in runs if r["scenario"] == sc]
+        if not sc_runs:
+            continue
+        names = list(dict.fromkeys(r["server"] for r in sc_runs))
+        sref = {"upload": "zh-upload-copy", "limit": None}.get(sc, ref)
+        if sref not in names:
+            sref = None
+        w("")
+        w(f"## {title.format(**fill)}")
+        w("")
+        hdr = ["server"]
+        for key, label, d in figs:
+            hdr.append(f"{label} {'↑' if d > 0 else '↓'}")
+            if sref:
+                hdr.append(f"×{sref}")
+        if sc == "big":
+            hdr.append("of limit")
+        if sc == "idle":
+            hdr += ["open", "RSS before"]
+        if sc == "cold":
+            hdr += ["cold MB/s", "cold downloads", "resident"]
+        hdr += [f"spread of {figs[0][1]}", "errors"]
+        w("| " + " | ".join(hdr) + " |")
+        w("|---|" + "---:|" * (len(hdr) - 1))
+        for name in names:
+            st = servers.get(name, {}).get("status", "ok")
+            if st != "ok":
+                w(f"| {name} | {st} |" + " |" * (len(hdr) - 2))
+                continue
+            cells = [name]
+            for key, label, d in figs:
+                vals = [value(sc, name, i, key) for i in range(1, rounds + 1)]
+                cells.append(fmt(median(vals)))
+                if sref:
+                    ratios = []
+                    for i in range(1, rounds + 1):
+                        a, b = value(sc, name, i, key), value(sc, sref, i, key)
+                        if a is not None and b:
+                            ratios.append(a / b)
+                    cells.append(fmt(median(ratios), 2) + "×" if ratios else "—")
+            if sc == "big":
+                fr = []
+                for i in range(1, rounds + 1):
+                    a, b = value(sc, name, i, "GB_s"), value("limit", "limit", i, "GB_s")
+                    if a is not None and b:
+                        fr.append(a / b)
+                cells.append(f"{median(fr) * 100:.0f}%" if fr else "—")
+            if sc == "idle":
+                op = [value(sc, name, i, "open_at_end") for i in range(1, rounds + 1)]
+                rb = [value(sc, name, i, "rss_before") for i in range(1, rounds + 1)]
+                cells.append(f"{min(x for x in op if x is not None):,}/{k['idle_conns']:,}" if any(x is not None for x in op) else "—")
+                cells.append(f"{median(rb) / 1048576:.1f} MiB" if median(rb) is not None else "—")
+            if sc == "cold":
+                cm = [value(sc, name, i, "cold_MB_s") for i in range(1, rounds + 1)]
+                cd = [value(sc, name, i, "cold_downloads") for i in range(1, rounds + 1)]
+                rs = [value(sc, name, i, "resident_after_evict") for i in range(1, rounds + 1)]
+                cells.append(fmt(median(cm)))
+                cells.append(fmt(median(cd), 0) if median(cd) is not None else "—")
+                cells.append(f"{max(x for x in rs if x is not None) * 100:.0f}%" if any(x is not None for x in rs) else "—")
+            sp = spread([value(sc, name, i, figs[0][0]) for i in range(1, rounds + 1)])
+            cells.append(f"{sp:.0f}%" if sp is not None else "—")
+            errs, failed = 0, 0
+            for i in range(1, rounds + 1):
+                r = get(sc, name, i)
+                if r is None:
+                    continue
+                if "error" in r:
+                    failed += 1
+                    problems.append(f"{sc} / {name} / round {i}: {r['error']}")
+                    continue
+                mm = r["metrics"]
+                errs += mm.get("errors_total", 0) or 0
+                for d in mm.get("error_detail", []):
+                    problems.append(f"{sc} / {name} / round {i}: {d}")
+                for d in mm.get("warnings", []):
+                    problems.append(f"{sc} / {name} / round {i}: warning: {d}")
+                if mm.get("errors_total") and "errors" in mm:
+                    problems.append(f"{sc} / {name} / round {i}: wrk errors " +
+                                    ", ".join(f"{kk} {vv}" for kk, vv in mm["errors"].items() if vv))
+            cells.append(str(errs) + (f", {failed} run(s) failed" if failed else ""))
+            w("| " + " | ".join(cells) + " |")
+        w("")
+        w(NOTES[sc])
+        if rounds > 1:
+            w("")
+            w("<details><summary>per round</summary>\n")
+            w("| server | metric | " + " | ".join(f"round {i}" for i in range(1, rounds + 1)) + " | median | spread |")
+            w("|---|---|" + "---:|" * (rounds + 2))
+            for name in names:
+                if servers.get(name, {}).get("status", "ok") != "ok":
+                    continue
+                for key, label, d in figs:
+                    vals = [value(sc, name, i, key) for i in range(1, rounds + 1)]
+                    sp = spread(vals)
+                    w(f"| {name} | {label} | " + " | ".join(fmt(v) for v in vals) +
+                      f" | {fmt(median(vals))} | {f'{sp:.0f}%' if sp is not None else '—'} |")
+            w("\n</details>")
+        if sc == "syscalls":
+            table = {}
+            for name in names:
+                per = {}
+                for i in range(1, rounds + 1):
+                    r = get(sc, name, i)
+                    if r and "metrics" in r:
+                        n = r["metrics"]["requests"]
+                        for call, (calls, errors) in r["metrics"]["by_syscall"].items():
+                            per.setdefault(call, []).append((calls / n, errors / n))
+                table[name] = {c: (median([a for a, _ in v]), median([b for _, b in v])) for c, v in per.items()}
+            calls = sorted({c for t in table.values() for c in t},
+                           key=lambda c: -max(t.get(c, (0, 0))[0] for t in table.values()))
+            shown = [n for n in names if table.get(n)]
+            if shown:
+                w("")
+                w("Per-syscall breakdown (calls per request, median of rounds; failed calls, e.g. EAGAIN, in parentheses):")
+                w("")
+                w("| syscall | " + " | ".join(shown) + " |")
+                w("|---|" + "---:|" * len(shown))
+                for c in calls:
+                    row = []
+                    for n in shown:
+                        v = table[n].get(c)
+                        if v is None or v[0] < 0.0005:
+                            row.append("")
+                        else:
+                            row.append(f"{v[0]:.3f}" + (f" ({v[1]:.3f})" if v[1] >= 0.0005 else ""))
+                    if any(row):
+                        w(f"| {c} | " + " | ".join(row) + " |")
+
+    # How zh_static's bytes moved (engine counters printed on exit), round 1
+    lines = []
+    for sc in ("small", "64k", "1m", "big", "cold"):  # (the counters do not cover request bodies)
+        for r in runs:
+            if r["scenario"] != sc or r["round"] != 1 or "metrics" not in r:
+                continue
+            st = r["metrics"].get("zh_stats")
+            if not st:
+                continue
+            tot = sum(st.get(x, 0) for x in ("bytes_writev", "bytes_sendfile", "bytes_splice", "bytes_copy"))
+            pct = lambda x: f"{100 * st.get(x, 0) / tot:.1f}%" if tot else "—"
+            lines.append(f"- {sc} / {r['server']}: {st.get('responses', 0):,} responses; bytes by sendfile "
+                         f"{pct('bytes_sendfile')}, splice {pct('bytes_splice')}, writev {pct('bytes_writev')}, "
+                         f"copy {pct('bytes_copy')}; fallbacks {st.get('fallbacks', 0)}, I/O errors {st.get('errors_io', 0)}")
+    if lines:
+        w("")
+        w("## zerohttp engine counters (zh_stats at exit, round 1)")
+        w("")
+        out.extend(lines)
+        w("")
+        w("(\"I/O errors\" are mostly connections that wrk resets when its time is up.)")
+
+    ticks = [r for r in runs if "metrics" in r and r["metrics"].get("cpu_source") == "ticks"]
+    w("")
+    w("## Problems")
+    w("")
+    if ticks:
+        w(f"- CPU from utime+stime (10 ms ticks) instead of schedstat in {len(ticks)} run(s), because threads "
+          "exited during the load: " + ", ".join(f"{r['scenario']}/{r['server']}/r{r['round']}" for r in ticks))
+    if problems:
+        for p in problems:
+            w(f"- {p}")
+    elif not ticks:
+        w("None: no request errors, failed runs or warnings.")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
