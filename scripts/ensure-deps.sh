@@ -3,7 +3,8 @@
 #
 # usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv] [--browser]
 #   (always)    cmake, curl, strace (the zero-copy proof test)
-#   --bench     nginx, wrk (required) and lighttpd (optional: a failure is only a warning)
+#   --bench     nginx, wrk (required); lighttpd, h2o, libmicrohttpd-dev (optional peers: a
+#               failure is only a warning, bench/run.sh then reports that peer as not run)
 #   --valgrind  valgrind
 #   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
 #   --browser   chromium (headless, for tests/browser) and fonts-liberation (text in its
@@ -11,7 +12,7 @@
 #
 # Idempotent and a fast no-op when everything is there. When something is missing it runs
 # `apt-get update` once, then `apt-get install -y` (as root, else through sudo, else it fails
-# and says what to install). nginx/lighttpd installed here get their system service stopped
+# and says what to install). nginx/lighttpd/h2o installed here get their system service stopped
 # again: Debian starts them on port 80 at install time.
 set -euo pipefail
 
@@ -55,6 +56,8 @@ if [ "$want_bench" = 1 ]; then
   missing required nginx nginx
   missing required wrk wrk
   missing optional lighttpd lighttpd
+  missing optional h2o h2o
+  if ! { have pkg-config && pkg-config --exists libmicrohttpd 2>/dev/null; }; then optional+=(libmicrohttpd-dev); fi
 fi
 if [ "$want_valgrind" = 1 ]; then missing required valgrind valgrind; fi
 if [ "$want_pyvenv" = 1 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -108,7 +111,7 @@ done
 _zh_installed=1
 
 # Debian starts freshly installed daemons on port 80; benchmarks start their own instances.
-for svc in nginx lighttpd; do
+for svc in nginx lighttpd h2o; do
   for pkg in "${installed[@]}"; do
     if [ "$pkg" = "$svc" ]; then
       if have service; then "${as_root[@]}" service "$svc" stop >/dev/null 2>&1 || true; fi
