@@ -205,11 +205,11 @@ serve: examples www
 	@test -x build/examples-c/zh_static || { echo "build/examples-c/zh_static was not built (does examples-c/CMakeLists.txt build it yet?)" >&2; exit 1; }
 	exec build/examples-c/zh_static --listen $(SERVE_ADDR) build/www
 
+# Never part of `make test`. BENCH_* variables pick scenarios, servers, rounds (bench/README.md);
+# results in bench/results/<timestamp>/ (results.md, results.json, raw/).
 bench: deps-bench lib cmake-build
-	$(call banner,bench: bench/run.sh $(BENCH_ARGS))
-	@test -f bench/run.sh || { echo "bench/run.sh does not exist yet" >&2; exit 1; }
-	ZH_ROOT=$(CURDIR) ZH_EXAMPLES_DIR=$(CURDIR)/build/examples-c ZH_WWW=$(CURDIR)/build/www \
-	  ZEROHTTP_LIB_DIR=$(LIB_DIR) bash bench/run.sh $(BENCH_ARGS)
+	$(call banner,bench: bench/run.sh (scenarios/servers via BENCH_*; see bench/README.md))
+	ZH_EXAMPLES_DIR=$(CURDIR)/build/examples-c ZEROHTTP_LIB_DIR=$(LIB_DIR) bash bench/run.sh $(BENCH_ARGS)
 
 install: lib
 	$(call banner,install into $(PREFIX))
