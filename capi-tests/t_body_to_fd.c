@@ -82,12 +82,7 @@ static void handler(void *ud, zh_request *req) {
   int fd = temp_fd();
   CHECK_RES(zh_request_body_to_fd(req, fd, 0, on_done, &g_up), ZH_ERR_STATE);
   close(fd);
-  const uint8_t *d = NULL;
-  size_t l = 0;
-  CHECK_OK(zh_request_body_bytes(req, &d, &l));
-  char body[64];
-  snprintf(body, sizeof body, "buffered %zu", l);
-  zt_respond_text(req, 200, body);
+  zt_respond_buffered(req);
 }
 
 static void reset_upload(void) {

@@ -781,3 +781,12 @@ void zt_respond_text(zh_request *req, uint16_t status, const char *body) {
   if (body && *body) CHECK_OK(zh_response_add_bytes(resp, body, strlen(body)));
   CHECK_OK(zh_respond(req, resp));
 }
+
+void zt_respond_buffered(zh_request *req) {
+  const uint8_t *d = NULL;
+  size_t l = 0;
+  CHECK_OK(zh_request_body_bytes(req, &d, &l));
+  char body[64];
+  snprintf(body, sizeof body, "buffered %zu", l);
+  zt_respond_text(req, 200, body);
+}

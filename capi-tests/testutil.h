@@ -191,5 +191,8 @@ void zt_print_stats(const char *label, const zh_stats *s);
 
 /* Responds with `status` and a copied body (string); CHECK-fails unless ZH_OK. */
 void zt_respond_text(zh_request *req, uint16_t status, const char *body);
+/* Responds 200 "buffered N", N = the length of the request's buffered body
+ * (zh_request_body_bytes must succeed); CHECK-fails unless ZH_OK. */
+void zt_respond_buffered(zh_request *req);
 
 #endif
