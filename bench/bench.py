@@ -93,6 +93,10 @@ def read_knobs():
     K["upload_mb"] = env_int("BENCH_UPLOAD_MB", K["big_mb"])
     K["cold_mb"] = env_int("BENCH_COLD_MB", 256)
     K["cold_conns"] = env_int("BENCH_COLD_CONNS", 8)
+    K["cold_baseline"] = os.environ.get("BENCH_COLD_BASELINE", "1") == "1"
+    K["cold_rate"] = os.environ.get("BENCH_COLD_RATE", "")
+    if K["cold_rate"] and not re.fullmatch(r"\d+[kKmMgG]?", K["cold_rate"]):
+        die(f"BENCH_COLD_RATE must be a curl --limit-rate value such as 200M (got '{K['cold_rate']}')")
     K["idle_conns"] = env_int("BENCH_IDLE_CONNS", 5000)
     K["syscall_reqs"] = env_int("BENCH_SYSCALL_REQS", 1000)
     K["pin"] = os.environ.get("BENCH_PIN", "0") == "1"
@@ -241,10 +245,11 @@ def loadavg():
 # ---- a tiny HTTP/1.1 client (readiness, idle connections, the syscall count) ----------------
 
 class Conn:
+    chunk = bytearray(1 << 20)  # one receive buffer shared by all connections (one thread)
+
     def __init__(self, port, timeout=10.0):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = bytearray()
-        self.chunk = bytearray(1 << 20)
 
     def _fill(self):
         n = self.s.recv_into(self.chunk)
@@ -885,11 +890,19 @@ def load_cold(srv, rp):
     path = f"/f/cold-{K['cold_mb']}m.bin"
     fpath = os.path.join(WWW, path.lstrip("/"))
     nbytes = K["cold_mb"] << 20
+    wrk_cmd = load_prefix() + ["wrk", "-t1", f"-c{K['cold_conns']}", f"-d{K['duration']}", "--timeout", "10s",
+                               "--latency", "-s", os.path.join(K["raw"], "report.lua"),
+                               f"http://127.0.0.1:{srv.port}/hello"]
+    warm_m = None
+    if K["cold_baseline"]:  # the same /hello load first, with nothing else going on
+        r = run(wrk_cmd, timeout=K["duration_s"] + 60)
+        with open(rp + ".warm.wrk.txt", "w") as f:
+            f.write(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise RuntimeError(f"wrk exited {r.returncode}: {r.stderr.strip()[-200:]}")
+        warm_m = parse_wrk(r.stdout)
     before = cpu_sample(srv.pid)
-    wrk = spawn(load_prefix() + ["wrk", "-t1", f"-c{K['cold_conns']}", f"-d{K['duration']}", "--timeout", "10s",
-                                 "--latency", "-s", os.path.join(K["raw"], "report.lua"),
-                                 f"http://127.0.0.1:{srv.port}/hello"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wrk = spawn(wrk_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end = time.monotonic() + K["duration_s"] + 60
     time.sleep(0.3)
     done, partial, cold_bytes, cold_secs, resident = 0, 0, 0, 0.0, None
@@ -898,7 +911,8 @@ def load_cold(srv, rp):
         if resident is None:
             resident = resident_fraction(fpath)
         left = max(1, int(end - time.monotonic()))
-        curl = spawn(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", str(left),
+        rate = ["--limit-rate", K["cold_rate"]] if K["cold_rate"] else []
+        curl = spawn(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", str(left)] + rate + [
                                       "-w", "%{http_code} %{size_download} %{time_total}",
                                       f"http://127.0.0.1:{srv.port}{path}"],
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -935,6 +949,10 @@ def load_cold(srv, rp):
     m.update({"cold_downloads": done, "cold_incomplete": partial, "cold_bytes": cold_bytes,
               "cold_MB_s": cold_bytes / cold_secs / 1e6 if cold_secs else 0.0,
               "resident_after_evict": resident})
+    if warm_m:
+        m.update({"warm_p99_ms": warm_m["p99_ms"], "warm_max_ms": warm_m["max_ms"], "warm_req_s": warm_m["req_s"],
+                  "warm_errors": warm_m["errors_total"]})
+        m["errors_total"] += warm_m["errors_total"]
     if done == 0:
         m["error_detail"] = ["no cold download completed during the load"]
     return m
@@ -1043,12 +1061,13 @@ def run_one(srv, sc, rnd, rp):
 
 
 def estimate_s(plan):
+    """Seconds the run should take (per-run costs measured on a 2-CPU VM)."""
     d = K["duration_s"]
-    per = {"small": d + 1, "64k": d + 1, "1m": d + 1, "cold": d + 2,
-           "big": 1 + K["big_reps"] * K["big_mb"] / 500, "limit": 1 + K["big_reps"] * K["big_mb"] / 800,
-           "idle": 3 + K["idle_conns"] / 2000, "upload": 2 + K["upload_mb"] / 150,
-           "syscalls": 3 + K["syscall_reqs"] / 400}
-    return sum(per[sc] for sc, _ in plan) * K["rounds"]
+    per = {"small": d + 1, "64k": d + 1, "1m": d + 1, "cold": d * (1 + K["cold_baseline"]) + 1.5,
+           "big": 1 + K["big_reps"] * K["big_mb"] / 700, "limit": 1 + K["big_reps"] * K["big_mb"] / 1000,
+           "idle": 2.5 + K["idle_conns"] / 3000, "upload": 1 + K["upload_mb"] / 300,
+           "syscalls": 1 + K["syscall_reqs"] / 1000}
+    return sum(per[sc] * len(names) for sc, names in plan) * K["rounds"]
 
 
 def tool_version(argv, pattern=None):
@@ -1136,7 +1155,7 @@ def main():
     prepare_root()
     est = estimate_s(plan)
     log(f"plan: {len(K['scenarios'])} scenarios x {K['rounds']} rounds, servers {' '.join(K['servers'])}; "
-        f"about {est / 60:.0f} min; results in {os.path.relpath(out, ROOT)}")
+        f"about {est / 60:.1f} min; results in {os.path.relpath(out, ROOT)}")
 
     results = {
         "meta": {

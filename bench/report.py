@@ -27,7 +27,7 @@ SCENARIOS = {
     "upload": ("upload: `curl -T` PUT of {upload_mb} MiB to zh_upload, one connection",
                [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
     "cold": ("cold: `wrk -t1 -c{cold_conns} -d{dur} --latency` GET /hello while a page-cache-cold {cold_mb} MiB "
-             "file is downloaded over and over (evicted before each download) from the same single worker",
+             "file is downloaded over and over{cold_rate} (evicted before each download) from the same single worker",
              [("p99_ms", "/hello p99 ms", -1), ("max_ms", "/hello max ms", -1), ("req_s", "/hello req/s", 1)]),
     "syscalls": ("syscalls: `strace -c -f` on the server over {sysreqs} sequential GET /f/64k.bin on one keep-alive connection",
                  [("per_req", "syscalls/req", -1)]),
@@ -43,7 +43,8 @@ NOTES = {
             "1 s after the last connection was answered. \"open\" = connections still open when measured.",
     "upload": "Ratio against the same program with ZH_FORCE_COPY=1 (recv + pwrite), not against nginx. "
               "Every upload is compared byte for byte with its source afterwards.",
-    "cold": "Servers with one worker only. \"cold MB/s\" = the cold downloads' own speed; \"resident\" = fraction "
+    "cold": "Servers with one worker only. \"warm p99/max\" = the same /hello load just before, on the same "
+            "server process, with no download (BENCH_COLD_BASELINE=1). \"cold MB/s\" = the cold downloads' own speed; \"resident\" = fraction "
             "of the file in the page cache right after the first eviction (fincore).",
     "syscalls": "Counted in the server (all processes and threads) from the first to the last of the requests; the "
                 "connection was opened before strace attached. Breakdown below.",
@@ -92,7 +93,8 @@ def main():
     fill = {"dur": k["duration"], "big": "1g.bin" if k["big_mb"] == 1024 else f"{k['big_mb']}m.bin",
             "big_mb": k["big_mb"], "reps": f" ×{k['big_reps']}" if k["big_reps"] > 1 else "",
             "idle": f"{k['idle_conns']:,}", "upload_mb": k["upload_mb"], "cold_conns": k["cold_conns"],
-            "cold_mb": k["cold_mb"], "sysreqs": f"{k['syscall_reqs']:,}"}
+            "cold_mb": k["cold_mb"], "cold_rate": f" at most {k['cold_rate']}B/s (curl --limit-rate)" if k.get("cold_rate") else "",
+            "sysreqs": f"{k['syscall_reqs']:,}"}
 
     def get(sc, name, rnd):
         for r in runs:
@@ -152,7 +154,7 @@ def main():
         if sc == "idle":
             hdr += ["open", "RSS before"]
         if sc == "cold":
-            hdr += ["cold MB/s", "cold downloads", "resident"]
+            hdr += ["warm p99 ms", "warm max ms", "cold MB/s", "cold downloads", "resident"]
         hdr += [f"spread of {figs[0][1]}", "errors"]
         w("| " + " | ".join(hdr) + " |")
         w("|---|" + "---:|" * (len(hdr) - 1))
@@ -188,6 +190,8 @@ def main():
                 cm = [value(sc, name, i, "cold_MB_s") for i in range(1, rounds + 1)]
                 cd = [value(sc, name, i, "cold_downloads") for i in range(1, rounds + 1)]
                 rs = [value(sc, name, i, "resident_after_evict") for i in range(1, rounds + 1)]
+                for key in ("warm_p99_ms", "warm_max_ms"):
+                    cells.append(fmt(median([value(sc, name, i, key) for i in range(1, rounds + 1)])))
                 cells.append(fmt(median(cm)))
                 cells.append(fmt(median(cd), 0) if median(cd) is not None else "—")
                 cells.append(f"{max(x for x in rs if x is not None) * 100:.0f}%" if any(x is not None for x in rs) else "—")
