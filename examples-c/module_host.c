@@ -27,34 +27,21 @@
  *   /static/  → files under --root (zh_respond_file: sendfile, Range, ETag/304), 404 without --root
  * anything else → 404. SIGPIPE is ignored in every process (external-loop hosts must). */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <linux/openat2.h>
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "example_common.h"
+#include "host_common.h"
 
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-
+#define PROG "zh_module_host"
 #define MAX_WORKERS 64
-
-static const char HELLO[] = "Hello, world!";
 
 /* Per-process state (each worker has its own copy after fork). */
 static struct {
@@ -67,25 +54,9 @@ static struct {
 
 typedef void (*route_fn)(zh_request *req, const char *rest);
 
-static void respond_bytes(zh_request *req, uint16_t status, const char *type, const char *body,
-                          size_t len) {
-  zh_response *resp = NULL;
-  if (zh_response_new(status, &resp) != ZH_OK) {
-    zh_request_reject(req, 500);
-    return;
-  }
-  if (zh_response_add_header(resp, "Content-Type", type) != ZH_OK ||
-      zh_response_add_bytes(resp, body, len) != ZH_OK) {
-    zh_response_free(resp);
-    zh_request_reject(req, 500);
-    return;
-  }
-  zh_respond(req, resp);
-}
-
 static void route_hello(zh_request *req, const char *rest) {
   (void)rest;
-  respond_bytes(req, 200, "text/plain", HELLO, sizeof HELLO - 1);
+  zh_host_respond_hello(req);
 }
 
 static void route_status(zh_request *req, const char *rest) {
@@ -108,18 +79,18 @@ static void route_status(zh_request *req, const char *rest) {
                    (unsigned long long)st.responses, (unsigned long long)st.bytes_writev,
                    (unsigned long long)st.bytes_sendfile, (unsigned long long)st.bytes_copy,
                    (unsigned long long)st.errors_io);
-  respond_bytes(req, 200, "application/json", body, (size_t)n);
-}
-
-static const char *content_type_for(const char *name) {
-  const char *dot = strrchr(name, '.');
-  if (dot == NULL || strchr(dot, '/') != NULL) return "application/octet-stream";
-  if (strcasecmp(dot, ".html") == 0) return "text/html; charset=utf-8";
-  if (strcasecmp(dot, ".css") == 0) return "text/css; charset=utf-8";
-  if (strcasecmp(dot, ".txt") == 0) return "text/plain; charset=utf-8";
-  if (strcasecmp(dot, ".svg") == 0) return "image/svg+xml";
-  if (strcasecmp(dot, ".json") == 0) return "application/json";
-  return "application/octet-stream";
+  zh_response *resp = NULL;
+  if (zh_response_new(200, &resp) != ZH_OK) {
+    zh_request_reject(req, 500);
+    return;
+  }
+  if (zh_response_add_header(resp, "Content-Type", "application/json") != ZH_OK ||
+      zh_response_add_bytes(resp, body, (size_t)n) != ZH_OK) {
+    zh_response_free(resp);
+    zh_request_reject(req, 500);
+    return;
+  }
+  zh_respond(req, resp);
 }
 
 /* `rest`: the path after "/static/". Files only (no directory index), confined to the root by
@@ -134,28 +105,7 @@ static void route_static(zh_request *req, const char *rest) {
     zh_request_reject(req, 403);
     return;
   }
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  int fd = (int)syscall(SYS_openat2, g.root_fd, rest, &how, sizeof how);
-  if (fd < 0) {
-    zh_request_reject(req, (errno == ENOENT || errno == ENOTDIR) ? 404 : 403);
-    return;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    zh_request_reject(req, 403);
-    return;
-  }
-  zh_file_info info;
-  memset(&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  info.content_type = content_type_for(rest);
-  info.last_modified = -1;
-  info.size = -1;
-  (void)zh_respond_file(req, fd, ZH_FD_CLOSE, &info); /* takes fd and req */
+  zh_host_respond_opened(req, zh_host_open_beneath(g.root_fd, rest), rest); /* takes fd and req */
 }
 
 /* The module's handler table. A prefix ending in '/' matches everything below it; any other
@@ -171,12 +121,8 @@ static const struct {
 
 static void on_request(void *ud, zh_request *req) {
   (void)ud;
-  const char *method = zh_request_method(req);
+  if (!zh_host_get_or_head(req)) return;
   const char *path = zh_request_path(req);
-  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-    zh_request_reject(req, 405);
-    return;
-  }
   for (size_t i = 0; i < sizeof g_routes / sizeof g_routes[0]; i++) {
     const char *prefix = g_routes[i].prefix;
     size_t len = strlen(prefix);
@@ -213,13 +159,9 @@ static int worker_main(int listen_fd) {
     return 1;
   }
 
-  zh_config *cfg = NULL;
-  zh_result rc = zh_config_new(&cfg);
-  if (rc == ZH_OK) rc = zh_config_set_threads(cfg, 0);
-  if (rc == ZH_OK && getenv("ZH_MODULE_ACCESS_LOG") != NULL)
-    rc = zh_config_set_access_log(cfg, on_access, NULL);
-  if (rc == ZH_OK) rc = zh_engine_new(cfg, on_request, NULL, &g.engine);
-  zh_config_free(cfg);
+  zh_result rc = zh_host_engine_new(on_request, NULL,
+                                    getenv("ZH_MODULE_ACCESS_LOG") != NULL ? on_access : NULL,
+                                    NULL, &g.engine);
   if (rc != ZH_OK) {
     zh_ex_fail("worker: creating the engine", rc);
     return 1;
@@ -250,13 +192,9 @@ static int worker_main(int listen_fd) {
 
   int status = 0;
   for (int running = 1; running;) {
-    int64_t t = zh_engine_next_timeout_ms(g.engine);
-    int timeout = t < 0 ? -1 : (t > 3600000 ? 3600000 : (int)t);
     struct epoll_event evs[8];
-    int n = epoll_wait(ep, evs, 8, timeout);
+    int n = zh_host_epoll_wait(ep, evs, 8, g.engine, "worker: epoll_wait", NULL);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      perror("worker: epoll_wait");
       status = 1;
       break;
     }
@@ -283,79 +221,22 @@ static int worker_main(int listen_fd) {
     }
     /* Step after every wake-up: the engine fd was readable, an adopted fd is queued for it, or
      * its timer is due. zh_engine_step(…, 0) never blocks; with nothing to do it returns at once. */
-    if (running) {
-      rc = zh_engine_step(g.engine, 0);
-      if (rc != ZH_OK) {
-        zh_ex_fail("worker: zh_engine_step", rc);
-        status = 1;
-        break;
-      }
+    if (running && zh_host_step(g.engine, "worker: zh_engine_step") != 0) {
+      status = 1;
+      break;
     }
   }
 
   /* Stop accepting (the other workers and the master still hold the socket), then finish. */
   epoll_ctl(ep, EPOLL_CTL_DEL, listen_fd, NULL);
   close(listen_fd);
-  rc = zh_engine_shutdown(g.engine, 2000);
-  if (rc != ZH_OK) {
-    zh_ex_fail("worker: zh_engine_shutdown", rc);
-    status = 1;
-  }
-  if (getenv("ZH_EXAMPLE_STATS") != NULL) zh_ex_print_stats(g.engine);
-  zh_engine_free(g.engine);
+  if (zh_host_finish(g.engine, "worker: zh_engine_shutdown") != 0) status = 1;
   close(ep);
   close(sig_fd);
   return status;
 }
 
 /* ---- master process ---------------------------------------------------------------------------- */
-
-/* Binds and listens on "HOST:PORT" ("[::1]:0" too). Returns the fd and the bound port. */
-static int bind_listener(const char *addr, uint16_t *port_out) {
-  char host[256];
-  const char *colon = strrchr(addr, ':');
-  if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
-    fprintf(stderr, "zh_module_host: --listen wants HOST:PORT, got %s\n", addr);
-    return -1;
-  }
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  char *h = host;
-  if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-    h[strlen(h) - 1] = '\0';
-    h++;
-  }
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gai = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
-  if (gai != 0) {
-    fprintf(stderr, "zh_module_host: %s: %s\n", addr, gai_strerror(gai));
-    return -1;
-  }
-  int fd = -1;
-  for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0) {
-      perror("zh_module_host: bind/listen");
-      close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(res);
-  if (fd < 0) return -1;
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
-  return fd;
-}
 
 static pid_t spawn_worker(int index, int listen_fd, int sig_fd) {
   fflush(stdout);
@@ -367,65 +248,27 @@ static pid_t spawn_worker(int index, int listen_fd, int sig_fd) {
   _exit(worker_main(listen_fd));
 }
 
-static void usage(const char *prog) {
-  fprintf(stderr, "usage: %s [--listen ADDR] [--root DIR] [--workers N]\n", prog);
-}
-
 int main(int argc, char **argv) {
   const char *listen_addr = ZH_EX_DEFAULT_LISTEN;
   const char *root = NULL;
   int workers = 2;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(argv[0]);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      usage(argv[0]);
-      return 2;
-    }
-    if (strcmp(a, "--listen") == 0) {
-      listen_addr = argv[++i];
-    } else if (strcmp(a, "--root") == 0) {
-      root = argv[++i];
-    } else if (strcmp(a, "--workers") == 0) {
-      char *end = NULL;
-      long n = strtol(argv[++i], &end, 10);
-      if (*end != '\0' || n < 1 || n > MAX_WORKERS) {
-        fprintf(stderr, "zh_module_host: --workers wants 1..%d\n", MAX_WORKERS);
-        return 2;
-      }
-      workers = (int)n;
-    } else {
-      usage(argv[0]);
-      return 2;
-    }
-  }
-  if (root != NULL) {
-    g.root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (g.root_fd < 0) {
-      fprintf(stderr, "zh_module_host: cannot open directory %s: %s\n", root, strerror(errno));
-      return 1;
-    }
-  }
+  const zh_host_flag flags[] = {{"--listen", &listen_addr, NULL, 0, 0},
+                                {"--root", &root, NULL, 0, 0},
+                                {"--workers", NULL, &workers, 1, MAX_WORKERS}};
+  zh_host_parse_flags(argc, argv, PROG, "[--listen ADDR] [--root DIR] [--workers N]", flags, 3);
+  if (zh_host_open_root(PROG, root, &g.root_fd) != 0) return 1;
 
   /* Blocked before fork, so workers inherit the mask and read them from their own signalfd. */
   sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  zh_host_block_signals(&sigs, SIGCHLD);
   int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
   if (sig_fd < 0) {
     perror("signalfd");
     return 1;
   }
 
-  uint16_t port = 0;
-  int listen_fd = bind_listener(listen_addr, &port);
+  unsigned port = 0;
+  int listen_fd = zh_host_bind_listen(PROG, listen_addr, 511, &port);
   if (listen_fd < 0) return 1;
 
   pid_t pids[MAX_WORKERS];
@@ -436,10 +279,8 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  const char *colon = strrchr(listen_addr, ':');
-  printf("listening on http://%.*s:%u\n", (int)(colon - listen_addr), listen_addr, (unsigned)port);
-  fflush(stdout);
-  fprintf(stderr, "zh_module_host: master %ld, %d workers\n", (long)getpid(), workers);
+  zh_host_print_listening("http", listen_addr, port);
+  fprintf(stderr, PROG ": master %ld, %d workers\n", (long)getpid(), workers);
 
   int stopping = 0, alive = workers, status = 0;
   while (alive > 0) {
@@ -464,7 +305,7 @@ int main(int argc, char **argv) {
             alive--;
           } else {
             /* A worker died on its own: log it and start a new one, like nginx does. */
-            fprintf(stderr, "zh_module_host: worker %d (pid %ld) %s %d, restarting it\n", i,
+            fprintf(stderr, PROG ": worker %d (pid %ld) %s %d, restarting it\n", i,
                     (long)pid, WIFEXITED(ws) ? "exited with" : "killed by signal",
                     WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
             pids[i] = spawn_worker(i, listen_fd, sig_fd);
@@ -479,7 +320,7 @@ int main(int argc, char **argv) {
     } else if (!stopping) {
       /* SIGTERM or SIGINT: pass SIGTERM on to every worker, then reap them above. */
       stopping = 1;
-      fprintf(stderr, "zh_module_host: signal %u, stopping %d workers\n", si.ssi_signo, alive);
+      fprintf(stderr, PROG ": signal %u, stopping %d workers\n", si.ssi_signo, alive);
       close(listen_fd);
       listen_fd = -1;
       for (int i = 0; i < workers; i++)

@@ -31,9 +31,6 @@
  * sendfile cannot encrypt). Access log lines go to stderr. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -42,28 +39,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "example_common.h"
+#include "host_common.h"
 
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-
+#define PROG "zh_tls_host"
 #define WRITE_GATHER 16384 /* one TLS record */
-
-static const char HELLO[] = "Hello, world!";
-static int g_root_fd = -1; /* O_PATH directory fd of --root, or -1 */
 
 /* ---- per-connection context --------------------------------------------------------------- */
 
@@ -176,113 +164,10 @@ static void tls_close(void *ud) {
   conn_retire((conn *)ud); /* after this the transport handle is gone: no more ready calls */
 }
 
-/* ---- hooks and routes --------------------------------------------------------------------- */
-
-static void on_log(void *ud, int32_t level, const char *msg) {
-  (void)ud;
-  fprintf(stderr, "zh_tls_host: engine log (level %d): %s\n", (int)level, msg);
-}
-
-static void on_access(void *ud, const zh_access_record *r) {
-  (void)ud;
-  fprintf(stderr, "%s \"%s %s\" %u %llu %lluus %s\n", r->peer, r->method, r->target,
-          (unsigned)r->status, (unsigned long long)r->bytes, (unsigned long long)r->duration_us,
-          r->strategy);
-}
-
-static const char *content_type_for(const char *name) {
-  const char *dot = strrchr(name, '.');
-  if (dot == NULL || strchr(dot, '/') != NULL) return "application/octet-stream";
-  if (strcasecmp(dot, ".html") == 0) return "text/html; charset=utf-8";
-  if (strcasecmp(dot, ".css") == 0) return "text/css; charset=utf-8";
-  if (strcasecmp(dot, ".txt") == 0) return "text/plain; charset=utf-8";
-  if (strcasecmp(dot, ".svg") == 0) return "image/svg+xml";
-  if (strcasecmp(dot, ".json") == 0) return "application/json";
-  return "application/octet-stream";
-}
-
-static int open_beneath(const char *rel) {
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  return (int)syscall(SYS_openat2, g_root_fd, rel, &how, sizeof how);
-}
-
-static void serve_file(zh_request *req, const char *path) {
-  if (g_root_fd < 0) {
-    zh_request_reject(req, 404);
-    return;
-  }
-  if (strchr(path, '%') != NULL || strstr(path, "/../") != NULL ||
-      (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)) {
-    zh_request_reject(req, 403);
-    return;
-  }
-  char rel[4096];
-  const char *p = path;
-  while (*p == '/') p++;
-  int n = snprintf(rel, sizeof rel, "%s", *p ? p : ".");
-  if (n < 0 || (size_t)n >= sizeof rel - 16) {
-    zh_request_reject(req, 414);
-    return;
-  }
-  int fd = open_beneath(rel);
-  struct stat st;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    close(fd);
-    if (strcmp(rel, ".") == 0) snprintf(rel, sizeof rel, "index.html");
-    else strcat(rel, rel[n - 1] == '/' ? "index.html" : "/index.html");
-    fd = open_beneath(rel);
-    if (fd >= 0 && fstat(fd, &st) != 0) {
-      close(fd);
-      fd = -1;
-    }
-  }
-  if (fd < 0) {
-    zh_request_reject(req, (errno == ENOENT || errno == ENOTDIR) ? 404 : 403);
-    return;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    zh_request_reject(req, 403);
-    return;
-  }
-  zh_file_info info;
-  memset(&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  info.content_type = content_type_for(rel);
-  info.last_modified = -1;
-  info.size = -1;
-  (void)zh_respond_file(req, fd, ZH_FD_CLOSE, &info);
-}
-
-static void on_request(void *ud, zh_request *req) {
-  (void)ud;
-  const char *method = zh_request_method(req);
-  const char *path = zh_request_path(req);
-  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-    zh_request_reject(req, 405);
-    return;
-  }
-  if (strcmp(path, "/hello") == 0) {
-    zh_response *resp = NULL;
-    if (zh_response_new(200, &resp) != ZH_OK) {
-      zh_request_reject(req, 500);
-      return;
-    }
-    zh_response_add_header(resp, "Content-Type", "text/plain");
-    zh_response_add_lent(resp, HELLO, sizeof HELLO - 1, NULL, NULL);
-    zh_respond(req, resp);
-    return;
-  }
-  serve_file(req, path);
-}
-
 /* ---- TLS setup ---------------------------------------------------------------------------- */
 
 static void print_ssl_errors(const char *what) {
-  fprintf(stderr, "zh_tls_host: %s\n", what);
+  fprintf(stderr, PROG ": %s\n", what);
   ERR_print_errors_fp(stderr);
 }
 
@@ -358,7 +243,7 @@ static void conn_handshake(zh_engine *engine, conn *c) {
     if (err != 0) {
       char buf[256];
       ERR_error_string_n(err, buf, sizeof buf);
-      fprintf(stderr, "zh_tls_host: handshake with %s failed: %s\n", c->peer, buf);
+      fprintf(stderr, PROG ": handshake with %s failed: %s\n", c->peer, buf);
     }
     conn_retire(c);
     return;
@@ -384,7 +269,7 @@ static void accept_all(zh_engine *engine, int lfd, SSL_CTX *ctx) {
     int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) perror("zh_tls_host: accept4");
+      if (errno != EAGAIN && errno != EWOULDBLOCK) perror(PROG ": accept4");
       return;
     }
     int one = 1;
@@ -392,7 +277,7 @@ static void accept_all(zh_engine *engine, int lfd, SSL_CTX *ctx) {
     conn *c = calloc(1, sizeof *c);
     SSL *ssl = c ? SSL_new(ctx) : NULL;
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
-      fprintf(stderr, "zh_tls_host: out of memory for a connection\n");
+      fprintf(stderr, PROG ": out of memory for a connection\n");
       SSL_free(ssl);
       free(c);
       close(fd);
@@ -411,7 +296,7 @@ static void accept_all(zh_engine *engine, int lfd, SSL_CTX *ctx) {
     ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
     ev.data.ptr = c;
     if (epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      perror("zh_tls_host: epoll_ctl");
+      perror(PROG ": epoll_ctl");
       conn_retire(c);
       continue;
     }
@@ -419,107 +304,28 @@ static void accept_all(zh_engine *engine, int lfd, SSL_CTX *ctx) {
   }
 }
 
-/* Binds ADDR ("host:port", "[v6]:port"), non-blocking. Returns the fd or -1. */
-static int bind_listen(const char *addr, char *host_out, size_t host_cap, unsigned *port_out) {
-  char host[256];
-  const char *colon = strrchr(addr, ':');
-  if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof host) {
-    fprintf(stderr, "zh_tls_host: --listen wants HOST:PORT, got %s\n", addr);
-    return -1;
-  }
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  snprintf(host_out, host_cap, "%s", host);
-  char *h = host;
-  size_t hl = strlen(h);
-  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-    h[hl - 1] = '\0';
-    h++;
-  }
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gr = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
-  if (gr != 0) {
-    fprintf(stderr, "zh_tls_host: cannot resolve %s: %s\n", addr, gai_strerror(gr));
-    return -1;
-  }
-  int fd = -1;
-  for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) break;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    fprintf(stderr, "zh_tls_host: cannot listen on %s: %s\n", addr, strerror(errno));
-    return -1;
-  }
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  *port_out = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  return fd;
-}
-
 /* ---- main --------------------------------------------------------------------------------- */
-
-static void usage(const char *prog) {
-  fprintf(stderr, "usage: %s --listen ADDR --cert FILE --key FILE [--root DIR]\n", prog);
-}
 
 int main(int argc, char **argv) {
   const char *listen_addr = ZH_EX_DEFAULT_LISTEN;
   const char *root = NULL, *cert = NULL, *key = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(argv[0]);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      usage(argv[0]);
-      return 2;
-    }
-    if (strcmp(a, "--listen") == 0) listen_addr = argv[++i];
-    else if (strcmp(a, "--root") == 0) root = argv[++i];
-    else if (strcmp(a, "--cert") == 0) cert = argv[++i];
-    else if (strcmp(a, "--key") == 0) key = argv[++i];
-    else {
-      usage(argv[0]);
-      return 2;
-    }
-  }
+  const char *usage_args = "--listen ADDR --cert FILE --key FILE [--root DIR]";
+  const zh_host_flag flags[] = {{"--listen", &listen_addr, NULL, 0, 0},
+                                {"--root", &root, NULL, 0, 0},
+                                {"--cert", &cert, NULL, 0, 0},
+                                {"--key", &key, NULL, 0, 0}};
+  zh_host_parse_flags(argc, argv, PROG, usage_args, flags, 4);
   if (cert == NULL || key == NULL) {
-    usage(argv[0]);
+    fprintf(stderr, "usage: %s %s\n", argv[0], usage_args);
     return 2;
   }
-  if (root != NULL) {
-    g_root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (g_root_fd < 0) {
-      fprintf(stderr, "zh_tls_host: cannot open directory %s: %s\n", root, strerror(errno));
-      return 1;
-    }
-  }
+  int root_fd = -1;
+  if (zh_host_open_root(PROG, root, &root_fd) != 0) return 1;
   SSL_CTX *ssl_ctx = make_ssl_ctx(cert, key);
   if (ssl_ctx == NULL) return 1;
 
   sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0) {
-    perror("sigprocmask");
-    return 1;
-  }
-  signal(SIGPIPE, SIG_IGN);
+  if (zh_host_block_signals(&sigs, 0) != 0) return 1;
   int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   g_ep = epoll_create1(EPOLL_CLOEXEC);
   if (sig_fd < 0 || g_ep < 0) {
@@ -527,19 +333,12 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  char host[256];
   unsigned port = 0;
-  int lfd = bind_listen(listen_addr, host, sizeof host, &port);
+  int lfd = zh_host_bind_listen(PROG, listen_addr, 1024, &port);
   if (lfd < 0) return 1;
 
-  zh_config *cfg = NULL;
   zh_engine *engine = NULL;
-  zh_result rc = zh_config_new(&cfg);
-  if (rc == ZH_OK) rc = zh_config_set_threads(cfg, 0);
-  if (rc == ZH_OK) rc = zh_config_set_access_log(cfg, on_access, NULL);
-  if (rc == ZH_OK) rc = zh_config_set_log(cfg, on_log, NULL);
-  if (rc == ZH_OK) rc = zh_engine_new(cfg, on_request, NULL, &engine);
-  zh_config_free(cfg);
+  zh_result rc = zh_host_engine_new(zh_host_on_request, &root_fd, zh_host_on_access, PROG, &engine);
   if (rc != ZH_OK) {
     zh_ex_fail("creating the engine", rc);
     return 1;
@@ -563,25 +362,19 @@ int main(int argc, char **argv) {
   ev.data.ptr = &t_listen;
   epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &ev);
 
-  printf("listening on https://%s:%u\n", host, port);
-  fflush(stdout);
+  zh_host_print_listening("https", listen_addr, port);
 
   int running = 1;
   int status = 0;
   while (running) {
-    int64_t t = zh_engine_next_timeout_ms(engine);
-    int timeout = t < 0 ? -1 : (t > 3600000 ? 3600000 : (int)t);
-    struct timespec before;
-    clock_gettime(CLOCK_MONOTONIC, &before);
+    /* step: the engine's fd fired, or its timer is due (the wait lasted its whole timeout) */
     struct epoll_event evs[64];
-    int n = epoll_wait(g_ep, evs, 64, timeout);
+    int step = 0;
+    int n = zh_host_epoll_wait(g_ep, evs, 64, engine, "epoll_wait", &step);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      perror("epoll_wait");
       status = 1;
       break;
     }
-    int step = 0;
     for (int i = 0; i < n; i++) {
       tag *tg = evs[i].data.ptr;
       switch (tg->kind) {
@@ -591,14 +384,9 @@ int main(int argc, char **argv) {
         case KIND_LISTEN:
           accept_all(engine, lfd, ssl_ctx);
           break;
-        case KIND_SIGNAL: {
-          struct signalfd_siginfo si;
-          if (read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-            fprintf(stderr, "zh_tls_host: signal %u, shutting down\n", si.ssi_signo);
-            running = 0;
-          }
+        case KIND_SIGNAL:
+          if (zh_host_read_signal(PROG, sig_fd)) running = 0;
           break;
-        }
         case KIND_CONN: {
           conn *c = (conn *)tg;
           if (c->dead) break; /* closed earlier in this batch */
@@ -608,37 +396,21 @@ int main(int argc, char **argv) {
         }
       }
     }
-    if (!step && timeout >= 0) {
-      struct timespec now;
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      double waited = (double)(now.tv_sec - before.tv_sec) * 1e3 +
-                      (double)(now.tv_nsec - before.tv_nsec) / 1e6;
-      step = waited >= (double)timeout;
-    }
-    if (step && running) {
-      rc = zh_engine_step(engine, 0);
-      if (rc != ZH_OK) {
-        zh_ex_fail("zh_engine_step", rc);
-        status = 1;
-        running = 0;
-      }
+    if (step && running && zh_host_step(engine, "zh_engine_step") != 0) {
+      status = 1;
+      running = 0;
     }
     bury_dead(); /* tls_close ran inside the step (or a handshake failed): now safe to free */
   }
 
   epoll_ctl(g_ep, EPOLL_CTL_DEL, lfd, NULL);
   close(lfd);
-  rc = zh_engine_shutdown(engine, 2000); /* closes adopted sessions through tls_close */
-  if (rc != ZH_OK) {
-    zh_ex_fail("zh_engine_shutdown", rc);
-    status = 1;
-  }
-  if (getenv("ZH_EXAMPLE_STATS") != NULL) zh_ex_print_stats(engine);
-  zh_engine_free(engine); /* any transport still open gets tls_close here */
+  /* Shutdown closes adopted sessions through tls_close; free gives tls_close to any left. */
+  if (zh_host_finish(engine, "zh_engine_shutdown") != 0) status = 1;
   /* What is left never reached the engine: handshakes in progress. */
   while (g_conns != NULL) {
     if (g_conns->transport != NULL) {
-      fprintf(stderr, "zh_tls_host: a transport outlived zh_engine_free (not closed by the engine)\n");
+      fprintf(stderr, PROG ": a transport outlived zh_engine_free (not closed by the engine)\n");
     }
     conn_retire(g_conns);
   }
@@ -646,6 +418,6 @@ int main(int argc, char **argv) {
   SSL_CTX_free(ssl_ctx);
   close(g_ep);
   close(sig_fd);
-  if (g_root_fd >= 0) close(g_root_fd);
+  if (root_fd >= 0) close(root_fd);
   return status;
 }
