@@ -1,7 +1,8 @@
 /* Shared by the t_host_*.c tests: run a built host example (path in an environment variable set
  * by capi-tests/CMakeLists.txt with $<TARGET_FILE:...>), read its `listening on` line, talk to
  * it with the testutil client (and curl / python3 http.client when installed), stop it with a
- * signal and check its exit status. Header-only (static functions, each used by every test). */
+ * signal and check its exit status. Header-only (static inline, so a test that does not use a
+ * helper gets no warning). */
 #ifndef ZH_T_HOST_COMMON_H
 #define ZH_T_HOST_COMMON_H
 
@@ -29,7 +30,7 @@ typedef struct host_proc {
 
 /* Path of the example binary from env `var`; exits 77 (ctest: skipped unless told otherwise)
  * with a message when unset. */
-static const char *host_binary(const char *var) {
+static inline const char *host_binary(const char *var) {
   const char *bin = getenv(var);
   if (bin == NULL || *bin == '\0') {
     fprintf(stderr, "%s is not set: run this test through ctest (capi-tests/CMakeLists.txt)\n", var);
@@ -39,7 +40,7 @@ static const char *host_binary(const char *var) {
   return bin;
 }
 
-static void host_write_file(const char *dir, const char *name, const void *data, size_t len) {
+static inline void host_write_file(const char *dir, const char *name, const void *data, size_t len) {
   char path[1024];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -55,7 +56,7 @@ static void host_write_file(const char *dir, const char *name, const void *data,
 }
 
 /* A root with big.bin (pattern), hello.txt and index.html. */
-static void host_make_root(host_proc *h) {
+static inline void host_make_root(host_proc *h) {
   const char *tmp = getenv("TMPDIR");
   snprintf(h->root, sizeof h->root, "%s/zh-host-root-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   CHECK(mkdtemp(h->root) != NULL);
@@ -68,7 +69,7 @@ static void host_make_root(host_proc *h) {
   host_write_file(h->root, "index.html", "<h1>index</h1>\n", 15);
 }
 
-static void host_remove_root(host_proc *h) {
+static inline void host_remove_root(host_proc *h) {
   const char *names[] = {"big.bin", "hello.txt", "index.html"};
   for (size_t i = 0; i < 3; i++) {
     char path[1024];
@@ -79,8 +80,9 @@ static void host_remove_root(host_proc *h) {
 }
 
 /* Starts `argv` (argv[0] = binary) with stdout on a pipe and waits up to 10 s for
- * `listening on http://127.0.0.1:PORT`. stderr is inherited (ctest shows it). */
-static void host_start(host_proc *h, char *const argv[]) {
+ * `listening on SCHEME://127.0.0.1:PORT` (`scheme`: "http" or "https"). stderr is inherited
+ * (ctest shows it). */
+static inline void host_start_scheme(host_proc *h, char *const argv[], const char *scheme) {
   int p[2];
   CHECK(pipe2(p, O_CLOEXEC) == 0);
   fflush(stdout);
@@ -108,8 +110,10 @@ static void host_start(host_proc *h, char *const argv[]) {
     char *nl = strchr(line, '\n');
     if (nl == NULL) continue;
     *nl = '\0';
+    char want[64];
+    snprintf(want, sizeof want, "listening on %s://127.0.0.1:%%u", scheme);
     unsigned port = 0;
-    CHECK_MSG(sscanf(line, "listening on http://127.0.0.1:%u", &port) == 1, line);
+    CHECK_MSG(sscanf(line, want, &port) == 1, line);
     CHECK(port > 0 && port < 65536);
     h->port = (uint16_t)port;
     break;
@@ -118,8 +122,10 @@ static void host_start(host_proc *h, char *const argv[]) {
   fprintf(stderr, "started %s (pid %ld) on port %u\n", argv[0], (long)pid, (unsigned)h->port);
 }
 
+static inline void host_start(host_proc *h, char *const argv[]) { host_start_scheme(h, argv, "http"); }
+
 /* Sends `sig`, waits up to 5 s; CHECK-fails unless the process exited with status 0. */
-static void host_stop(host_proc *h, int sig) {
+static inline void host_stop(host_proc *h, int sig) {
   CHECK(kill(h->pid, sig) == 0);
   double deadline = zt_now_ms() + 5000 * zt_time_scale();
   int ws = 0;
@@ -139,13 +145,13 @@ static void host_stop(host_proc *h, int sig) {
   CHECK_EQ_INT(WEXITSTATUS(ws), 0);
 }
 
-static void check_hello(const zt_response *r) {
+static inline void check_hello(const zt_response *r) {
   CHECK_EQ_INT(r->status, 200);
   CHECK_EQ_INT(r->body_len, 13);
   CHECK_STREQ((const char *)r->body, "Hello, world!");
 }
 
-static void check_big(const zt_response *r) {
+static inline void check_big(const zt_response *r) {
   CHECK_EQ_INT(r->status, 200);
   CHECK_EQ_INT(r->body_len, HOST_BIG_SIZE);
   CHECK_EQ_INT(zt_check_pattern(r->body, r->body_len, 0), -1);
@@ -154,7 +160,7 @@ static void check_big(const zt_response *r) {
 /* /hello, a file (byte-identical), HEAD, 404, keep-alive (200 requests on one connection),
  * pipelining (30 requests in one write, answers in order). `files` is the URL prefix under
  * which the root is served ("" or "/static"). */
-static void host_check_http(uint16_t port, const char *files) {
+static inline void host_check_http(uint16_t port, const char *files) {
   char big[256], small[256], req[16384];
   snprintf(big, sizeof big, "%s/big.bin", files);
   snprintf(small, sizeof small, "%s/hello.txt", files);
@@ -224,7 +230,7 @@ static void host_check_http(uint16_t port, const char *files) {
 }
 
 /* Runs `cmd` through the shell and returns its stdout (malloc'd), or NULL when it failed. */
-static char *host_run(const char *cmd) {
+static inline char *host_run(const char *cmd) {
   FILE *f = popen(cmd, "r");
   if (f == NULL) return NULL;
   size_t cap = 1 << 16, len = 0;
@@ -246,7 +252,7 @@ static char *host_run(const char *cmd) {
 
 /* Real clients: curl (byte-compared with cmp) and Python's http.client on one keep-alive
  * connection. Each is skipped with a message when not installed. */
-static void host_check_real_clients(const host_proc *h, const char *files) {
+static inline void host_check_real_clients(const host_proc *h, const char *files) {
   char cmd[4096];
   if (system("command -v curl >/dev/null 2>&1") == 0) {
     snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 http://127.0.0.1:%u/hello", (unsigned)h->port);
@@ -288,6 +294,49 @@ static void host_check_real_clients(const host_proc *h, const char *files) {
   } else {
     fprintf(stderr, "python3 not installed: http.client checks skipped\n");
   }
+}
+
+/* The whole test of a single-loop host (zh_epoll_host, zh_libevent_host: `--listen --root`, files
+ * at the top level, a directory index): the HTTP checks, real clients, then exit 0 on SIGTERM
+ * with an idle keep-alive connection open (closed by the shutdown at once), and once more on
+ * SIGINT after the host's 1 s heartbeat timer fired (it must not disturb the engine's timers).
+ * `var` names the environment variable with the binary; returns main's status. */
+static inline int host_run_single_loop_test(const char *var, const char *name) {
+  const char *bin = host_binary(var);
+  host_proc h;
+  memset(&h, 0, sizeof h);
+  host_make_root(&h);
+
+  char *argv[] = {(char *)bin, "--listen", "127.0.0.1:0", "--root", h.root, NULL};
+  host_start(&h, argv);
+  host_check_http(h.port, "");
+  /* the directory index */
+  zt_conn *c = zt_connect(h.port);
+  zt_response r;
+  zt_get(c, "/", &r);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STREQ((const char *)r.body, "<h1>index</h1>\n");
+  zt_response_free(&r);
+  zt_get(c, "/../../etc/passwd", &r);
+  CHECK(r.status == 403 || r.status == 404);
+  zt_response_free(&r);
+  host_check_real_clients(&h, "");
+  host_stop(&h, SIGTERM);
+  CHECK(zt_wait_closed(c, 2000, NULL));
+  zt_close(c);
+
+  host_start(&h, argv);
+  zt_sleep_ms(1100);
+  c = zt_connect(h.port);
+  zt_get(c, "/hello", &r);
+  check_hello(&r);
+  zt_response_free(&r);
+  zt_close(c);
+  host_stop(&h, SIGINT);
+
+  host_remove_root(&h);
+  fprintf(stderr, "%s: ok\n", name);
+  return 0;
 }
 
 #endif

@@ -7,48 +7,7 @@
  * an idle TLS connection open, and on SIGINT. The binary comes from ZH_TLS_HOST (CMakeLists.txt).
  * `openssl` and `curl` are required (scripts/ensure-deps.sh installs them). */
 #define _GNU_SOURCE
-/* t_host_common.h's plain-HTTP helpers (host_start, host_check_http, ...) are not used here. */
-#pragma GCC diagnostic ignored "-Wunused-function"
 #include "t_host_common.h"
-
-/* Like host_start, for the `listening on https://127.0.0.1:PORT` line. */
-static void tls_start(host_proc *h, char *const argv[]) {
-  int p[2];
-  CHECK(pipe2(p, O_CLOEXEC) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    dup2(p[1], 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(p[1]);
-  h->pid = pid;
-  char line[512];
-  size_t len = 0;
-  double deadline = zt_now_ms() + 10000 * zt_time_scale();
-  for (;;) {
-    CHECK_MSG(zt_now_ms() < deadline, "no `listening on` line within 10 s");
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, 100) <= 0) continue;
-    ssize_t n = read(p[0], line + len, sizeof line - 1 - len);
-    CHECK_MSG(n > 0, "the example exited before printing `listening on`");
-    len += (size_t)n;
-    line[len] = '\0';
-    char *nl = strchr(line, '\n');
-    if (nl == NULL) continue;
-    *nl = '\0';
-    unsigned port = 0;
-    CHECK_MSG(sscanf(line, "listening on https://127.0.0.1:%u", &port) == 1, line);
-    CHECK(port > 0 && port < 65536);
-    h->port = (uint16_t)port;
-    break;
-  }
-  close(p[0]);
-  fprintf(stderr, "started %s (pid %ld) on port %u\n", argv[0], (long)pid, (unsigned)h->port);
-}
 
 static void expect_output(const char *cmd, const char *want, const char *what) {
   char *out = host_run(cmd);
@@ -84,7 +43,7 @@ int main(void) {
 
   char *argv[] = {(char *)bin, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key,
                   "--root", h.root, NULL};
-  tls_start(&h, argv);
+  host_start_scheme(&h, argv, "https");
   unsigned port = h.port;
   const char *curl = "curl --insecure -sS --max-time 10";
 
@@ -181,7 +140,7 @@ int main(void) {
   zt_close(raw);
 
   /* SIGINT works the same. */
-  tls_start(&h, argv);
+  host_start_scheme(&h, argv, "https");
   port = h.port;
   snprintf(cmd, sizeof cmd, "%s https://127.0.0.1:%u/hello", curl, port);
   expect_output(cmd, "Hello, world!", "curl /hello after restart");
