@@ -16,6 +16,8 @@ pub struct FileStat {
     pub dev: u64,
     /// Only regular files can be sent as file regions.
     pub is_regular: bool,
+    /// A directory (a file server answers it with its index or a redirect).
+    pub is_dir: bool,
 }
 
 /// `fstat(fd)` reduced to a [`FileStat`].
@@ -29,14 +31,20 @@ pub fn file_stat(fd: RawFd) -> io::Result<FileStat> {
         }
         st
     };
-    Ok(FileStat {
+    Ok(stat_from(&st))
+}
+
+/// The fields of a `struct stat` that file responses use.
+pub(crate) fn stat_from(st: &libc::stat) -> FileStat {
+    FileStat {
         size: st.st_size.max(0) as u64,
         mtime_secs: st.st_mtime,
         mtime_nanos: st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
         inode: st.st_ino,
         dev: st.st_dev,
         is_regular: (st.st_mode & libc::S_IFMT) == libc::S_IFREG,
-    })
+        is_dir: (st.st_mode & libc::S_IFMT) == libc::S_IFDIR,
+    }
 }
 
 #[cfg(test)]
