@@ -40,6 +40,12 @@
 #define ZH_FILE_NO_LAST_MODIFIED 4
 
 /**
+ * `zh_respond_file_at` flags: open the file now and keep nothing (bypass the open-file cache
+ * for this call, e.g. for a file that is being written).
+ */
+#define ZH_FILE_AT_NO_CACHE 1
+
+/**
  * Flag for `zh_response_add_file`: the engine closes the fd exactly once when it is done with
  * it (sent, aborted, or the response freed).
  */
@@ -427,6 +433,18 @@ typedef struct zh_stats {
    * Page-cache residency probes (`cachestat`) made before `sendfile`.
    */
   uint64_t syscalls_probe;
+  /**
+   * Files opened (and `fstat`ed) by `zh_respond_file_at`.
+   */
+  uint64_t file_opens;
+  /**
+   * `zh_respond_file_at` calls answered from the open-file cache without a syscall.
+   */
+  uint64_t file_cache_hits;
+  /**
+   * Cached files checked with one `fstatat` after their validity interval, and kept.
+   */
+  uint64_t file_cache_revalidations;
 } zh_stats;
 
 /**
@@ -535,6 +553,16 @@ typedef void (*zh_transport_close_fn)(void *userdata);
  */
 #define ZH_ERR_TRUNCATED 13
 
+/**
+ * Not allowed: the path leads out of its directory, is not readable, or is not a regular file.
+ */
+#define ZH_ERR_FORBIDDEN 14
+
+/**
+ * The path names a directory.
+ */
+#define ZH_ERR_IS_DIRECTORY 15
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -623,6 +651,16 @@ zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
  * `ZH_UNLIMITED` turns spooling off (the default).
  */
 zh_result zh_config_set_spool(struct zh_config *cfg, uint64_t threshold, const char *dir);
+
+/**
+ * Sizes each worker's open-file cache for `zh_respond_file_at`: up to `entries` open files
+ * (each one descriptor; 0 turns the cache off) trusted for `valid_ms` milliseconds after they
+ * were last checked, then revalidated with one `fstatat` (same inode, size and mtime: kept;
+ * else opened again). Files unused for 10 × `valid_ms` are closed. Defaults: 256 entries,
+ * 1000 ms. Mind `RLIMIT_NOFILE`: the cache may hold `entries` × threads descriptors.
+ * `ZH_ERR_INVALID`: more than 1,000,000 entries, or `valid_ms` 0 with a non-zero `entries`.
+ */
+zh_result zh_config_set_file_cache(struct zh_config *cfg, uint32_t entries, uint32_t valid_ms);
 
 /**
  * Sets (NULL: clears) the log callback of engines made from this config. Per engine: two
@@ -753,6 +791,34 @@ zh_result zh_respond_file(struct zh_request *req,
                           int32_t fd,
                           uint32_t flags,
                           const struct zh_file_info *opt);
+
+/**
+ * Answers `req` with the regular file at `path` beneath the directory `dirfd`, exactly like
+ * `zh_respond_file` (ranges, conditional requests, validators, `sendfile`), with the file
+ * opened and `fstat`ed through the worker's open-file cache (`zh_config_set_file_cache`): a
+ * file asked for again within the validity interval costs no `open`, `fstat` or `close`.
+ *
+ * `path` is relative to `dirfd` (leading slashes are skipped, so a decoded URL path works)
+ * and is resolved without ever leaving `dirfd`: `..`, absolute symlinks and `/proc` magic
+ * links that would escape are refused by the kernel (`openat2` with `RESOLVE_BENEATH`;
+ * before Linux 5.6 by checking where the opened file really is). `dirfd` may be an `O_PATH`
+ * directory fd and must stay open while the engine runs (cache entries are keyed by the
+ * number). `flags`: `ZH_FILE_AT_NO_CACHE` or 0. `opt` as for `zh_respond_file`.
+ *
+ * `ZH_OK`: the request was handed back. On every error it was NOT handed back and the
+ * caller answers it (e.g. 404/403/301): `ZH_ERR_NOT_FOUND` (no such file),
+ * `ZH_ERR_FORBIDDEN` (escapes `dirfd`, not readable, or a FIFO/device/socket),
+ * `ZH_ERR_IS_DIRECTORY`, `ZH_ERR_IO` (e.g. out of descriptors), `ZH_ERR_INVALID` (bad flags
+ * or `opt`, `dirfd` < 0), `ZH_ERR_HEADER`, `ZH_ERR_RANGE` (`opt->size` larger than the
+ * file), `ZH_ERR_NULL` (`req` or `path` NULL), `ZH_ERR_ALREADY_USED`, and `ZH_ERR_CLOSED`
+ * (the connection is gone: the request is then handed back, as with `zh_respond`).
+ * Thread-safe: call it from any thread, like `zh_respond`.
+ */
+zh_result zh_respond_file_at(struct zh_request *req,
+                             int32_t dirfd,
+                             const char *path,
+                             uint32_t flags,
+                             const struct zh_file_info *opt);
 
 /**
  * Sends `resp` as the answer to `req`. Always takes `resp` (freed on every error). Hands `req`

@@ -38,6 +38,11 @@ pub struct Config {
     pub spool_threshold: Option<u64>,
     /// Where spool files live (`O_TMPFILE`, so nothing is ever left behind).
     pub spool_dir: std::path::PathBuf,
+    /// Open files each worker keeps for `respond_file_at` (0: open, fstat and close on every
+    /// request). Each entry holds one descriptor.
+    pub file_cache_entries: usize,
+    /// How long a cached open file is trusted before one `fstatat` checks it is unchanged.
+    pub file_cache_valid: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +61,8 @@ impl Default for Config {
             disk_threads: 2,
             spool_threshold: None,
             spool_dir: std::env::temp_dir(),
+            file_cache_entries: 256,
+            file_cache_valid: Duration::from_secs(1),
         }
     }
 }
@@ -80,6 +87,12 @@ impl Config {
         }
         if self.disk_threads > 64 {
             return Err(Error::Invalid("disk_threads must be at most 64"));
+        }
+        if self.file_cache_entries > 1_000_000 {
+            return Err(Error::Invalid("file_cache_entries must be at most 1000000"));
+        }
+        if self.file_cache_entries > 0 && self.file_cache_valid.is_zero() {
+            return Err(Error::Invalid("file_cache_valid must be positive when the cache is on"));
         }
         if self.max_pipeline == 0 {
             return Err(Error::Invalid("max_pipeline must be at least 1"));

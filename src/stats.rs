@@ -45,6 +45,12 @@ counters! {
     cold_offloads,
     /// Page-cache residency probes (cachestat) before sendfile.
     syscalls_probe,
+    /// Files opened (and fstat-ed) for `respond_file_at`.
+    file_opens,
+    /// `respond_file_at` lookups answered from the open-file cache without a syscall.
+    file_cache_hits,
+    /// Cached open files checked with one fstatat after their validity interval (and kept).
+    file_cache_revalidations,
 }
 
 /// Adds `n` to a counter owned by the calling worker (single writer: no atomic RMW needed).

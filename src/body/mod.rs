@@ -20,6 +20,9 @@ pub enum FileFd {
     Owned(OwnedFd),
     /// The caller keeps it open for as long as the response lives and closes it itself.
     Borrowed(RawFd),
+    /// Shared with the engine's file cache (and other responses): closed when the last
+    /// holder lets go.
+    Shared(std::sync::Arc<OwnedFd>),
 }
 
 impl FileFd {
@@ -28,6 +31,7 @@ impl FileFd {
         match self {
             FileFd::Owned(fd) => fd.as_raw_fd(),
             FileFd::Borrowed(fd) => *fd,
+            FileFd::Shared(fd) => fd.as_raw_fd(),
         }
     }
 }

@@ -859,7 +859,7 @@ impl Conn {
                     let fd = std::mem::replace(&mut sink.fd, crate::body::FileFd::Borrowed(-1));
                     let file = match fd {
                         crate::body::FileFd::Owned(fd) => std::fs::File::from(fd),
-                        crate::body::FileFd::Borrowed(_) => unreachable!("spool files are owned"),
+                        crate::body::FileFd::Borrowed(_) | crate::body::FileFd::Shared(_) => unreachable!("spool files are owned"),
                     };
                     self.reading = self.state_after_body();
                     let mut req = match spool {

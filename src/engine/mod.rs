@@ -5,6 +5,7 @@
 
 mod conn;
 mod disk;
+pub mod file_cache;
 mod framing;
 pub mod hooks;
 mod request;
@@ -97,7 +98,7 @@ impl Engine {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), WAKER)?;
             external_fd = std::os::fd::AsRawFd::as_raw_fd(&poll);
-            let shared = WorkerShared::new(waker);
+            let shared = WorkerShared::new(waker, file_cache::FileCache::new(config.file_cache_entries, config.file_cache_valid));
             if external {
                 // The host's thread runs handlers but also calls in from outside `step`:
                 // every answer wakes the epoll fd so the host knows to step.

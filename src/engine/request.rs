@@ -142,6 +142,31 @@ impl Request {
         }
     }
 
+    /// Opens `path` beneath the directory `dirfd` (never outside it: see
+    /// [`crate::transfer::open_beneath`]) through the connection's worker's open-file cache
+    /// (`use_cache` false, or a request without a worker: open and fstat now, keep nothing).
+    pub fn open_file_at(&self, dirfd: std::os::fd::RawFd, path: &std::ffi::CStr, use_cache: bool) -> std::io::Result<crate::engine::file_cache::CachedFile> {
+        use crate::engine::file_cache::{open_file, Lookup};
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(shared) = link.as_ref().map(|l| l.shared.clone()) else { return open_file(dirfd, path) };
+        drop(link);
+        // The counters are bumped under the cache's lock, so the single-writer rule holds
+        // even when this runs on another thread than the worker's.
+        let mut cache = shared.file_cache();
+        let (file, how) = if use_cache {
+            cache.get(dirfd, path, std::time::Instant::now())?
+        } else {
+            (open_file(dirfd, path)?, Lookup::Opened)
+        };
+        let stats = &shared.stats;
+        match how {
+            Lookup::Hit => crate::stats::bump(&stats.file_cache_hits, 1),
+            Lookup::Revalidated => crate::stats::bump(&stats.file_cache_revalidations, 1),
+            Lookup::Opened => crate::stats::bump(&stats.file_opens, 1),
+        }
+        Ok(file)
+    }
+
     pub(crate) fn set_body(&mut self, body: Bytes) {
         self.body = body;
         self.claim = None;

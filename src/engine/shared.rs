@@ -6,6 +6,7 @@ use std::any::Any;
 use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 
+use crate::engine::file_cache::FileCache;
 use crate::engine::response::Response;
 use crate::stats::WorkerStats;
 
@@ -44,11 +45,15 @@ pub(crate) struct WorkerShared {
     owner: OnceLock<ThreadId>,
     external: std::sync::atomic::AtomicBool,
     pub(crate) stats: WorkerStats,
+    /// Open files for `respond_file_at` (locked by whichever thread answers; normally the
+    /// worker's own, so uncontended).
+    pub(crate) files: Mutex<FileCache>,
 }
 
 impl WorkerShared {
-    pub(crate) fn new(waker: mio::Waker) -> Self {
+    pub(crate) fn new(waker: mio::Waker, files: FileCache) -> Self {
         WorkerShared {
+            files: Mutex::new(files),
             queue: Mutex::new(Queue { msgs: Vec::new(), dead: false }),
             waker,
             owner: OnceLock::new(),
@@ -98,6 +103,10 @@ impl WorkerShared {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.dead = true;
         std::mem::take(&mut q.msgs)
+    }
+
+    pub(crate) fn file_cache(&self) -> std::sync::MutexGuard<'_, FileCache> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn wake(&self) {

@@ -149,7 +149,11 @@ impl Worker {
             }
         }
         self.events = events;
-        self.fire_timers(Instant::now());
+        let now = Instant::now();
+        self.fire_timers(now);
+        if self.config.file_cache_entries > 0 {
+            self.shared.file_cache().sweep_if_due(now);
+        }
         // Answers given during this turn (handlers, release callbacks) go out before waiting.
         self.process_inbox();
         true
@@ -170,10 +174,8 @@ impl Worker {
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
-        let next = match (timer, self.draining) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let sweep = if self.config.file_cache_entries > 0 { self.shared.file_cache().next_sweep() } else { None };
+        let next = [timer, self.draining, sweep].into_iter().flatten().min();
         next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
@@ -520,5 +522,7 @@ impl Worker {
         // Whatever arrives from now on is refused by the queue itself; drop what is there.
         let leftover = self.shared.close();
         drop(leftover);
+        // Cached files close with the worker, not whenever the engine handle is freed.
+        self.shared.file_cache().clear();
     }
 }

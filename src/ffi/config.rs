@@ -218,6 +218,23 @@ pub extern "C" fn zh_config_set_spool(cfg: *mut zh_config, threshold: u64, dir: 
     })
 }
 
+/// Sizes each worker's open-file cache for `zh_respond_file_at`: up to `entries` open files
+/// (each one descriptor; 0 turns the cache off) trusted for `valid_ms` milliseconds after they
+/// were last checked, then revalidated with one `fstatat` (same inode, size and mtime: kept;
+/// else opened again). Files unused for 10 × `valid_ms` are closed. Defaults: 256 entries,
+/// 1000 ms. Mind `RLIMIT_NOFILE`: the cache may hold `entries` × threads descriptors.
+/// `ZH_ERR_INVALID`: more than 1,000,000 entries, or `valid_ms` 0 with a non-zero `entries`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_file_cache(cfg: *mut zh_config, entries: u32, valid_ms: u32) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        cfg.update(|c| {
+            c.file_cache_entries = entries as usize;
+            c.file_cache_valid = std::time::Duration::from_millis(u64::from(valid_ms));
+        })
+    })
+}
+
 /// Log levels passed to a `zh_log_fn`.
 pub const ZH_LOG_ERROR: i32 = 1;
 pub const ZH_LOG_WARN: i32 = 2;

@@ -10,7 +10,7 @@ use crate::ffi::response::ZH_FD_CLOSE;
 use crate::ffi::result::*;
 use crate::ffi::stream::owned_or_borrowed;
 use crate::ffi::cstr_bytes;
-use crate::static_file::{self, ETagChoice, FileInfo};
+use crate::static_file::{self, ETagChoice, FileInfo, OpenFailure};
 
 /// `zh_file_info.flags`: mark the generated ETag weak (`W/"..."`), or add `W/` to the given
 /// one. Weak tags still allow `304` (If-None-Match) but never satisfy `If-Match` or `If-Range`.
@@ -199,6 +199,61 @@ pub extern "C" fn zh_respond_file(req: *mut zh_request, fd: i32, flags: u32, opt
             Ok(resp) => hand_back(req, resp),
             Err(e) => fail(code_of(&e)),
         }
+    })
+}
+
+/// `zh_respond_file_at` flags: open the file now and keep nothing (bypass the open-file cache
+/// for this call, e.g. for a file that is being written).
+pub const ZH_FILE_AT_NO_CACHE: u32 = 1;
+
+/// Answers `req` with the regular file at `path` beneath the directory `dirfd`, exactly like
+/// `zh_respond_file` (ranges, conditional requests, validators, `sendfile`), with the file
+/// opened and `fstat`ed through the worker's open-file cache (`zh_config_set_file_cache`): a
+/// file asked for again within the validity interval costs no `open`, `fstat` or `close`.
+///
+/// `path` is relative to `dirfd` (leading slashes are skipped, so a decoded URL path works)
+/// and is resolved without ever leaving `dirfd`: `..`, absolute symlinks and `/proc` magic
+/// links that would escape are refused by the kernel (`openat2` with `RESOLVE_BENEATH`;
+/// before Linux 5.6 by checking where the opened file really is). `dirfd` may be an `O_PATH`
+/// directory fd and must stay open while the engine runs (cache entries are keyed by the
+/// number). `flags`: `ZH_FILE_AT_NO_CACHE` or 0. `opt` as for `zh_respond_file`.
+///
+/// `ZH_OK`: the request was handed back. On every error it was NOT handed back and the
+/// caller answers it (e.g. 404/403/301): `ZH_ERR_NOT_FOUND` (no such file),
+/// `ZH_ERR_FORBIDDEN` (escapes `dirfd`, not readable, or a FIFO/device/socket),
+/// `ZH_ERR_IS_DIRECTORY`, `ZH_ERR_IO` (e.g. out of descriptors), `ZH_ERR_INVALID` (bad flags
+/// or `opt`, `dirfd` < 0), `ZH_ERR_HEADER`, `ZH_ERR_RANGE` (`opt->size` larger than the
+/// file), `ZH_ERR_NULL` (`req` or `path` NULL), `ZH_ERR_ALREADY_USED`, and `ZH_ERR_CLOSED`
+/// (the connection is gone: the request is then handed back, as with `zh_respond`).
+/// Thread-safe: call it from any thread, like `zh_respond`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_respond_file_at(req: *mut zh_request, dirfd: i32, path: *const c_char, flags: u32, opt: *const zh_file_info) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cell = try_ref!(req);
+        if path.is_null() {
+            return ZH_ERR_NULL;
+        }
+        if cell.request().handed_back() {
+            return ZH_ERR_ALREADY_USED;
+        }
+        if dirfd < 0 || flags & !ZH_FILE_AT_NO_CACHE != 0 {
+            return ZH_ERR_INVALID;
+        }
+        let (info, size) = match read_info(opt).and_then(|i| to_file_info(&i)) {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
+        // SAFETY: non-NULL; the caller promises a NUL-terminated string readable during the call.
+        let path = unsafe { std::ffi::CStr::from_ptr(path) };
+        let use_cache = flags & ZH_FILE_AT_NO_CACHE == 0;
+        let resp = match static_file::file_at_response(cell.request(), dirfd, path, use_cache, size, &info) {
+            Ok(resp) => resp,
+            Err(OpenFailure::NotFound) => return ZH_ERR_NOT_FOUND,
+            Err(OpenFailure::Forbidden) => return ZH_ERR_FORBIDDEN,
+            Err(OpenFailure::Directory) => return ZH_ERR_IS_DIRECTORY,
+            Err(OpenFailure::Other(e)) => return code_of(&e),
+        };
+        hand_back(req, resp)
     })
 }
 

@@ -36,6 +36,10 @@ pub const ZH_ERR_HEADER: zh_result = 11;
 pub const ZH_ERR_UNSUPPORTED: zh_result = 12;
 /// A file turned out shorter than the region promised.
 pub const ZH_ERR_TRUNCATED: zh_result = 13;
+/// Not allowed: the path leads out of its directory, is not readable, or is not a regular file.
+pub const ZH_ERR_FORBIDDEN: zh_result = 14;
+/// The path names a directory.
+pub const ZH_ERR_IS_DIRECTORY: zh_result = 15;
 
 /// ABI major version: the soname is `libzerohttp.so.<ZH_VERSION_MAJOR>`.
 pub const ZH_VERSION_MAJOR: u32 = 0;
@@ -94,6 +98,8 @@ fn describe(code: zh_result) -> &'static str {
         ZH_ERR_HEADER => "invalid or reserved header\0",
         ZH_ERR_UNSUPPORTED => "not supported\0",
         ZH_ERR_TRUNCATED => "file shorter than the region promised\0",
+        ZH_ERR_FORBIDDEN => "forbidden: outside the directory, not readable or not a regular file\0",
+        ZH_ERR_IS_DIRECTORY => "is a directory\0",
         _ => "unknown result code\0",
     }
 }
@@ -125,7 +131,7 @@ mod tests {
     #[test]
     fn every_code_has_its_own_text() {
         let mut seen = std::collections::HashSet::new();
-        for code in ZH_OK..=ZH_ERR_TRUNCATED {
+        for code in ZH_OK..=ZH_ERR_IS_DIRECTORY {
             let s = describe(code);
             assert!(s.ends_with('\0'));
             assert!(seen.insert(s), "duplicate text for {code}");

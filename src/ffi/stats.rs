@@ -55,6 +55,12 @@ pub struct zh_stats {
     pub cold_offloads: u64,
     /// Page-cache residency probes (`cachestat`) made before `sendfile`.
     pub syscalls_probe: u64,
+    /// Files opened (and `fstat`ed) by `zh_respond_file_at`.
+    pub file_opens: u64,
+    /// `zh_respond_file_at` calls answered from the open-file cache without a syscall.
+    pub file_cache_hits: u64,
+    /// Cached files checked with one `fstatat` after their validity interval, and kept.
+    pub file_cache_revalidations: u64,
 }
 
 /// Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
@@ -101,6 +107,9 @@ pub extern "C" fn zh_engine_stats(engine: *const zh_engine, out: *mut zh_stats) 
             body_bytes_copied: s.body_bytes_copied,
             cold_offloads: s.cold_offloads,
             syscalls_probe: s.syscalls_probe,
+            file_opens: s.file_opens,
+            file_cache_hits: s.file_cache_hits,
+            file_cache_revalidations: s.file_cache_revalidations,
         };
         let n = size.min(std::mem::size_of::<zh_stats>());
         // SAFETY: `full` is a live local of size_of::<zh_stats>() >= n bytes; the caller

@@ -38,6 +38,7 @@ pub mod etag;
 pub mod range;
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -383,6 +384,11 @@ pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
         resp.add_header(n.as_str().as_bytes(), v.as_bytes())?;
     }
     let files = plan.body.iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
+    // Several parts share one descriptor instead of a dup per part.
+    let fd = match fd {
+        FileFd::Owned(o) if files > 1 => FileFd::Shared(Arc::new(o)),
+        other => other,
+    };
     let mut fd = Some(fd);
     let mut seen = 0;
     for part in plan.body {
@@ -396,6 +402,7 @@ pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
                     match fd.as_ref() {
                         Some(FileFd::Owned(o)) => FileFd::Owned(o.try_clone()?),
                         Some(FileFd::Borrowed(raw)) => FileFd::Borrowed(*raw),
+                        Some(FileFd::Shared(a)) => FileFd::Shared(a.clone()),
                         None => return Err(Error::Invalid("file descriptor already used")),
                     }
                 };
@@ -447,6 +454,51 @@ pub fn respond_file_sized(req: &Request, fd: FileFd, size: Option<u64>, info: &F
             Err(e)
         }
     }
+}
+
+/// Why [`respond_file_at`] did not answer: the request is still the caller's to answer.
+#[derive(Debug)]
+pub enum OpenFailure {
+    /// No such file (ENOENT, ENOTDIR, ENAMETOOLONG).
+    NotFound,
+    /// The path leads out of the directory (EXDEV, ELOOP), is not readable (EACCES, EPERM), or
+    /// names something that is not a regular file or directory (FIFO, device, socket).
+    Forbidden,
+    /// A directory (a file server answers with its index or a redirect).
+    Directory,
+    /// Anything else: out of descriptors, I/O error, or the response could not be built
+    /// (bad `size`, bad caller info).
+    Other(Error),
+}
+
+fn failure_of(e: std::io::Error) -> OpenFailure {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => OpenFailure::NotFound,
+        Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => OpenFailure::Forbidden,
+        _ => OpenFailure::Other(Error::Io(e)),
+    }
+}
+
+/// The response for the file at `path` beneath `dirfd`, like [`respond_file_sized`] would
+/// build it, with the descriptor and its metadata from the worker's open-file cache
+/// (`use_cache`): a cached file costs no `open`, `fstat` or `close`. On `Err` nothing was sent
+/// and the request is still the caller's to answer.
+pub fn file_at_response(req: &Request, dirfd: std::os::fd::RawFd, path: &std::ffi::CStr, use_cache: bool, size: Option<u64>, info: &FileInfo) -> Result<Response, OpenFailure> {
+    let file = req.open_file_at(dirfd, path, use_cache).map_err(failure_of)?;
+    if file.stat.is_dir {
+        return Err(OpenFailure::Directory);
+    }
+    if !file.stat.is_regular {
+        return Err(OpenFailure::Forbidden);
+    }
+    let meta = meta_from_stat(file.stat, size).map_err(OpenFailure::Other)?;
+    build_response(plan_file_response(req.head(), &meta, info), FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
+}
+
+/// [`file_at_response`], then respond with it.
+pub fn respond_file_at(req: &Request, dirfd: std::os::fd::RawFd, path: &std::ffi::CStr, use_cache: bool, size: Option<u64>, info: &FileInfo) -> Result<(), OpenFailure> {
+    let resp = file_at_response(req, dirfd, path, use_cache, size, info)?;
+    req.respond_ref(resp, None).map_err(OpenFailure::Other)
 }
 
 #[cfg(test)]
