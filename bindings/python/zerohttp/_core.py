@@ -528,6 +528,26 @@ def _open_fd(file: FileLike, *, write: bool = False) -> tuple[int, str | None]:
     return os.dup(fileno()), getattr(file, "name", None) if isinstance(getattr(file, "name", None), str) else None
 
 
+def _file_info(content_type, etag, last_modified, size, weak_etag, no_etag, no_last_modified, headers):
+    """A ``zh_file_info`` and the objects that must outlive the call using it."""
+    info = _ffi.zh_file_info()
+    info.struct_size = ctypes.sizeof(_ffi.zh_file_info)
+    info.flags = (
+        (_ffi.ZH_FILE_WEAK_ETAG if weak_etag else 0)
+        | (_ffi.ZH_FILE_NO_ETAG if no_etag else 0)
+        | (_ffi.ZH_FILE_NO_LAST_MODIFIED if no_last_modified else 0)
+    )
+    info.content_type = None if content_type is None else _enc(content_type, "content_type")
+    info.etag = None if etag is None else _enc(etag, "etag")
+    info.last_modified = -1 if last_modified is None else int(last_modified)
+    info.size = -1 if size is None else int(size)
+    flat = [_enc(x if isinstance(x, (str, bytes)) else str(x), "header") for kv in _header_items(headers) for x in kv]
+    arr = (c_char_p * max(len(flat), 1))(*flat)
+    info.headers = ctypes.cast(arr, ctypes.POINTER(c_char_p))
+    info.header_count = len(flat) // 2
+    return info, (arr, flat)
+
+
 def _lend(data: Any) -> tuple[int, int, Any]:
     """(address, length, keepalive) of a buffer to lend to the engine without copying."""
     if isinstance(data, bytes):
@@ -603,6 +623,9 @@ class Engine:
     ``access_log(record)`` one dict per finished response (``status``, ``method``, ``target``,
     ``bytes``, ``duration_us``, ``duration``, ``strategy``, ``peer``); both per engine, both
     called on worker threads (inside :meth:`step` in external-loop mode) and must not block.
+
+    ``file_cache=(entries, valid_seconds)`` sizes each worker's open-file cache used by
+    :meth:`Request.serve_file_at` (``entries=0`` turns it off; default 256 entries trusted 1 s).
     """
 
     def __init__(
@@ -623,6 +646,7 @@ class Engine:
         disk_threads: int | None = None,
         spool_threshold: int | None = None,
         spool_dir: str | None = None,
+        file_cache: "tuple[int, float] | None" = None,
         head_handler: Callable[["Request"], Any] | None = None,
         log: "Callable[[int, str], Any] | logging.Logger | None" = None,
         access_log: Callable[[dict[str, Any]], Any] | None = None,
@@ -682,6 +706,9 @@ class Engine:
                 _check(lib.zh_config_set_max_connections(cfg, max_connections), "zh_config_set_max_connections")
             if disk_threads is not None:
                 _check(lib.zh_config_set_disk_threads(cfg, disk_threads), "zh_config_set_disk_threads")
+            if file_cache is not None:
+                entries, valid = file_cache
+                _check(lib.zh_config_set_file_cache(cfg, int(entries), _ms(valid, "file_cache")), "zh_config_set_file_cache")
             if spool_threshold is not None or spool_dir is not None:
                 threshold = ZH_UNLIMITED if spool_threshold is None else int(spool_threshold)
                 _check(
@@ -1234,31 +1261,61 @@ class Request:
             raise ZhError(_ffi.ZH_ERR_UNSUPPORTED, None, detail="this libzerohttp has no zh_respond_file", call="zh_respond_file")
         fd, path = _open_fd(file)
         try:
-            info = _ffi.zh_file_info()
-            info.struct_size = ctypes.sizeof(_ffi.zh_file_info)
-            info.flags = (
-                (_ffi.ZH_FILE_WEAK_ETAG if weak_etag else 0)
-                | (_ffi.ZH_FILE_NO_ETAG if no_etag else 0)
-                | (_ffi.ZH_FILE_NO_LAST_MODIFIED if no_last_modified else 0)
-            )
             if content_type is None and path:
                 content_type = mimetypes.guess_type(path)[0]
-            info.content_type = None if content_type is None else _enc(content_type, "content_type")
-            info.etag = None if etag is None else _enc(etag, "etag")
-            info.last_modified = -1 if last_modified is None else int(last_modified)
-            info.size = -1 if size is None else int(size)
-            flat = [_enc(x if isinstance(x, (str, bytes)) else str(x), "header") for kv in _header_items(headers) for x in kv]
-            arr = (c_char_p * max(len(flat), 1))(*flat)
-            info.headers = ctypes.cast(arr, ctypes.POINTER(c_char_p))
-            info.header_count = len(flat) // 2
+            info, keep = _file_info(content_type, etag, last_modified, size, weak_etag, no_etag, no_last_modified, headers)
             ptr = self._take("zh_respond_file")
         except BaseException:
             os.close(fd)
             raise
         code = lib.zh_respond_file(ptr, fd, ZH_FD_CLOSE, byref(info))
+        del keep
         if code in (_ffi.ZH_ERR_NULL, ZH_ERR_ALREADY_USED):
             os.close(fd)  # nothing taken
         _check(code, "zh_respond_file")
+
+    def serve_file_at(
+        self,
+        dir_fd: int,
+        path: str | bytes,
+        *,
+        cache: bool = True,
+        content_type: str | None = None,
+        etag: str | None = None,
+        last_modified: int | float | None = None,
+        size: int | None = None,
+        weak_etag: bool = False,
+        no_etag: bool = False,
+        no_last_modified: bool = False,
+        headers: Headers = None,
+    ) -> None:
+        """Like :meth:`serve_file` for the file at ``path`` beneath the directory ``dir_fd``
+        (``zh_respond_file_at``): opened without ever leaving ``dir_fd`` (``..`` and escaping
+        symlinks are refused), through the worker's open-file cache (``cache=False`` bypasses
+        it), so a repeated request costs no open/fstat/close. When the file cannot be served
+        the request is NOT answered and this raises: ``FileNotFoundError``,
+        ``PermissionError`` (escapes, unreadable, FIFO/device), ``IsADirectoryError``, or
+        :class:`ZhError` — answer it yourself (404, 403, index page …)."""
+        lib = _ffi.lib()
+        if content_type is None:
+            content_type = mimetypes.guess_type(os.fsdecode(path))[0]
+        info, keep = _file_info(content_type, etag, last_modified, size, weak_etag, no_etag, no_last_modified, headers)
+        ptr = self._take("zh_respond_file_at")
+        flags = 0 if cache else _ffi.ZH_FILE_AT_NO_CACHE
+        code = lib.zh_respond_file_at(ptr, dir_fd, os.fsencode(path), flags, byref(info))
+        del keep
+        if code in (_ffi.ZH_OK, _ffi.ZH_ERR_CLOSED):
+            _check(code, "zh_respond_file_at")
+            return
+        self._ptr = ptr  # not handed back: still ours to answer
+        errors = {
+            _ffi.ZH_ERR_NOT_FOUND: FileNotFoundError,
+            _ffi.ZH_ERR_FORBIDDEN: PermissionError,
+            _ffi.ZH_ERR_IS_DIRECTORY: IsADirectoryError,
+        }
+        if code in errors:
+            raise errors[code](os.fsdecode(path))
+        _check(code, "zh_respond_file_at")
 
     def reject(self, status: int = 500) -> None:
         """Answers with a minimal ``status`` response (``zh_request_reject``)."""

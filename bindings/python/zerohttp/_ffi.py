@@ -48,6 +48,7 @@ ZH_FILE_WEAK_ETAG = 1
 ZH_FILE_NO_ETAG = 2
 ZH_FILE_NO_LAST_MODIFIED = 4
 ZH_FD_CLOSE = 1
+ZH_FILE_AT_NO_CACHE = 1
 ZH_UNLIMITED = 2**64 - 1
 ZH_VERSION_MAJOR = 0
 ZH_VERSION_MINOR = 1
@@ -78,6 +79,8 @@ ZH_ERR_ADDR = 10
 ZH_ERR_HEADER = 11
 ZH_ERR_UNSUPPORTED = 12
 ZH_ERR_TRUNCATED = 13
+ZH_ERR_FORBIDDEN = 14
+ZH_ERR_IS_DIRECTORY = 15
 
 #: result code -> its macro name ("ZH_ERR_CLOSED"), for messages.
 RESULT_NAMES = {v: k for k, v in list(globals().items()) if k.startswith(("ZH_OK", "ZH_ERR_"))}
@@ -135,6 +138,9 @@ class zh_stats(Structure):
         ("body_bytes_copied", c_uint64),
         ("cold_offloads", c_uint64),
         ("syscalls_probe", c_uint64),
+        ("file_opens", c_uint64),
+        ("file_cache_hits", c_uint64),
+        ("file_cache_revalidations", c_uint64),
     ]
 
 
@@ -207,6 +213,7 @@ FUNCTIONS = {
     "zh_config_set_head_handler": (zh_result, [_p, zh_head_handler_fn, c_void_p]),
     "zh_config_set_disk_threads": (zh_result, [_p, c_uint32]),
     "zh_config_set_spool": (zh_result, [_p, c_uint64, c_char_p]),
+    "zh_config_set_file_cache": (zh_result, [_p, c_uint32, c_uint32]),
     "zh_config_set_log": (zh_result, [_p, zh_log_fn, c_void_p]),
     "zh_config_set_access_log": (zh_result, [_p, zh_access_fn, c_void_p]),
     "zh_engine_new": (zh_result, [_p, zh_handler_fn, c_void_p, _pp]),
@@ -221,6 +228,7 @@ FUNCTIONS = {
     "zh_engine_listen_fd": (zh_result, [_p, c_int32]),
     "zh_engine_adopt_fd": (zh_result, [_p, c_int32, c_void_p, c_size_t]),
     "zh_respond_file": (zh_result, [_p, c_int32, c_uint32, POINTER(zh_file_info)]),
+    "zh_respond_file_at": (zh_result, [_p, c_int32, c_char_p, c_uint32, POINTER(zh_file_info)]),
     "zh_respond": (zh_result, [_p, _p]),
     "zh_request_reject": (zh_result, [_p, c_uint16]),
     "zh_request_method": (c_char_p, [_p]),
