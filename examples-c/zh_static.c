@@ -1,52 +1,43 @@
 /* zh_static — a static file server whose file bytes never pass through user space.
  *
- *   zh_static [--listen ADDR] [--threads N] ROOT
+ *   zh_static [--listen ADDR] [--threads N] [--file-cache ENTRIES] ROOT
  *
- * Each file is answered with zh_respond_file(req, fd, ZH_FD_CLOSE, &info): the engine answers
- * Range requests (206, multipart/byteranges, 416) and conditional requests (304, 412) per
- * RFC 9110, sends the file bytes with sendfile(2) and closes the fd when done (or when the peer
- * goes away).
+ * Each file is answered with zh_respond_file_at(req, root_fd, path, 0, &info): the engine opens
+ * the path beneath ROOT through each worker's open-file cache (--file-cache ENTRIES per worker,
+ * default 1024; 0 = open, fstat and close on every request), answers Range requests (206,
+ * multipart/byteranges, 416) and conditional requests (304, 412) per RFC 9110 and sends the file
+ * bytes with sendfile(2). A cached file costs no open/fstat/close; it is revalidated with one
+ * fstatat once a second, so a replaced or changed file is served within a second.
  *
  * Path handling, in order:
  *   - only GET and HEAD (anything else → 405 with `Allow: GET, HEAD`); HEAD gets the same
  *     headers as GET and no body (the engine drops the body, keeping Content-Length);
  *   - `/hello` → `Hello, world!` from memory (used by the benchmark);
  *   - the path is percent-decoded; a bad escape → 400, a NUL byte or a `..` segment → 403;
- *   - the file is opened relative to ROOT's directory fd with
+ *   - the engine opens the file relative to ROOT's directory fd with
  *     openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so a symlink that leads out of ROOT → 403
- *     (kernels without openat2: realpath() and a prefix check against ROOT);
+ *     (kernels without openat2: the opened file's real path must lie under ROOT);
  *   - a directory → its index.html (403 if absent); a directory path without the trailing
  *     slash → 301 to the same path plus `/`;
  *   - missing → 404; not a regular file (FIFO, device, socket) → 403;
  *   - Content-Type from the extension (passed in zh_file_info); ETag (inode-size-mtime),
  *     Last-Modified (mtime) and Accept-Ranges: bytes come from zh_respond_file.
- * The handler runs on an engine worker thread and must not block for long: one open() and one
- * fstat() per request is acceptable for this example (a production server would cache fds or
- * do the lookups on a thread pool and zh_respond from there). */
+ * The handler runs on an engine worker thread and must not block for long: a cache miss costs one
+ * openat2 and one fstat there, a hit nothing. */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <linux/openat2.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "example_common.h"
-
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
 
 #define MAX_PATH_BYTES 4096
 
 static const char HELLO[] = "Hello, world!";
 
 static struct {
-  int root_fd;                 /* O_PATH|O_DIRECTORY fd of ROOT, opened once */
-  char root_real[PATH_MAX];    /* realpath(ROOT), for the no-openat2 fallback */
-  atomic_bool no_openat2;      /* set once openat2 returned ENOSYS */
+  int root_fd; /* O_PATH|O_DIRECTORY fd of ROOT, opened once, for zh_respond_file_at */
 } g;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -125,63 +116,6 @@ static const char *content_type_for(const char *name) {
   return "application/octet-stream";
 }
 
-/* Opens rel (relative to ROOT, no leading '/') read-only without following anything out of
- * ROOT. Returns an fd, or -1 with errno set (EXDEV / ELOOP when the path would escape). */
-static int open_beneath(const char *rel) {
-  if (!atomic_load_explicit(&g.no_openat2, memory_order_relaxed)) {
-    struct open_how how;
-    memset(&how, 0, sizeof how);
-    /* O_NONBLOCK: opening a FIFO must not block the worker thread (it is rejected after fstat);
-     * it has no effect on regular files. */
-    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    long fd = syscall(SYS_openat2, g.root_fd, rel, &how, sizeof how);
-    if (fd >= 0) return (int)fd;
-    if (errno != ENOSYS) return -1;
-    atomic_store_explicit(&g.no_openat2, true, memory_order_relaxed);
-  }
-  /* Fallback for kernels before 5.6: resolve every symlink, then check the prefix. (There is a
-   * window between realpath and open in which a path component could be swapped; openat2 has
-   * no such window.) */
-  char full[PATH_MAX + MAX_PATH_BYTES + 2];
-  char resolved[PATH_MAX];
-  int n = snprintf(full, sizeof full, "%s/%s", g.root_real, rel);
-  if (n < 0 || (size_t)n >= sizeof full) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  if (realpath(full, resolved) == NULL) return -1;
-  size_t rl = strlen(g.root_real);
-  bool inside = strcmp(g.root_real, "/") == 0 ||
-                (strncmp(resolved, g.root_real, rl) == 0 &&
-                 (resolved[rl] == '\0' || resolved[rl] == '/'));
-  if (!inside) {
-    errno = EXDEV;
-    return -1;
-  }
-  return open(resolved, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-}
-
-static int status_for_errno(int err) {
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-    case ENAMETOOLONG:
-      return 404;
-    case EXDEV:  /* RESOLVE_BENEATH: the path (or a symlink in it) leads out of ROOT */
-    case ELOOP:  /* RESOLVE_NO_MAGICLINKS, or a symlink loop */
-    case EACCES:
-    case EPERM:
-      return 403;
-    case EMFILE:
-    case ENFILE:
-    case EAGAIN:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
 /* Sends a short text/plain response with one extra header (name may be NULL). */
 static void respond_text(zh_request *req, uint16_t status, const char *hname, const char *hvalue,
                          const char *text) {
@@ -215,21 +149,28 @@ static void respond_hello(zh_request *req) {
   (void)zh_respond(req, resp);
 }
 
-/* Hands fd (a regular file) to the engine with zh_respond_file, which answers Range (single and
- * multipart), If-None-Match / If-Modified-Since (304), If-Match / If-Unmodified-Since (412) and
- * If-Range, and writes ETag, Last-Modified and Accept-Ranges. Takes fd and req on every path. */
-static void respond_file(zh_request *req, int fd, const char *name) {
+/* Answers with the file at rel beneath ROOT (zh_respond_file_at: Range single and multipart,
+ * If-None-Match / If-Modified-Since → 304, If-Match / If-Unmodified-Since → 412, If-Range, ETag,
+ * Last-Modified, Accept-Ranges). Returns ZH_OK when the request was answered; otherwise the
+ * request is still ours and the result says why (ZH_ERR_NOT_FOUND, ZH_ERR_FORBIDDEN,
+ * ZH_ERR_IS_DIRECTORY, ZH_ERR_IO). */
+static zh_result respond_file(zh_request *req, const char *rel) {
   zh_file_info info;
   memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
-  info.content_type = content_type_for(name);
+  info.content_type = content_type_for(rel);
   info.last_modified = -1; /* from fstat */
   info.size = -1;          /* from fstat */
-  zh_result rc = zh_respond_file(req, fd, ZH_FD_CLOSE, &info);
-  if (rc != ZH_OK && rc != ZH_ERR_CLOSED) {
-    /* The request was answered (500) and fd closed: only ZH_ERR_NULL / ZH_ERR_ALREADY_USED
-     * would leave them to us, and neither can happen here. */
-    fprintf(stderr, "zh_static: zh_respond_file(%s): %s\n", name, zh_result_str(rc));
+  zh_result rc = zh_respond_file_at(req, g.root_fd, rel, 0, &info);
+  return rc == ZH_ERR_CLOSED ? ZH_OK : rc; /* CLOSED: handed back, the peer is gone */
+}
+
+static uint16_t status_for(zh_result rc) {
+  switch (rc) {
+    case ZH_ERR_NOT_FOUND: return 404;
+    case ZH_ERR_FORBIDDEN: return 403;
+    case ZH_ERR_IO: return 503; /* out of descriptors and the like: try again */
+    default: return 500;
   }
 }
 
@@ -273,62 +214,76 @@ static void on_request(void *userdata, zh_request *req) {
   while (*r == '/') r++;
   snprintf(rel, sizeof rel, "%s", *r ? r : ".");
 
-  int fd = open_beneath(rel);
-  if (fd < 0) {
-    zh_request_reject(req, (uint16_t)status_for_errno(errno));
+  zh_result rc = respond_file(req, rel);
+  if (rc == ZH_OK) return;
+  if (rc != ZH_ERR_IS_DIRECTORY) {
+    zh_request_reject(req, status_for(rc));
     return;
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    zh_request_reject(req, 500);
+  size_t plen = strlen(path);
+  if (path[plen - 1] != '/') {
+    /* Redirect "/dir" to "/dir/" (raw, still percent-encoded path; keep the query). */
+    const char *query = zh_request_query(req);
+    char location[2 * MAX_PATH_BYTES + 8];
+    int n = snprintf(location, sizeof location, "%s/%s%s", path, query ? "?" : "",
+                     query ? query : "");
+    if (n < 0 || (size_t)n >= sizeof location) {
+      zh_request_reject(req, 414);
+      return;
+    }
+    respond_text(req, 301, "Location", location, "Moved Permanently\n");
     return;
   }
+  size_t rlen = strlen(rel);
+  if (strcmp(rel, ".") == 0) {
+    snprintf(rel, sizeof rel, "index.html");
+  } else {
+    snprintf(rel + rlen, sizeof rel - rlen, "%sindex.html", rel[rlen - 1] == '/' ? "" : "/");
+  }
+  rc = respond_file(req, rel);
+  if (rc == ZH_OK) return;
+  /* No index: no listing. A directory named index.html is not served either. */
+  zh_request_reject(req, rc == ZH_ERR_NOT_FOUND || rc == ZH_ERR_IS_DIRECTORY ? 403 : status_for(rc));
+}
 
-  if (S_ISDIR(st.st_mode)) {
-    close(fd);
-    size_t plen = strlen(path);
-    if (path[plen - 1] != '/') {
-      /* Redirect "/dir" to "/dir/" (raw, still percent-encoded path; keep the query). */
-      const char *query = zh_request_query(req);
-      char location[2 * MAX_PATH_BYTES + 8];
-      int n = snprintf(location, sizeof location, "%s/%s%s", path, query ? "?" : "",
-                       query ? query : "");
-      if (n < 0 || (size_t)n >= sizeof location) {
-        zh_request_reject(req, 414);
-        return;
+static long g_file_cache = 1024;
+
+static zh_result configure(zh_config *cfg) {
+  return zh_config_set_file_cache(cfg, (uint32_t)g_file_cache, 1000);
+}
+
+/* Takes "--file-cache N" / "--file-cache=N" out of argv (the shared parser does not know it). */
+static int take_file_cache_flag(int argc, char **argv) {
+  int out = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *val = NULL;
+    if (strcmp(argv[i], "--file-cache") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "zh_static: --file-cache needs a value\n");
+        exit(2);
       }
-      respond_text(req, 301, "Location", location, "Moved Permanently\n");
-      return;
-    }
-    size_t rlen = strlen(rel);
-    if (strcmp(rel, ".") == 0) {
-      snprintf(rel, sizeof rel, "index.html");
+      val = argv[++i];
+    } else if (strncmp(argv[i], "--file-cache=", 13) == 0) {
+      val = argv[i] + 13;
     } else {
-      snprintf(rel + rlen, sizeof rel - rlen, "%sindex.html", rel[rlen - 1] == '/' ? "" : "/");
+      argv[out++] = argv[i];
+      continue;
     }
-    fd = open_beneath(rel);
-    if (fd < 0) {
-      int s = status_for_errno(errno);
-      zh_request_reject(req, (uint16_t)(s == 404 ? 403 : s)); /* no index: no listing */
-      return;
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(val, &end, 10);
+    if (errno != 0 || end == val || *end != '\0' || n < 0 || n > 1000000) {
+      fprintf(stderr, "zh_static: --file-cache wants an integer in 0..1000000, got %s\n", val);
+      exit(2);
     }
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      zh_request_reject(req, 500);
-      return;
-    }
+    g_file_cache = n;
   }
-
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    zh_request_reject(req, 403);
-    return;
-  }
-  respond_file(req, fd, rel);
+  argv[out] = NULL;
+  return out;
 }
 
 int main(int argc, char **argv) {
+  argc = take_file_cache_flag(argc, argv);
   zh_ex_opts opts;
   zh_ex_parse_args(argc, argv, "ROOT", &opts);
 
@@ -337,13 +292,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "zh_static: cannot open directory %s: %s\n", opts.arg, strerror(errno));
     return 1;
   }
-  if (realpath(opts.arg, g.root_real) == NULL) {
-    fprintf(stderr, "zh_static: realpath(%s): %s\n", opts.arg, strerror(errno));
-    return 1;
-  }
-  atomic_init(&g.no_openat2, false);
 
-  int status = zh_ex_serve(&opts, on_request, NULL, NULL);
+  int status = zh_ex_serve(&opts, on_request, NULL, configure);
   close(g.root_fd);
   return status;
 }
