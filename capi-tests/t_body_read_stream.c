@@ -15,14 +15,11 @@
  *     (documented meaning: already handed back).
  * Runs threaded and, as external_body_read_stream, in external-loop mode.
  *
- * Known engine bugs (reported; checked strictly only with ZH_TEST_KNOWN_BUGS=1, otherwise the
- * test prints KNOWN BUG and goes on):
- *   A. zh_request_body_read after the head handler already answered returns ZH_OK (the claim
- *      window is still open) and its callbacks then run with a handed-back request.
- *   B. zh_request_body_resume called inside the head handler: the worker applies the queued
- *      resume before after_head (process_inbox_for → handle_msg → a nested drive of the same
- *      connection) and the claimed body is never delivered — the request hangs. A resume that
- *      is still queued when the next request's head handler runs would do the same. */
+ * Regressions guarded (both found by this test, fixed in the engine):
+ *   A. zh_request_body_read after the head handler already answered must be
+ *      ZH_ERR_ALREADY_USED (it used to return ZH_OK and call back with a handed-back request).
+ *   B. zh_request_body_resume called inside the head handler must not stop the body (the
+ *      worker used to drive the connection again, nested, before the claim was set up). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -78,12 +75,6 @@ typedef struct reader {
 
 static reader g_rd;
 static zh_engine *g_engine;
-
-/* ZH_TEST_KNOWN_BUGS=1: check the known engine bugs (see the top) strictly. */
-static int known_bugs_strict(void) {
-  const char *v = getenv("ZH_TEST_KNOWN_BUGS");
-  return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
-}
 
 static void reader_reset(void) {
   memset(&g_rd, 0, sizeof g_rd);
@@ -178,9 +169,9 @@ static void head_handler(void *ud, zh_request *req) {
     int fd = zt_temp_file(0);
     CHECK_RES(zh_request_body_to_fd(req, fd, 0, never_done, NULL), ZH_ERR_ALREADY_USED);
     close(fd);
-    /* resuming a read that is not paused is harmless — from on_data; from here it is bug B */
-    if (known_bugs_strict()) CHECK_OK(zh_request_body_resume(req));
-    else g_rd.resume_unpaused = 1;
+    /* resuming a read that is not paused is harmless, also from here (regression B) */
+    CHECK_OK(zh_request_body_resume(req));
+    g_rd.resume_unpaused = 1; /* and once from on_data */
   } else if (strcmp(p, "/answered") == 0) {
     CHECK_OK(zh_request_reject(req, 403));
     /* `req` was handed back; it stays valid until this handler returns (the response cannot
@@ -519,13 +510,8 @@ int main(void) {
   fprintf(stderr, "body_read after the head handler answered -> %s (stray on_data %d, on_end %d)\n",
           zh_result_str(atomic_load(&g_after_respond)), atomic_load(&g_stray_data),
           atomic_load(&g_stray_end));
-  if (atomic_load(&g_after_respond) == ZH_OK && !known_bugs_strict()) {
-    fprintf(stderr, "KNOWN BUG A: zh_request_body_read after the request was answered returned "
-            "ZH_OK, not ZH_ERR_ALREADY_USED (ZH_TEST_KNOWN_BUGS=1 makes this fail)\n");
-  } else {
-    CHECK_RES(atomic_load(&g_after_respond), ZH_ERR_ALREADY_USED);
-    CHECK_EQ_INT(atomic_load(&g_stray_data) + atomic_load(&g_stray_end), 0);
-  }
+  CHECK_RES(atomic_load(&g_after_respond), ZH_ERR_ALREADY_USED);
+  CHECK_EQ_INT(atomic_load(&g_stray_data) + atomic_load(&g_stray_end), 0);
   zt_close(c);
 
   /* ---- 9. the client goes away mid-body */

@@ -929,7 +929,7 @@ zh_result zh_request_trailer_at(const struct zh_request *req,
  * the payload never enters user space; chunked bodies de-framed here and written with
  * `pwrite`. `on_done(userdata, req, bytes, error)` runs exactly once. The fd is borrowed: the
  * engine never closes it. `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if
- * the body was already claimed, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
+ * the body was already claimed or the request already answered, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
  * is taken and `on_done` is not called.
  */
 zh_result zh_request_body_to_fd(struct zh_request *req,
@@ -943,7 +943,7 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
  * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
  * once (error 0 on success). The application still owes the response (typically from
  * `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
- * already claimed; on an error nothing is taken and no callback runs.
+ * already claimed or the request already answered; on an error nothing is taken and no callback runs.
  */
 zh_result zh_request_body_read(struct zh_request *req,
                                zh_body_data_fn on_data,

@@ -178,6 +178,11 @@ impl Request {
         let Some(slot) = self.claim.as_ref() else {
             return Err(Error::State("the body can only be claimed from the head handler"));
         };
+        if self.handed_back() {
+            // Answered already: the request (and a C handle to it) is gone once the answer
+            // has left, so nothing may be called back with it.
+            return Err(Error::AlreadyUsed);
+        }
         let (_, regular) = crate::transfer::file_size(fd.raw())?;
         if !regular {
             return Err(Error::Invalid("request bodies go to regular files"));
@@ -199,6 +204,9 @@ impl Request {
         let Some(slot) = self.claim.as_ref() else {
             return Err(Error::State("the body can only be claimed from the head handler"));
         };
+        if self.handed_back() {
+            return Err(Error::AlreadyUsed);
+        }
         let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
         match *state {
             ClaimState::Open => {

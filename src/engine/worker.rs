@@ -421,17 +421,40 @@ impl Worker {
         self.shared.take(&mut inbox);
         for msg in inbox.drain(..) {
             match msg {
+                // Messages for the connection being driven are applied without driving it
+                // again: the caller's loop is in the middle of it (a nested drive would run
+                // before the head handler's claim is set up, and never deliver the body).
                 Msg::Respond { token: t, conn_id, seq, resp, keep } if t == token => {
-                    if let Some(Some(conn)) = self.conns.get_mut(t) {
-                        if conn.id == conn_id {
-                            conn.on_response(seq, resp, keep);
-                        }
+                    if let Some(conn) = self.own_conn(t, conn_id) {
+                        conn.on_response(seq, resp, keep);
                     }
                 }
+                Msg::ResumeBody { token: t, conn_id } if t == token => {
+                    if let Some(conn) = self.own_conn(t, conn_id) {
+                        conn.resume_body();
+                    }
+                }
+                Msg::DiskDone { token: t, conn_id, fd, offset, end } if t == token => {
+                    if let Some(conn) = self.own_conn(t, conn_id) {
+                        conn.on_disk_done(fd, offset, end);
+                    }
+                }
+                Msg::TransportReady { token: t, conn_id } if t == token => {
+                    if let Some(conn) = self.own_conn(t, conn_id) {
+                        conn.readable = true;
+                        conn.writable = true;
+                    }
+                }
+                Msg::Wake { token: t, .. } if t == token => {}
                 other => self.handle_msg(other, now),
             }
         }
         self.inbox = inbox;
+    }
+
+    /// The connection at `token` if it is still the one with `conn_id`.
+    fn own_conn(&mut self, token: usize, conn_id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(token).and_then(|c| c.as_deref_mut()).filter(|c| c.id == conn_id)
     }
 
     fn schedule(&mut self, token: usize) {

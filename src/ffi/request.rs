@@ -296,7 +296,7 @@ unsafe impl Send for BodyDone {}
 /// the payload never enters user space; chunked bodies de-framed here and written with
 /// `pwrite`. `on_done(userdata, req, bytes, error)` runs exactly once. The fd is borrowed: the
 /// engine never closes it. `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if
-/// the body was already claimed, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
+/// the body was already claimed or the request already answered, `ZH_ERR_INVALID` for a non-regular file; on an error nothing
 /// is taken and `on_done` is not called.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u64, on_done: zh_body_done_fn, userdata: *mut c_void) -> zh_result {
@@ -336,7 +336,7 @@ unsafe impl Send for BodyData {}
 /// arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
 /// once (error 0 on success). The application still owes the response (typically from
 /// `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
-/// already claimed; on an error nothing is taken and no callback runs.
+/// already claimed or the request already answered; on an error nothing is taken and no callback runs.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_body_read(req: *mut zh_request, on_data: zh_body_data_fn, on_end: zh_body_done_fn, userdata: *mut c_void) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
