@@ -43,6 +43,15 @@ pub struct Config {
     pub file_cache_entries: usize,
     /// How long a cached open file is trusted before one `fstatat` checks it is unchanged.
     pub file_cache_valid: Duration,
+    /// Memory bodies of at most this many bytes are copied into the response head's buffer
+    /// (one slice); larger ones go as their own slices of the same `sendmsg`. At most 1 MiB.
+    pub inline_body_max: usize,
+    /// File regions of at most this many bytes that directly follow memory in the send queue
+    /// are read (`preadv2` with `RWF_NOWAIT`: only when already in the page cache) into a
+    /// per-worker buffer and sent in the head's `sendmsg`, instead of `sendmsg(MSG_MORE)` +
+    /// `sendfile`. 0 = never (file bytes stay out of user space). At most 1 MiB. The bytes
+    /// are counted in `bytes_copy`, the reads in `syscalls_copy`.
+    pub small_file_read_max: usize,
 }
 
 impl Default for Config {
@@ -63,6 +72,8 @@ impl Default for Config {
             spool_dir: std::env::temp_dir(),
             file_cache_entries: 256,
             file_cache_valid: Duration::from_secs(1),
+            inline_body_max: 2048,
+            small_file_read_max: 0,
         }
     }
 }
@@ -93,6 +104,12 @@ impl Config {
         }
         if self.file_cache_entries > 0 && self.file_cache_valid.is_zero() {
             return Err(Error::Invalid("file_cache_valid must be positive when the cache is on"));
+        }
+        if self.inline_body_max > 1 << 20 {
+            return Err(Error::Invalid("inline_body_max must be at most 1048576"));
+        }
+        if self.small_file_read_max > 1 << 20 {
+            return Err(Error::Invalid("small_file_read_max must be at most 1048576"));
         }
         if self.max_pipeline == 0 {
             return Err(Error::Invalid("max_pipeline must be at least 1"));

@@ -33,12 +33,15 @@ fn recv(fd: RawFd, transport: &mut Option<Box<dyn transfer::Transport>>, buf: &m
 
 /// Bytes asked of one `recv` while reading heads.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes one connection may send per turn before the worker serves others (a loopback socket
+/// would otherwise take a whole large file in one go while `/hello` waits).
+const SEND_BUDGET: u64 = 1 << 20;
+/// Spare read buffers a worker keeps for connections that start reading again.
+const SPARE_READ_BUFS: usize = 64;
 /// Largest single `recv` while reading a body.
 const BODY_READ_MAX: usize = 1024 * 1024;
 /// Parsed-but-unanswered input kept at most, beyond the pipeline window (backpressure).
 const UNPARSED_MAX: usize = 64 * 1024;
-/// Bodies up to this size are copied into the head buffer: one syscall, one slice.
-const INLINE_BODY_MAX: u64 = 2048;
 /// After a response that closes the connection, unread input is drained for at most this
 /// long (and this much) so the peer gets the response instead of a reset.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -185,6 +188,8 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<WorkerShared>,
     pub date: &'a [u8],
     pub paths: &'a mut PathMemory,
+    /// The worker's spare read buffers (see `Conn::park_if_idle`).
+    pub read_bufs: &'a mut Vec<BytesMut>,
     /// Where cold file ranges are read in (None: probing is off).
     pub disk: Option<&'a crate::engine::disk::DiskPool>,
     pub hooks: &'a crate::engine::hooks::Hooks,
@@ -254,9 +259,9 @@ pub(crate) struct Conn {
     /// Parsing paused because `max_pipeline` responses were outstanding.
     window_blocked: bool,
     /// A request given back by the head handler, waiting for its body.
-    pending_req: Option<Request>,
+    pending_req: Option<Box<Request>>,
     /// A request whose body was spooled to a file, ready for the main handler.
-    spooled_ready: Option<Request>,
+    spooled_ready: Option<Box<Request>>,
     /// The framing of a body whose head is with the head handler, and whether the client
     /// waits for `100 Continue`.
     head_wait: Option<(BodyFraming, bool)>,
@@ -268,6 +273,9 @@ pub(crate) struct Conn {
     last_progress: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) scheduled: Option<Instant>,
+    /// Stopped sending after its turn's budget with the socket still writable: the worker
+    /// drives it again after the other ready connections (no event would come for it).
+    pub(crate) yielded: bool,
 }
 
 impl Conn {
@@ -318,6 +326,7 @@ impl Conn {
             window_blocked: false,
             pending_req: None,
             spooled_ready: None,
+            yielded: false,
             head_wait: None,
             after_body_keep: true,
             rx_pipe: None,
@@ -357,6 +366,11 @@ impl Conn {
                 Reading::Chunked { .. } | Reading::DiscardChunked(_) => BODY_READ_MAX.min(4 * READ_CHUNK),
                 _ => READ_CHUNK,
             };
+            if self.rbuf.capacity() == 0
+                && let Some(buf) = ctx.read_bufs.pop()
+            {
+                self.rbuf = buf;
+            }
             match recv(self.fd, &mut self.transport, &mut self.rbuf, max, &ctx.shared.stats) {
                 Ok(RecvOutcome::Data { drained, .. }) => {
                     // A short read emptied the receive queue: skip the recv that would only
@@ -423,7 +437,7 @@ impl Conn {
         // ever be parsed (a final response, shutdown), it would make `drive` spin.
         self.window_blocked = false;
         if let Some(req) = self.spooled_ready.take() {
-            return Some(Dispatch::Full(req));
+            return Some(Dispatch::Full(*req));
         }
         loop {
             match std::mem::replace(&mut self.reading, Reading::Stopped) {
@@ -536,7 +550,7 @@ impl Conn {
                                 // the rest follows by splice.
                                 let spool = match (head, self.pending_req.take()) {
                                     (Some(h), _) => Spool::Head(h),
-                                    (None, Some(r)) => Spool::Request(r),
+                                    (None, Some(r)) => Spool::Request(*r),
                                     (None, None) => unreachable!("a body without its request"),
                                 };
                                 match self.start_spool(spool, BodyFraming::Chunked, Some(decoder), &body, ctx) {
@@ -643,7 +657,7 @@ impl Conn {
             (None, Some(mut req)) => {
                 req.set_body(body);
                 self.reading = self.state_after_body();
-                req
+                *req
             }
             (None, None) => unreachable!("a body without its request"),
         };
@@ -699,7 +713,7 @@ impl Conn {
                     }
                     _ => req,
                 };
-                self.pending_req = Some(req);
+                self.pending_req = Some(Box::new(req));
                 match framing {
                     BodyFraming::Length(n) => {
                         self.maybe_continue(expect, n as usize, true);
@@ -873,7 +887,7 @@ impl Conn {
                     };
                     req.set_spooled(file, n);
                     req.set_trailers(trailers);
-                    self.spooled_ready = Some(req);
+                    self.spooled_ready = Some(Box::new(req));
                     return Next::Continue;
                 }
                 sink.finish(Ok(n));
@@ -1038,7 +1052,7 @@ impl Conn {
             Box::new((a, status, bytes, strategy))
         });
         let inline = has_body
-            && body_len.is_some_and(|n| n <= INLINE_BODY_MAX)
+            && body_len.is_some_and(|n| n <= ctx.config.inline_body_max as u64)
             && body.chunks().all(|c| matches!(c, Chunk::Memory(_)));
         if inline {
             for c in body.chunks() {
@@ -1073,7 +1087,7 @@ impl Conn {
             }
             let report = match self.transport.as_mut() {
                 Some(t) => transfer::send_chain_via(t.as_mut(), &mut self.out, &ctx.shared.stats, ctx.paths),
-                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer),
+                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer, SEND_BUDGET),
             };
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
@@ -1086,6 +1100,10 @@ impl Conn {
                 Ok(Sent::All) => break,
                 Ok(Sent::Blocked) => {
                     self.writable = false;
+                    break;
+                }
+                Ok(Sent::Budget) => {
+                    self.yielded = true;
                     break;
                 }
                 Ok(Sent::Source) => match self.expand_source(ctx) {
@@ -1308,6 +1326,41 @@ impl Conn {
     }
 
     /// The next moment this connection needs attention without any I/O, and what happens then.
+    /// Between requests a keep-alive connection keeps no buffers: its read buffer goes back to
+    /// the worker's spares and its queues give their memory back, so thousands of idle
+    /// connections cost little more than their `Conn`.
+    pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) {
+        let idle = matches!(self.reading, Reading::Head)
+            && self.rbuf.is_empty()
+            && self.inflight.is_empty()
+            && self.out.is_empty()
+            && self.head_started.is_none()
+            && self.pending_req.is_none();
+        if !idle {
+            return;
+        }
+        if self.rbuf.capacity() > 0 {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            buf.clear();
+            if spares.len() < SPARE_READ_BUFS && (READ_CHUNK..=4 * READ_CHUNK).contains(&buf.capacity()) {
+                spares.push(buf);
+            }
+        }
+        // Small queues refill from the allocator's per-thread cache on the next request.
+        if self.inflight.capacity() > 0 {
+            self.inflight = VecDeque::new();
+        }
+        if self.out.capacity() > 0 {
+            self.out = VecDeque::new();
+        }
+        if self.marks.capacity() > 0 {
+            self.marks = VecDeque::new();
+        }
+        if self.access.capacity() > 0 {
+            self.access = VecDeque::new();
+        }
+    }
+
     pub(crate) fn compute_deadline(&mut self, config: &Config) {
         self.deadline = if let Some((until, _)) = self.lingering {
             Some(until)
@@ -1344,7 +1397,7 @@ impl Conn {
             self.writable = true;
             let _ = match self.transport.as_mut() {
                 Some(t) => transfer::send_chain_via(t.as_mut(), &mut self.out, &ctx.shared.stats, ctx.paths),
-                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer),
+                None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer, SEND_BUDGET),
             };
         }
         if self.lingering.is_some() {

@@ -28,6 +28,7 @@ macro_rules! worker_ctx {
             shared: &$w.shared,
             date: &$date,
             paths: &mut $w.paths,
+            read_bufs: &mut $w.read_bufs,
             disk: $w.disk.as_deref(),
             hooks: &$w.hooks,
             now: $now,
@@ -57,6 +58,12 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     date: DateCache,
     paths: PathMemory,
+    /// Read buffers of connections that went idle, for the next connection that reads: an
+    /// idle keep-alive connection holds no buffer, a busy one costs no malloc per request.
+    read_bufs: Vec<bytes::BytesMut>,
+    /// Connections that used up their send budget while still writable: driven again after
+    /// this turn's events, before waiting.
+    posted: Vec<usize>,
     draining: Option<Instant>,
     inbox: Vec<Msg>,
     events: Events,
@@ -74,6 +81,7 @@ impl Worker {
     ) -> Self {
         let mut paths = PathMemory::default();
         paths.probe_cold(disk.is_some());
+        paths.small_file_read_max(config.small_file_read_max);
         if config.force_copy {
             paths.refuse_sendfile();
             paths.refuse_splice();
@@ -94,6 +102,8 @@ impl Worker {
             timers: BinaryHeap::new(),
             date: DateCache::new(),
             paths,
+            read_bufs: Vec::new(),
+            posted: Vec::new(),
             draining: None,
             inbox: Vec::new(),
             events: Events::with_capacity(1024),
@@ -149,6 +159,7 @@ impl Worker {
             }
         }
         self.events = events;
+        self.drive_posted(now);
         let now = Instant::now();
         self.fire_timers(now);
         if self.config.file_cache_entries > 0 {
@@ -172,6 +183,9 @@ impl Worker {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        if !self.posted.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let now = Instant::now();
         let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
         let sweep = if self.config.file_cache_entries > 0 { self.shared.file_cache().next_sweep() } else { None };
@@ -407,12 +421,31 @@ impl Worker {
                     // Sending may have freed pipeline slots or revealed more input.
                     let again = (conn.readable && conn.wants_input(&self.config)) || conn.can_parse_more(&self.config);
                     if !again {
+                        conn.park_if_idle(&mut self.read_bufs);
                         break;
                     }
                 }
             }
         }
+        if let Some(Some(conn)) = self.conns.get(token)
+            && conn.yielded
+            && !self.posted.contains(&token)
+        {
+            self.posted.push(token);
+        }
         self.schedule(token);
+    }
+
+    /// Gives each connection that yielded its send budget another turn, in order.
+    fn drive_posted(&mut self, now: Instant) {
+        let batch = std::mem::take(&mut self.posted);
+        for &token in &batch {
+            let Some(Some(conn)) = self.conns.get_mut(token) else { continue };
+            if std::mem::take(&mut conn.yielded) {
+                conn.writable = true;
+                self.drive(token, now);
+            }
+        }
     }
 
     /// Applies queued messages; a response for `token` itself is applied without recursing.

@@ -5,6 +5,15 @@
 //! `sendfile`; where the kernel refuses it (EINVAL/ENOSYS/EOPNOTSUPP) the refusal is remembered
 //! in [`PathMemory`] and the region is copied through a pooled buffer with `pread` + `send`.
 //! A file that ends before its region does is an error, never padding and never a hang.
+//!
+//! Small-file path (off unless `Config::small_file_read_max` > 0): a file region of at most
+//! that many bytes that follows memory in the queue is read with `preadv2(RWF_NOWAIT)` into a
+//! per-worker buffer and goes out in the same `sendmsg` as the memory before it. `RWF_NOWAIT`
+//! means the read never waits for the disk: a region not wholly in the page cache (or a read
+//! that fails or comes up short) is simply not gathered and takes the usual route (probe,
+//! `sendfile`), which also reports the error or the truncation. Those bytes are counted in
+//! `bytes_copy` (they went through user space) and the reads in `syscalls_copy`;
+//! `bytes_writev` keeps counting only memory bytes.
 
 use std::collections::VecDeque;
 use std::io;
@@ -33,6 +42,13 @@ pub struct PathMemory {
     /// Ask the page cache before sendfile (set from the config).
     probe_cold: bool,
     copy_buf: Vec<u8>,
+    /// File regions up to this many bytes may be read into `small_buf` and sent with the
+    /// memory before them (0 = off; from the config).
+    small_file_max: usize,
+    /// `preadv2(RWF_NOWAIT)` is not supported here: the small-file path is off for good.
+    small_file_refused: bool,
+    /// Where small file regions are read (allocated on first use, `small_file_max` bytes).
+    small_buf: Vec<u8>,
 }
 
 /// Per-connection transfer state: the staging pipe and the file range known to be cached.
@@ -81,6 +97,12 @@ impl PathMemory {
     pub fn probe_cold(&mut self, on: bool) {
         self.probe_cold = on;
     }
+
+    /// Read file regions of at most `max` bytes into the sendmsg of the memory before them
+    /// (0 = never; see the module docs).
+    pub fn small_file_read_max(&mut self, max: usize) {
+        self.small_file_max = max;
+    }
 }
 
 /// How far a send got.
@@ -97,6 +119,9 @@ pub enum Sent {
     /// The file range at the front is not in the page cache: warm it off the event loop,
     /// then send again.
     Cold { fd: RawFd, offset: u64, len: u64 },
+    /// `budget` bytes went out and the socket would take more: let other connections have a
+    /// turn first (the socket stays writable, so no event will come: the caller re-queues).
+    Budget,
 }
 
 /// Why a send stopped for good; the connection must be closed.
@@ -118,7 +143,7 @@ pub struct SendReport {
 
 /// Writes as much of `chain` to `fd` as the socket takes, dropping chunks as they complete
 /// (which releases lent memory and closes owned fds).
-pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory, conn: &mut ConnPaths) -> SendReport {
+pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, paths: &mut PathMemory, conn: &mut ConnPaths, budget: u64) -> SendReport {
     let pipe = &mut conn.pipe;
     let mut total = 0u64;
     let mut ends = 0usize;
@@ -149,7 +174,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 },
             },
             Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
-            Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends),
+            Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends, paths),
             Some(Chunk::File(r)) if paths.probe_cold && !is_warm(&conn.warm, r) => {
                 // One probe over a large window keeps sendfile calls large for hot files; when
                 // that window is not all cached, a small one decides whether to send or warm.
@@ -174,7 +199,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                     }
                 }
             }
-            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }) {
+            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, budget.saturating_sub(total).max(1)) {
                 Err(StepError::Refused) => {
                     paths.sendfile_refused = true;
                     bump(&stats.fallbacks, 1);
@@ -185,7 +210,12 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             Some(Chunk::File(_)) => copy_file(fd, chain, stats, &mut paths.copy_buf),
         };
         match step {
-            Ok(n) => total += n,
+            Ok(n) => {
+                total += n;
+                if total >= budget && !chain.is_empty() {
+                    report!(Ok(Sent::Budget));
+                }
+            }
             Err(StepError::WouldBlock) => report!(Ok(Sent::Blocked)),
             Err(StepError::Truncated) => report!(Err(SendError::Truncated)),
             Err(StepError::Io(e)) => report!(Err(SendError::Io(e))),
@@ -221,9 +251,11 @@ fn classify(err: io::Error) -> Option<StepError> {
     }
 }
 
-/// Drops `n` sent bytes from the front of the chain's memory chunks, counting the response
-/// ends passed on the way.
-pub(super) fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &mut usize) {
+/// Drops `n` sent bytes from the front of the chain's memory chunks (and file regions gathered
+/// by the small-file path), counting the response ends passed on the way. Returns how many of
+/// the `n` bytes were file bytes.
+pub(super) fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &mut usize) -> u64 {
+    let mut file_bytes = 0u64;
     while n > 0 {
         match chain.front_mut() {
             Some(Chunk::End) => {
@@ -238,15 +270,33 @@ pub(super) fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &m
                 b.advance(n);
                 n = 0;
             }
-            _ => unreachable!("consumed more bytes than the memory chunks hold"),
+            Some(Chunk::File(r)) => {
+                let k = r.len.min(n as u64);
+                file_bytes += k;
+                n -= k as usize;
+                r.offset += k;
+                r.len -= k;
+                if r.len == 0 {
+                    chain.pop_front();
+                }
+            }
+            _ => unreachable!("consumed more bytes than the gathered chunks hold"),
         }
     }
+    file_bytes
 }
 
-fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends: &mut usize) -> Result<u64, StepError> {
+fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends: &mut usize, paths: &mut PathMemory) -> Result<u64, StepError> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
     let mut count = 0;
     let mut more = false;
+    let budget = if paths.small_file_refused { 0 } else { paths.small_file_max };
+    if budget > 0 && paths.small_buf.len() < budget {
+        paths.small_buf.resize(budget, 0);
+    }
+    // One raw pointer for every read into and slice of `small_buf`; it is not resized below.
+    let small_base = paths.small_buf.as_mut_ptr();
+    let mut small_used = 0usize;
     for chunk in chain.iter() {
         match chunk {
             // Pipelined responses go out together: gather across response ends.
@@ -254,6 +304,29 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
             Chunk::Memory(b) if count < MAX_IOV => {
                 iov[count] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
                 count += 1;
+            }
+            // A small, cached file region right after memory joins the same sendmsg.
+            Chunk::File(r) if budget > 0 && count > 0 && count < MAX_IOV && r.len > 0 && r.len <= (budget - small_used) as u64 => {
+                let len = r.len as usize;
+                // SAFETY: `small_used + len <= budget <= small_buf.len()`, so the target lies
+                // inside `small_buf`, which is neither moved nor resized while `iov` is in use.
+                let dst = unsafe { small_base.add(small_used) };
+                match read_cached(r.fd.raw(), dst, len, r.offset, stats) {
+                    Cached::Whole => {
+                        iov[count] = libc::iovec { iov_base: dst.cast(), iov_len: len };
+                        count += 1;
+                        small_used += len;
+                    }
+                    Cached::Unsupported => {
+                        paths.small_file_refused = true;
+                        more = true;
+                        break;
+                    }
+                    Cached::No => {
+                        more = true;
+                        break;
+                    }
+                }
             }
             // Cork only before data that is ready to follow at once; a source may go quiet, and
             // corked bytes would then wait for the kernel's 200 ms cork timer.
@@ -271,13 +344,15 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     loop {
         bump(&stats.syscalls_writev, 1);
-        // SAFETY: every iovec points into a `Bytes` held by `chain`, which is not touched until
-        // the call returns; `msg` points at `iov`, alive for the whole call. sendmsg only reads.
+        // SAFETY: every iovec points into a `Bytes` held by `chain` or into `small_buf` (filled
+        // above), neither touched until the call returns; `msg` points at `iov`, alive for the
+        // whole call. sendmsg only reads.
         let n = unsafe { libc::sendmsg(fd, &msg, flags) };
         if n >= 0 {
             let n = n as usize;
-            bump(&stats.bytes_writev, n as u64);
-            consume_memory(chain, n, ends);
+            let file_bytes = consume_memory(chain, n, ends);
+            bump(&stats.bytes_writev, n as u64 - file_bytes);
+            bump(&stats.bytes_copy, file_bytes);
             return Ok(n as u64);
         }
         if let Some(e) = classify(io::Error::last_os_error()) {
@@ -286,19 +361,50 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
     }
 }
 
+/// What a page-cache-only read of a small file region found.
+enum Cached {
+    /// All `len` bytes were read.
+    Whole,
+    /// Not (all) in the page cache, short, or failed: send the region the usual way.
+    No,
+    /// The kernel or filesystem does not do `RWF_NOWAIT` reads.
+    Unsupported,
+}
+
+/// Reads `len` bytes at `offset` of `fd` into `dst` only if they are in the page cache.
+fn read_cached(fd: RawFd, dst: *mut u8, len: usize, offset: u64, stats: &WorkerStats) -> Cached {
+    let iov = libc::iovec { iov_base: dst.cast(), iov_len: len };
+    bump(&stats.syscalls_copy, 1);
+    // SAFETY: the caller guarantees `dst` is valid for writes of `len` bytes and not otherwise
+    // borrowed; `iov` is a live local. preadv2 writes at most `len` bytes there.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, offset as libc::off_t, libc::RWF_NOWAIT) };
+    if n >= 0 && n as usize == len {
+        return Cached::Whole;
+    }
+    if n < 0 {
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => return Cached::Unsupported,
+            _ => {}
+        }
+    }
+    Cached::No
+}
+
 /// Whether the front of `r` lies in the range last found cached.
 fn is_warm(warm: &Option<(RawFd, u64, u64)>, r: &crate::body::FileRegion) -> bool {
     matches!(*warm, Some((fd, from, to)) if fd == r.fd.raw() && r.offset >= from && r.offset < to)
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Option<(RawFd, u64, u64)>) -> Result<u64, StepError> {
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Option<(RawFd, u64, u64)>, max: u64) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
         Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
         None => u64::MAX,
     };
-    let count = region.len.min(SENDFILE_MAX).min(limit) as usize;
+    // `max`: one call never moves more than the connection's turn allows (a loopback socket
+    // takes megabytes per call, time other connections on this worker would wait).
+    let count = region.len.min(SENDFILE_MAX).min(limit).min(max) as usize;
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -401,10 +507,13 @@ mod tests {
         let mut total = 0;
         let mut pipe = ConnPaths::default();
         loop {
-            let r = send_chain(fd, chain, stats, paths, &mut pipe);
+            // A small budget: every test that sends through here also crosses turn limits.
+            let r = send_chain(fd, chain, stats, paths, &mut pipe, 64 * 1024);
+            assert!(r.bytes <= 64 * 1024 + 16 * 1024, "a turn stays near its budget: {}", r.bytes);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
+                Ok(Sent::Budget) => {}
                 Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) | Ok(Sent::Cold { .. }) => std::thread::sleep(std::time::Duration::from_millis(1)),
                 Ok(Sent::Source) => panic!("sources are expanded by the engine"),
                 Err(e) => return Err(e),
@@ -434,6 +543,44 @@ mod tests {
         assert!(got == want, "bytes differ");
         assert_eq!(stats.bytes_sendfile.load(std::sync::atomic::Ordering::Relaxed), 200_000);
         assert_eq!(stats.bytes_copy.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn small_file_regions_join_the_memory_sendmsg() {
+        // Many heads + small files + ends in one chain, against a socket that takes only part
+        // of it at a time: sends stop inside memory and inside gathered file bytes, and the
+        // rest of a region then goes by sendfile. The bytes must be exactly the chain's.
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let (file, data) = temp_file(5000);
+        let file = std::sync::Arc::new(OwnedFd::from(file));
+        let mut chain = VecDeque::new();
+        let mut want = Vec::new();
+        let mut file_total = 0u64;
+        for i in 0..400usize {
+            let head = format!("head {i}|");
+            let (off, len) = (i % 97, 1 + (i * 37) % 4000);
+            want.extend_from_slice(head.as_bytes());
+            want.extend_from_slice(&data[off..off + len]);
+            file_total += len as u64;
+            chain.push_back(Chunk::Memory(Bytes::from(head)));
+            chain.push_back(Chunk::File(FileRegion { fd: FileFd::Shared(file.clone()), offset: off as u64, len: len as u64 }));
+            chain.push_back(Chunk::End);
+        }
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        paths.small_file_read_max(4096);
+        let n = run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths).unwrap();
+        drop(ours);
+        let got = reader.join().unwrap();
+        assert_eq!(n as usize, want.len());
+        assert!(got == want, "bytes differ");
+        let copied = stats.bytes_copy.load(std::sync::atomic::Ordering::Relaxed);
+        let sent = stats.bytes_sendfile.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(copied + sent, file_total);
+        assert!(copied > file_total / 2, "most file bytes go with the heads: {copied} of {file_total}");
+        assert_eq!(stats.bytes_writev.load(std::sync::atomic::Ordering::Relaxed) + file_total, want.len() as u64);
     }
 
     #[test]
@@ -481,7 +628,7 @@ mod tests {
         drop(peer);
         let mut chain = VecDeque::new();
         chain.push_back(Chunk::Memory(Bytes::from_static(b"x")));
-        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default(), &mut ConnPaths::default());
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &WorkerStats::default(), &mut PathMemory::default(), &mut ConnPaths::default(), u64::MAX);
         assert!(matches!(r.outcome, Err(SendError::Io(ref e)) if e.raw_os_error() == Some(libc::EPIPE)));
     }
 
@@ -524,7 +671,7 @@ mod tests {
             let mut pipe = ConnPaths::default();
             let mut ends = 0;
             loop {
-                let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut pipe);
+                let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut pipe, u64::MAX);
                 ends += r.ends;
                 match r.outcome.unwrap() {
                     Sent::All => break,
