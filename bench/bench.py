@@ -41,6 +41,8 @@ HELLO = b"Hello, world!"
 
 ALL_SCENARIOS = ["small", "64k", "1m", "big", "limit", "idle", "upload", "cold", "syscalls"]
 ALL_SERVERS = ["zh1", "zh2", "nginx1", "nginx2", "lighttpd", "h2o", "mhd"]
+# Not in the default set: zh_static with its open-file cache off (the cache's before/after).
+EXTRA_SERVERS = ["zh1-nocache"]
 SINGLE_WORKER = ["zh1", "nginx1", "lighttpd", "h2o", "mhd"]  # the cold scenario's servers
 REFERENCE = "nginx1"
 
@@ -87,7 +89,7 @@ def read_knobs():
     K["duration_s"] = parse_duration(K["duration"])
     K["rounds"] = env_int("BENCH_ROUNDS", 3)
     K["scenarios"] = env_list("BENCH_SCENARIOS", ALL_SCENARIOS, ALL_SCENARIOS)
-    K["servers"] = env_list("BENCH_SERVERS", ALL_SERVERS, ALL_SERVERS)
+    K["servers"] = env_list("BENCH_SERVERS", ALL_SERVERS, ALL_SERVERS + EXTRA_SERVERS)
     K["big_mb"] = env_int("BENCH_BIG_MB", 1024)
     K["big_reps"] = env_int("BENCH_BIG_REPS", 1)
     K["upload_mb"] = env_int("BENCH_UPLOAD_MB", K["big_mb"])
@@ -546,8 +548,9 @@ def tail(path, n=3):
 
 
 class Zh(Server):
-    def __init__(self, name, threads):
-        super().__init__(name, " ".join(["zh_static", "--threads", str(threads)] + K["zh_args"]))
+    def __init__(self, name, threads, extra=()):
+        self.extra = list(extra)
+        super().__init__(name, " ".join(["zh_static", "--threads", str(threads)] + self.extra + K["zh_args"]))
         self.threads = threads
 
     def check(self):
@@ -557,7 +560,7 @@ class Zh(Server):
 
     def argv(self, port, raw_prefix):
         return ([K["zh_static"], "--threads", str(self.threads), "--listen", f"127.0.0.1:{port}"]
-                + K["zh_args"] + [WWW], zh_env())
+                + self.extra + K["zh_args"] + [WWW], zh_env())
 
     def engine_stats(self):
         """The `zh stats:` line zh_static prints on exit (ZH_EXAMPLE_STATS=1), as a dict."""
@@ -709,7 +712,8 @@ ZH_SNAPSHOT_ERROR = None
 
 
 def make_servers():
-    return {"zh1": Zh("zh1", 1), "zh2": Zh("zh2", 2), "nginx1": Nginx("nginx1", 1),
+    return {"zh1": Zh("zh1", 1), "zh2": Zh("zh2", 2), "zh1-nocache": Zh("zh1-nocache", 1, ["--file-cache", "0"]),
+            "nginx1": Nginx("nginx1", 1),
             "nginx2": Nginx("nginx2", 2), "lighttpd": Lighttpd(), "h2o": H2o(), "mhd": Mhd(),
             "limit": Limit(), "zh-upload": ZhUpload("zh-upload", False),
             "zh-upload-copy": ZhUpload("zh-upload-copy", True)}
