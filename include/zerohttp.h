@@ -941,8 +941,10 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
 /**
  * From the head handler only: delivers the request body to `on_data` piece by piece as it
  * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
- * once (error 0 on success). The application still owes the response (typically from
- * `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
+ * once (error 0 on success); after an `on_data` that returned `ZH_PENDING`, nothing — not even
+ * `on_end` — runs until `zh_request_body_resume`. A chunked body's trailer fields are readable
+ * with `zh_request_trailer*` from `on_end` on. The application still owes the response
+ * (typically from `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
  * already claimed or the request already answered; on an error nothing is taken and no callback runs.
  */
 zh_result zh_request_body_read(struct zh_request *req,

@@ -72,12 +72,17 @@ pub(crate) struct StreamSink {
     decoder: Option<Box<ChunkedDecoder>>,
     delivered: u64,
     paused: bool,
+    /// The whole body arrived while the reader was paused: `on_end` waits for the resume.
+    finished: bool,
+    trailers: crate::engine::request::LateTrailers,
 }
 
 impl Drop for StreamSink {
     fn drop(&mut self) {
         if let Some(f) = self.on_end.take() {
-            f(self.delivered, Some(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
+            // A body that arrived whole is reported whole, even if the peer left before resume.
+            let error = (!self.finished).then(|| std::io::Error::from(std::io::ErrorKind::ConnectionAborted));
+            f(self.delivered, error);
         }
     }
 }
@@ -572,6 +577,13 @@ impl Conn {
                     return None;
                 }
                 Reading::Stream(mut sink) => {
+                    if sink.finished && !sink.paused {
+                        if let Some(f) = sink.on_end.take() {
+                            f(sink.delivered, None);
+                        }
+                        self.reading = self.state_after_body();
+                        continue;
+                    }
                     if sink.paused || self.rbuf.is_empty() {
                         self.reading = Reading::Stream(sink);
                         return None;
@@ -602,10 +614,13 @@ impl Conn {
                     }
                     let _ = self.rbuf.split_to(consumed);
                     if done {
-                        if let Some(f) = sink.on_end.take() {
-                            f(sink.delivered, None);
+                        if let Some(d) = sink.decoder.as_ref() {
+                            let _ = sink.trailers.set(crate::engine::request::trailer_cstrings(d.trailers().to_vec()));
                         }
-                        self.reading = self.state_after_body();
+                        // A reader that paused on the last piece gets `on_end` after its resume,
+                        // whatever the framing.
+                        sink.finished = true;
+                        self.reading = Reading::Stream(sink);
                         continue;
                     }
                     let stalled = consumed == 0;
@@ -679,7 +694,7 @@ impl Conn {
         let Some((framing, expect)) = self.head_wait.take() else { return };
         let limits = &ctx.config.limits;
         match (claim, back) {
-            (Some(BodyClaim::Stream { on_data, on_end }), back) => {
+            (Some(BodyClaim::Stream { on_data, on_end, trailers }), back) => {
                 drop(back);
                 self.maybe_continue(expect, usize::MAX, true);
                 let remaining = match framing {
@@ -687,7 +702,7 @@ impl Conn {
                     _ => 0,
                 };
                 let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
-                self.reading = Reading::Stream(Box::new(StreamSink { on_data, on_end: Some(on_end), remaining, decoder, delivered: 0, paused: false }));
+                self.reading = Reading::Stream(Box::new(StreamSink { on_data, on_end: Some(on_end), remaining, decoder, delivered: 0, paused: false, finished: false, trailers }));
             }
             (Some(BodyClaim::ToFd { fd, offset, on_done }), back) => {
                 drop(back);

@@ -64,13 +64,25 @@ pub enum BodyClaim {
     /// Write the body into `fd` starting at `offset` (splice for Content-Length bodies).
     ToFd { fd: crate::body::FileFd, offset: u64, on_done: OnBodyDone },
     /// Hand the body to `on_data` piece by piece; `on_end` reports the total or the error.
-    Stream { on_data: OnBodyData, on_end: OnBodyDone },
+    /// `trailers` is the request's cell for a chunked body's trailer fields, filled before
+    /// `on_end` runs.
+    Stream { on_data: OnBodyData, on_end: OnBodyDone, trailers: LateTrailers },
 }
 
 pub(crate) enum ClaimState {
     Open,
     Claimed(BodyClaim),
     Closed,
+}
+
+/// Trailer fields of a body that is streamed while the application holds the request: the
+/// connection fills the cell once, the request reads it.
+pub type LateTrailers = Arc<std::sync::OnceLock<Vec<(CString, CString)>>>;
+
+/// Trailer fields as NUL-terminated pairs (the decoder admits no NUL in them, so nothing is
+/// dropped in practice).
+pub(crate) fn trailer_cstrings(trailers: Vec<(String, Vec<u8>)>) -> Vec<(CString, CString)> {
+    trailers.into_iter().filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?))).collect()
 }
 
 /// Shared between a request in its head handler and its connection.
@@ -84,6 +96,8 @@ pub struct Request {
     body: Bytes,
     /// Trailer fields of a chunked body, NUL-terminated for the C API.
     trailers: Vec<(CString, CString)>,
+    /// Trailers of a body streamed to a head handler's reader (see [`LateTrailers`]).
+    late_trailers: LateTrailers,
     /// Present while the request is in its head handler (body not read yet).
     claim: Option<ClaimSlot>,
     /// The body, when it was spooled to a file instead of memory: (file, length).
@@ -94,7 +108,7 @@ pub struct Request {
 
 impl Request {
     pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
-        Request { head, body, trailers: Vec::new(), claim: None, spooled: None, peer, link: Mutex::new(Some(link)) }
+        Request { head, body, trailers: Vec::new(), late_trailers: LateTrailers::default(), claim: None, spooled: None, peer, link: Mutex::new(Some(link)) }
     }
 
     pub fn head(&self) -> &RequestHead {
@@ -210,7 +224,7 @@ impl Request {
         let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
         match *state {
             ClaimState::Open => {
-                *state = ClaimState::Claimed(BodyClaim::Stream { on_data, on_end });
+                *state = ClaimState::Claimed(BodyClaim::Stream { on_data, on_end, trailers: self.late_trailers.clone() });
                 Ok(())
             }
             ClaimState::Claimed(_) => Err(Error::AlreadyUsed),
@@ -237,21 +251,21 @@ impl Request {
     }
 
     pub(crate) fn set_trailers(&mut self, trailers: Vec<(String, Vec<u8>)>) {
-        // The decoder admits no NUL in trailer fields, so conversion cannot fail in practice.
-        self.trailers = trailers
-            .into_iter()
-            .filter_map(|(n, v)| Some((CString::new(n).ok()?, CString::new(v).ok()?)))
-            .collect();
+        self.trailers = trailer_cstrings(trailers);
     }
 
-    /// Trailer fields of a chunked request body, in the order received.
+    /// Trailer fields of a chunked request body, in the order received (for a body read with
+    /// [`Request::body_read`]: available from its `on_end` on).
     pub fn trailers(&self) -> &[(CString, CString)] {
-        &self.trailers
+        match self.late_trailers.get() {
+            Some(late) if self.trailers.is_empty() => late,
+            _ => &self.trailers,
+        }
     }
 
     /// The first trailer field named `name` (ASCII case-insensitive).
     pub fn trailer(&self, name: &[u8]) -> Option<&CString> {
-        self.trailers.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.trailers().iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
