@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::transfer::{file_stat, open_beneath, stat_at, FileStat};
+use crate::transfer::{file_stat, open_beneath, relative, stat_at, FileStat};
 
 /// An entry unused for this many validity intervals is closed by the sweep.
 const INACTIVE_INTERVALS: u32 = 10;
@@ -105,6 +105,8 @@ impl FileCache {
         if self.capacity == 0 {
             return open_file(dirfd, path).map(|f| (f, Lookup::Opened));
         }
+        // "/a" and "a" are the same file beneath the directory: one entry.
+        let path = relative(path);
         let valid = self.valid;
         let map = self.dir(dirfd);
         if let Some(e) = map.get_mut(path) {
@@ -222,6 +224,7 @@ mod tests {
         let (f2, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(500)).unwrap();
         assert_eq!(how, Lookup::Hit);
         assert!(Arc::ptr_eq(&f1.fd, &f2.fd), "a hit hands out the same descriptor");
+        assert_eq!(c.get(dir.raw(), c"//a", t0).unwrap().1, Lookup::Hit, "leading slashes name the same entry");
         let (f3, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(1500)).unwrap();
         assert_eq!(how, Lookup::Revalidated);
         assert!(Arc::ptr_eq(&f1.fd, &f3.fd));

@@ -18,7 +18,7 @@ mod spool;
 mod stat;
 
 pub use custom::{recv_via, send_chain_via, Transport};
-pub use open::{open_beneath, stat_at};
+pub use open::{open_beneath, relative, stat_at};
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking, stream_socket_state};
 pub use recv::{recv_into, RecvOutcome};
 pub use residency::{dup_fd, evict, probe, warm, Residency};

@@ -59,7 +59,7 @@ fn openat2_beneath(dirfd: RawFd, path: &CStr) -> io::Result<OwnedFd> {
 
 /// `path` without its leading slashes (URL paths start with one; both ways treat the rest as
 /// relative to the directory). The tail of a C string is still NUL-terminated: no copy.
-fn relative(path: &CStr) -> &CStr {
+pub fn relative(path: &CStr) -> &CStr {
     let bytes = path.to_bytes_with_nul();
     let skip = bytes.iter().take_while(|&&b| b == b'/').count();
     CStr::from_bytes_with_nul(&bytes[skip..]).unwrap_or(path)
