@@ -45,12 +45,15 @@ pub struct Config {
     pub file_cache_valid: Duration,
     /// Memory bodies of at most this many bytes are copied into the response head's buffer
     /// (one slice); larger ones go as their own slices of the same `sendmsg`. At most 1 MiB.
+    /// Default 2048; not critical: both ways are one `sendmsg` (BENCHMARKS.md).
     pub inline_body_max: usize,
     /// File regions of at most this many bytes that directly follow memory in the send queue
     /// are read (`preadv2` with `RWF_NOWAIT`: only when already in the page cache) into a
     /// per-worker buffer and sent in the head's `sendmsg`, instead of `sendmsg(MSG_MORE)` +
     /// `sendfile`. 0 = never (file bytes stay out of user space). At most 1 MiB. The bytes
-    /// are counted in `bytes_copy`, the reads in `syscalls_copy`.
+    /// are counted in `bytes_copy`, the reads in `syscalls_copy`. 4096 measured best (cheaper
+    /// than `sendfile` up to 4 KiB, level at 8 KiB, dearer from 16 KiB: BENCHMARKS.md); the
+    /// default stays 0 until the tests that expect small regions by `sendfile` are adapted.
     pub small_file_read_max: usize,
 }
 
