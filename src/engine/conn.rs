@@ -23,6 +23,9 @@ use crate::h1::{self, BodyFraming, ChunkedDecoder, ChunkedStep, ParseError, Requ
 use crate::stats::bump;
 use crate::transfer::{self, PathMemory, RecvOutcome, SendError, Sent};
 
+mod idle;
+pub(crate) use idle::IdleConn;
+
 /// One read from the socket or the host's transport.
 fn recv(fd: RawFd, transport: &mut Option<Box<dyn transfer::Transport>>, buf: &mut BytesMut, max: usize, stats: &crate::stats::WorkerStats) -> std::io::Result<RecvOutcome> {
     match transport.as_mut() {
@@ -286,12 +289,12 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(id: u64, token: usize, sock: mio::net::TcpStream, peer: SocketAddr, now: Instant) -> Self {
         let fd = sock.as_raw_fd();
-        Self::with_io(id, token, Some(sock), fd, None, peer, now)
+        Self::with_io(id, token, Some(sock), fd, None, peer, now, Arc::new(AtomicBool::new(true)))
     }
 
     /// A connection over a host-provided transport.
     pub(crate) fn over_transport(id: u64, token: usize, t: Box<dyn transfer::Transport>, waker: crate::body::source::SourceWaker, peer: SocketAddr, now: Instant) -> Self {
-        let mut c = Self::with_io(id, token, None, -1, Some(t), peer, now);
+        let mut c = Self::with_io(id, token, None, -1, Some(t), peer, now, Arc::new(AtomicBool::new(true)));
         c.transport_waker = Some(waker);
         // Nothing signals readiness at the start: try both directions once.
         c.readable = true;
@@ -299,7 +302,8 @@ impl Conn {
         c
     }
 
-    fn with_io(id: u64, token: usize, sock: Option<mio::net::TcpStream>, fd: RawFd, transport: Option<Box<dyn transfer::Transport>>, peer: SocketAddr, now: Instant) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    fn with_io(id: u64, token: usize, sock: Option<mio::net::TcpStream>, fd: RawFd, transport: Option<Box<dyn transfer::Transport>>, peer: SocketAddr, now: Instant, alive: Arc<AtomicBool>) -> Self {
         Conn {
             id,
             token,
@@ -308,7 +312,7 @@ impl Conn {
             transport,
             transport_waker: None,
             peer,
-            alive: Arc::new(AtomicBool::new(true)),
+            alive,
             rbuf: BytesMut::new(),
             reading: Reading::Head,
             read_eof: false,
@@ -1340,7 +1344,6 @@ impl Conn {
         Next::Continue
     }
 
-    /// The next moment this connection needs attention without any I/O, and what happens then.
     /// Between requests a keep-alive connection keeps no buffers: its read buffer goes back to
     /// the worker's spares and its queues give their memory back, so thousands of idle
     /// connections cost little more than their `Conn`.

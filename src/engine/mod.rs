@@ -10,6 +10,7 @@ mod framing;
 pub mod hooks;
 mod request;
 mod response;
+mod slots;
 pub(crate) mod shared;
 mod worker;
 

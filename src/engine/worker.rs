@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::engine::conn::{CloseReason, Conn, Ctx, Dispatch, Next, SOURCE_TOKEN_BIT};
 use crate::engine::shared::{Msg, WorkerShared};
+use crate::engine::slots::{busy, busy_if, park, Slot};
 use crate::engine::request::ClaimState;
 use crate::engine::{Handler, HeadHandler};
 use crate::h1::DateCache;
@@ -51,7 +52,7 @@ pub(crate) struct Worker {
     disk: Option<Arc<crate::engine::disk::DiskPool>>,
     hooks: Arc<crate::engine::hooks::Hooks>,
     listeners: Vec<mio::net::TcpListener>,
-    conns: Vec<Option<Box<Conn>>>,
+    conns: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
     next_conn_id: u64,
@@ -144,12 +145,18 @@ impl Worker {
                 Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => self.accept(LISTENER_BASE - t, now),
                 Token(t) if t & SOURCE_TOKEN_BIT != 0 => {
                     let t = t & !SOURCE_TOKEN_BIT;
-                    if self.conns.get(t).is_some_and(|c| c.is_some()) {
+                    if self.conns.get(t).is_some_and(Slot::is_used) {
                         self.drive(t, now);
                     }
                 }
                 Token(t) => {
-                    if let Some(Some(conn)) = self.conns.get_mut(t) {
+                    // An idle connection told only that it can write stays small.
+                    let quiet = !(event.is_readable() || event.is_read_closed() || event.is_error());
+                    if quiet && let Some(Slot::Idle(idle)) = self.conns.get_mut(t) {
+                        idle.writable = true;
+                        continue;
+                    }
+                    if let Some(conn) = busy(&mut self.conns, t) {
                         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
                         conn.peer_closing |= event.is_read_closed() || event.is_error();
                         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
@@ -211,34 +218,26 @@ impl Worker {
     fn handle_msg(&mut self, msg: Msg, now: Instant) {
         match msg {
             Msg::Respond { token, conn_id, seq, resp, keep } => {
-                if let Some(Some(conn)) = self.conns.get_mut(token) {
-                    if conn.id == conn_id {
-                        conn.on_response(seq, resp, keep);
-                        self.drive(token, now);
-                    }
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                    conn.on_response(seq, resp, keep);
+                    self.drive(token, now);
                 }
             }
             Msg::ResumeBody { token, conn_id } => {
-                if let Some(Some(conn)) = self.conns.get_mut(token) {
-                    if conn.id == conn_id {
-                        conn.resume_body();
-                        self.drive(token, now);
-                    }
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                    conn.resume_body();
+                    self.drive(token, now);
                 }
             }
             Msg::DiskDone { token, conn_id, fd, offset, end } => {
-                if let Some(Some(conn)) = self.conns.get_mut(token) {
-                    if conn.id == conn_id {
-                        conn.on_disk_done(fd, offset, end);
-                        self.drive(token, now);
-                    }
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                    conn.on_disk_done(fd, offset, end);
+                    self.drive(token, now);
                 }
             }
             Msg::Wake { token, conn_id } => {
-                if let Some(Some(conn)) = self.conns.get_mut(token) {
-                    if conn.id == conn_id {
-                        self.drive(token, now);
-                    }
+                if self.conns.get(token).and_then(Slot::id) == Some(conn_id) {
+                    self.drive(token, now);
                 }
             }
             Msg::AddListener(mut listener) => {
@@ -259,7 +258,7 @@ impl Worker {
                 }
                 bump(&self.shared.stats.connections_accepted, 1);
                 let token = self.free.pop().unwrap_or_else(|| {
-                    self.conns.push(None);
+                    self.conns.push(Slot::Free);
                     self.conns.len() - 1
                 });
                 let id = self.next_conn_id;
@@ -269,18 +268,16 @@ impl Worker {
                     let _ = shared.send(Msg::TransportReady { token, conn_id: id });
                 }));
                 let _ = waker.take_early();
-                self.conns[token] = Some(Box::new(Conn::over_transport(id, token, transport, waker, peer, now)));
+                self.conns[token] = Slot::Busy(Box::new(Conn::over_transport(id, token, transport, waker, peer, now)));
                 self.live += 1;
                 bump(&self.shared.stats.connections_active, 1);
                 self.drive(token, now);
             }
             Msg::TransportReady { token, conn_id } => {
-                if let Some(Some(conn)) = self.conns.get_mut(token) {
-                    if conn.id == conn_id {
-                        conn.readable = true;
-                        conn.writable = true;
-                        self.drive(token, now);
-                    }
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                    conn.readable = true;
+                    conn.writable = true;
+                    self.drive(token, now);
                 }
             }
             Msg::Adopt { stream, peer, initial } => {
@@ -290,7 +287,7 @@ impl Worker {
                 bump(&self.shared.stats.connections_accepted, 1);
                 let _ = stream.set_nodelay(true);
                 if let Some(token) = self.add_conn(stream, peer, now) {
-                    if let Some(Some(conn)) = self.conns.get_mut(token) {
+                    if let Some(conn) = busy(&mut self.conns, token) {
                         conn.prefill(&initial);
                     }
                     self.drive(token, now);
@@ -308,7 +305,7 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for t in 0..self.conns.len() {
-            let next = match self.conns[t].as_mut() {
+            let next = match busy(&mut self.conns, t) {
                 Some(conn) => conn.on_drain(),
                 None => continue,
             };
@@ -331,7 +328,10 @@ impl Worker {
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
-                    self.add_conn(sock, peer, now);
+                    // Nothing has arrived yet: the connection waits in its small form.
+                    if let Some(token) = self.add_conn(sock, peer, now) {
+                        park(&mut self.conns, token, &mut self.read_bufs);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -348,7 +348,7 @@ impl Worker {
 
     fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) -> Option<usize> {
         let token = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
+            self.conns.push(Slot::Free);
             self.conns.len() - 1
         });
         let id = self.next_conn_id;
@@ -364,7 +364,7 @@ impl Worker {
             bump(&self.shared.stats.connections_closed, 1);
             return None;
         }
-        self.conns[token] = Some(conn);
+        self.conns[token] = Slot::Busy(conn);
         self.live += 1;
         bump(&self.shared.stats.connections_active, 1);
         self.schedule(token);
@@ -376,7 +376,7 @@ impl Worker {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let date: [u8; 29] = self.date.get(unix).try_into().unwrap_or([b' '; 29]);
         loop {
-            let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
+            let Some(conn) = busy(&mut self.conns, token) else { return };
             let mut ctx = worker_ctx!(self, date, now);
             if let Next::Close(reason) = conn.fill(&mut ctx) {
                 self.close(token, reason);
@@ -392,7 +392,7 @@ impl Worker {
                         _ => None,
                     };
                     self.process_inbox_for(token, now);
-                    let Some(conn) = self.conns.get_mut(token).and_then(|c| c.as_mut()) else { return };
+                    let Some(conn) = busy(&mut self.conns, token) else { return };
                     let mut ctx = worker_ctx!(self, date, now);
                     conn.after_head(back, claimed, &mut ctx);
                     continue;
@@ -427,20 +427,21 @@ impl Worker {
                 }
             }
         }
-        if let Some(Some(conn)) = self.conns.get(token)
+        if let Some(Slot::Busy(conn)) = self.conns.get(token)
             && conn.yielded
             && !self.posted.contains(&token)
         {
             self.posted.push(token);
         }
         self.schedule(token);
+        park(&mut self.conns, token, &mut self.read_bufs);
     }
 
     /// Gives each connection that yielded its send budget another turn, in order.
     fn drive_posted(&mut self, now: Instant) {
         let batch = std::mem::take(&mut self.posted);
         for &token in &batch {
-            let Some(Some(conn)) = self.conns.get_mut(token) else { continue };
+            let Some(Slot::Busy(conn)) = self.conns.get_mut(token) else { continue };
             if std::mem::take(&mut conn.yielded) {
                 conn.writable = true;
                 self.drive(token, now);
@@ -487,11 +488,11 @@ impl Worker {
 
     /// The connection at `token` if it is still the one with `conn_id`.
     fn own_conn(&mut self, token: usize, conn_id: u64) -> Option<&mut Conn> {
-        self.conns.get_mut(token).and_then(|c| c.as_deref_mut()).filter(|c| c.id == conn_id)
+        busy_if(&mut self.conns, token, conn_id)
     }
 
     fn schedule(&mut self, token: usize) {
-        let Some(Some(conn)) = self.conns.get_mut(token) else { return };
+        let Some(Slot::Busy(conn)) = self.conns.get_mut(token) else { return };
         conn.compute_deadline(&self.config);
         if let Some(d) = conn.deadline {
             if conn.scheduled.is_none_or(|s| d < s) {
@@ -507,21 +508,22 @@ impl Worker {
                 break;
             }
             self.timers.pop();
-            let Some(Some(conn)) = self.conns.get_mut(token) else { continue };
-            if conn.id != id || conn.scheduled != Some(t) {
+            let Some((conn_id, scheduled, deadline)) = self.conns.get_mut(token).and_then(Slot::timer) else { continue };
+            if conn_id != id || *scheduled != Some(t) {
                 continue;
             }
-            conn.scheduled = None;
-            match conn.deadline {
+            *scheduled = None;
+            match deadline {
                 Some(d) if d <= now => {
                     let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
+                    let Some(conn) = busy(&mut self.conns, token) else { continue };
                     let mut ctx = worker_ctx!(self, date, now);
                     if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
                         self.close(token, reason);
                     }
                 }
                 Some(d) => {
-                    conn.scheduled = Some(d);
+                    *scheduled = Some(d);
                     self.timers.push(Reverse((d, token, id)));
                 }
                 None => {}
@@ -532,7 +534,7 @@ impl Worker {
     /// Gives a connection whose 101 (or CONNECT 2xx) has left to the application: its own
     /// descriptor plus the bytes already read; the engine forgets the connection.
     fn hand_off(&mut self, token: usize, up: crate::engine::response::Upgrade) {
-        let taken = match self.conns.get_mut(token).and_then(|c| c.as_mut()) {
+        let taken = match busy(&mut self.conns, token) {
             Some(conn) => conn.take_for_hand_off(),
             None => return,
         };
@@ -544,7 +546,11 @@ impl Worker {
     }
 
     fn close(&mut self, token: usize, reason: CloseReason) {
-        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else { return };
+        let mut conn = match self.conns.get_mut(token).map(|slot| std::mem::replace(slot, Slot::Free)) {
+            Some(Slot::Busy(conn)) => conn,
+            Some(Slot::Idle(idle)) => Conn::from_idle(idle, token),
+            _ => return,
+        };
         if let Some(sock) = conn.sock.as_mut() {
             let _ = self.poll.registry().deregister(sock);
         }
@@ -568,7 +574,7 @@ impl Worker {
 
     pub(crate) fn finish(&mut self) {
         for t in 0..self.conns.len() {
-            if self.conns[t].is_some() {
+            if self.conns[t].is_used() {
                 self.close(t, CloseReason::Shutdown);
             }
         }

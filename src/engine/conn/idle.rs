@@ -1,0 +1,164 @@
+//! The small form of a keep-alive connection between requests.
+//!
+//! Most connections of a busy server are idle most of the time. A whole `Conn` (queues, parser
+//! state, pipes, timers: about 640 bytes) is built only while a connection has something to
+//! do; between requests the worker keeps just what is needed to wake it up again — the socket,
+//! who it is, where its request numbering stands and its keep-alive deadline.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::{Conn, Reading};
+
+/// An idle keep-alive connection: no buffers, no queues, nothing in flight.
+pub(crate) struct IdleConn {
+    pub(crate) id: u64,
+    sock: mio::net::TcpStream,
+    peer: SocketAddr,
+    /// Shared with request handles the application may still hold (they outlive the answer).
+    alive: Arc<AtomicBool>,
+    /// Request numbering continues after the pause, so a late message for an earlier request
+    /// can never be taken for a new one.
+    next_seq: u64,
+    last_progress: Instant,
+    readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) scheduled: Option<Instant>,
+}
+
+impl Conn {
+    /// True when nothing but the socket and the keep-alive deadline is left to keep.
+    pub(crate) fn can_idle(&self) -> bool {
+        matches!(self.reading, Reading::Head)
+            && self.sock.is_some()
+            && self.transport.is_none()
+            && self.rbuf.is_empty()
+            && self.inflight.is_empty()
+            && self.out.is_empty()
+            && self.marks.is_empty()
+            && self.access.is_empty()
+            && self.send_seq == self.next_seq
+            && self.head_started.is_none()
+            && self.head_wait.is_none()
+            && self.pending_req.is_none()
+            && self.spooled_ready.is_none()
+            && self.lingering.is_none()
+            && self.watched_fd.is_none()
+            && self.xfer.pipe.is_none()
+            && self.rx_pipe.is_none()
+            && !self.read_eof
+            && !self.peer_closing
+            && !self.final_queued
+            && !self.upgrade_wait
+            && !self.disk_wait
+            && !self.window_blocked
+            && !self.yielded
+    }
+
+    /// The small form of a connection for which `can_idle` holds; its read buffer goes to the
+    /// worker's spares.
+    pub(crate) fn into_idle(mut self: Box<Self>, spares: &mut Vec<BytesMut>) -> IdleConn {
+        debug_assert!(self.can_idle());
+        self.park_if_idle(spares);
+        IdleConn {
+            id: self.id,
+            sock: self.sock.take().expect("only socket connections go idle"),
+            peer: self.peer,
+            alive: self.alive.clone(),
+            next_seq: self.next_seq,
+            last_progress: self.last_progress,
+            readable: self.readable,
+            writable: self.writable,
+            deadline: self.deadline,
+            scheduled: self.scheduled,
+        }
+    }
+
+    /// The whole connection again, as it was when it went idle.
+    pub(crate) fn from_idle(idle: IdleConn, token: usize) -> Box<Self> {
+        let fd = idle.sock.as_raw_fd();
+        let mut conn = Box::new(Self::with_io(idle.id, token, Some(idle.sock), fd, None, idle.peer, idle.last_progress, idle.alive));
+        conn.next_seq = idle.next_seq;
+        conn.send_seq = idle.next_seq;
+        conn.readable = idle.readable;
+        conn.writable = idle.writable;
+        conn.deadline = idle.deadline;
+        conn.scheduled = idle.scheduled;
+        conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::slots::Slot;
+    use std::time::Duration;
+
+    fn accepted() -> (mio::net::TcpStream, std::net::TcpStream, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (mio::net::TcpStream::from_std(server), client, peer)
+    }
+
+    #[test]
+    fn an_idle_slot_is_a_fraction_of_a_connection() {
+        // What 5,000 idle connections cost is mostly this (plus the shared `alive` flag).
+        assert!(std::mem::size_of::<Slot>() <= 128, "Slot is {} bytes", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Conn>() >= 4 * std::mem::size_of::<Slot>());
+    }
+
+    #[test]
+    fn a_connection_comes_back_from_idle_as_it_went() {
+        let (sock, _client, peer) = accepted();
+        let fd = sock.as_raw_fd();
+        let now = Instant::now();
+        let mut conn = Box::new(Conn::new(7, 3, sock, peer, now));
+        conn.next_seq = 5;
+        conn.send_seq = 5;
+        conn.writable = true;
+        conn.deadline = Some(now + Duration::from_secs(9));
+        conn.scheduled = conn.deadline;
+        assert!(conn.can_idle());
+        let alive = conn.alive.clone();
+
+        let mut spares = Vec::new();
+        let idle = conn.into_idle(&mut spares);
+        assert_eq!(idle.id, 7);
+        let back = Conn::from_idle(idle, 3);
+        assert_eq!((back.id, back.token, back.fd, back.peer), (7, 3, fd, peer));
+        assert_eq!((back.next_seq, back.send_seq), (5, 5));
+        assert!(back.writable && !back.readable);
+        assert_eq!(back.deadline, Some(now + Duration::from_secs(9)));
+        assert_eq!(back.scheduled, back.deadline);
+        assert_eq!(back.last_progress, now);
+        assert!(Arc::ptr_eq(&back.alive, &alive), "request handles keep seeing the same connection");
+    }
+
+    #[test]
+    fn a_connection_with_anything_in_hand_stays_whole() {
+        let (sock, _client, peer) = accepted();
+        let mut conn = Conn::new(1, 0, sock, peer, Instant::now());
+        conn.rbuf.extend_from_slice(b"GET / HT");
+        assert!(!conn.can_idle(), "a partial head");
+        conn.rbuf.clear();
+        conn.next_seq = 1;
+        assert!(!conn.can_idle(), "a request in flight");
+        conn.send_seq = 1;
+        conn.peer_closing = true;
+        assert!(!conn.can_idle(), "the peer is leaving: read on to EOF");
+        conn.peer_closing = false;
+        conn.reading = Reading::Stopped;
+        assert!(!conn.can_idle(), "no more requests");
+        conn.reading = Reading::Head;
+        assert!(conn.can_idle());
+    }
+}
