@@ -37,7 +37,13 @@ fn a_cold_file_is_warmed_off_the_event_loop() {
         }
         req.respond(r).unwrap();
     });
+    let worker = worker_thread_id().expect("the engine's worker thread 'zerohttp-0'");
     let download = std::thread::spawn(move || get(port, "/cold"));
+    let sampler = {
+        let download_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = download_done.clone();
+        (std::thread::spawn(move || sample_states(worker, &done)), download_done)
+    };
     let mut worst = Duration::ZERO;
     let mut s = connect(port);
     let mut buf = Vec::new();
@@ -53,6 +59,14 @@ fn a_cold_file_is_warmed_off_the_event_loop() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let body = download.join().unwrap().body;
+    sampler.1.store(true, std::sync::atomic::Ordering::Release);
+    let (samples, disk_waits) = sampler.0.join().unwrap();
+    // The worker may be caught in uninterruptible sleep now and then for reasons of its own
+    // (reclaim), but not in the disk reads: readahead alone left pages in flight that the
+X
+    eprintln!("worker thread: {disk_waits} of {samples} samples waiting in the kernel (D)");
+    assert!(samples >= 200, "too few samples of the worker's state: {samples}");
+    assert!(disk_waits * 1000 <= samples, "the worker waited for the disk in {disk_waits} of {samples} samples");
     assert!(body == data, "cold file served byte-identical");
     let st = engine.stats();
     assert!(st.cold_offloads >= 1, "{st:?}");
@@ -61,4 +75,33 @@ fn a_cold_file_is_warmed_off_the_event_loop() {
     assert!(worst < Duration::from_millis(250), "worst /hello latency {worst:?}");
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_file(&path).unwrap();
+}
+
+/// The thread id of this process's engine worker (a new thread names itself once it runs).
+fn worker_thread_id() -> Option<String> {
+    let find = || {
+        std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim() == "zerohttp-0").then(|| t.file_name().to_string_lossy().into_owned())
+        })
+    };
+    (0..200).find_map(|_| find().or_else(|| {
+        std::thread::sleep(Duration::from_millis(5));
+        None
+    }))
+}
+
+/// Samples the thread's scheduler state until `done`: (samples, samples in state D).
+fn sample_states(tid: String, done: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let (mut samples, mut waits) = (0u64, 0u64);
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        let Ok(stat) = std::fs::read_to_string(&path) else { break };
+        // The state follows the parenthesised name, which may itself contain spaces.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("?");
+        samples += 1;
+        waits += (state == "D") as u64;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    (samples, waits)
 }

@@ -67,13 +67,16 @@ pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-/// Brings `[offset, offset + len)` into the page cache, blocking (run on a helper thread).
-/// `readahead` fills the cache without copying to user space; if the range is still not
-/// resident afterwards (readahead may stop early), it is read through a scratch buffer.
+/// Brings `[offset, offset + len)` into the page cache, blocking (run on a helper thread), and
+/// returns only once the pages are readable. `readahead` merely starts the reads: its pages are
+/// in the cache (and counted by `cachestat`) while their I/O is still in flight, so a `sendfile`
+/// on the event loop right after it would wait for the disk after all. Sending the range to
+/// `/dev/null` waits for every page without copying it anywhere; where that is refused, the
+/// range is read through a scratch buffer instead.
 pub fn warm(fd: RawFd, offset: u64, len: u64) {
     // SAFETY: readahead on a descriptor we own; no memory is passed.
     unsafe { libc::readahead(fd, offset as libc::off64_t, len as usize) };
-    if probe(fd, offset, len, &WorkerStats::default()) != Residency::Cold {
+    if wait_readable(fd, offset, len).is_ok() {
         return;
     }
     let mut buf = vec![0u8; 256 * 1024];
@@ -88,6 +91,36 @@ pub fn warm(fd: RawFd, offset: u64, len: u64) {
         }
         at += n as u64;
     }
+}
+
+thread_local! {
+    /// The helper thread's `/dev/null`, opened once.
+    static DEV_NULL: Option<std::fs::File> = std::fs::OpenOptions::new().write(true).open("/dev/null").ok();
+}
+
+/// `sendfile` of the range into `/dev/null`: returns when every page of it has been read in.
+fn wait_readable(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    DEV_NULL.with(|null| {
+        let Some(null) = null else { return Err(io::Error::from(io::ErrorKind::NotFound)) };
+        let mut off = offset as libc::off_t;
+        let end = (offset + len) as libc::off_t;
+        while off < end {
+            // SAFETY: sendfile between two descriptors we hold open; `off` is a live local the
+            // kernel reads and advances. No user memory is involved.
+            let n = unsafe { libc::sendfile(std::os::fd::AsRawFd::as_raw_fd(null), fd, &mut off, (end - off) as usize) };
+            if n == 0 {
+                return Ok(()); // end of file
+            }
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Drops a file's clean pages from the page cache (`posix_fadvise(DONTNEED)`), e.g. to test
