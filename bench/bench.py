@@ -199,19 +199,20 @@ def cpu_sample(root):
     """Server CPU so far: {ticks: utime+stime(+cutime+cstime) over the process tree from
     /proc/PID/stat (all threads, also exited ones), ns: sum_exec_runtime of the live threads from
     /proc/PID/task/*/schedstat, tasks: the live thread ids}."""
-    ticks, ns, tasks = 0, 0, set()
+    ticks, uticks, ns, tasks = 0, 0, 0, set()
     for p in proc_tree(root):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+            uticks += int(fields[11]) + int(fields[13])
             for t in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{t}/schedstat") as f:
                     ns += int(f.read().split()[0])
                 tasks.add(int(t))
         except (OSError, IndexError, ValueError):
             continue
-    return {"ticks": ticks, "ns": ns, "tasks": tasks}
+    return {"ticks": ticks, "uticks": uticks, "ns": ns, "tasks": tasks}
 
 
 def cpu_delta(before, after):
@@ -222,7 +223,10 @@ def cpu_delta(before, after):
     n = (after["ns"] - before["ns"]) / 1e9
     exited = len(before["tasks"] - after["tasks"])
     use_ticks = t > n * 1.05 + 2 / CLK_TCK
-    return {"cpu_s": t if use_ticks else n, "cpu_ticks_s": t, "cpu_ns_s": n,
+    # The user-space share (ticks: the only source that splits user from kernel time).
+    ut = (after["uticks"] - before["uticks"]) / CLK_TCK
+    user_frac = ut / t if t > 0 else 0.0
+    return {"cpu_s": t if use_ticks else n, "cpu_ticks_s": t, "cpu_ns_s": n, "user_frac": user_frac,
             "cpu_source": "ticks" if use_ticks else "schedstat", "threads_exited": exited}
 
 
@@ -757,6 +761,7 @@ def with_cpu(m, cpu):
     m.update(cpu)
     if m.get("requests"):
         m["cpu_us_per_req"] = cpu["cpu_s"] * 1e6 / m["requests"]
+        m["user_us_per_req"] = m["cpu_us_per_req"] * cpu["user_frac"]
     if m.get("bytes"):
         m["cpu_s_per_GB"] = cpu["cpu_s"] / (m["bytes"] / 1e9)
     return m

@@ -13,7 +13,8 @@ import sys
 # scenario -> (title, [(metric key, label, +1 higher is better / -1 lower is better)])
 SCENARIOS = {
     "small": ("small: `wrk -t2 -c64 -d{dur}` GET /hello (13-byte body)",
-              [("req_s", "req/s", 1), ("p99_ms", "p99 ms", -1), ("cpu_us_per_req", "CPU µs/req", -1)]),
+              [("req_s", "req/s", 1), ("p99_ms", "p99 ms", -1), ("cpu_us_per_req", "CPU µs/req", -1),
+               ("user_us_per_req", "of it user µs/req", -1)]),
     "64k": ("64k: `wrk -t2 -c64 -d{dur}` GET /f/64k.bin",
             [("req_s", "req/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
     "1m": ("1m: `wrk -t2 -c16 -d{dur}` GET /f/1m.bin",
@@ -33,7 +34,8 @@ SCENARIOS = {
                  [("per_req", "syscalls/req", -1)]),
 }
 NOTES = {
-    "small": "CPU µs/req = server CPU time / requests.",
+    "small": "CPU µs/req = server CPU time / requests; \"of it user\" = the part spent in the server's own code "
+             "(utime share of utime+stime, in clock ticks), the rest is the kernel's work for its syscalls.",
     "64k": "CPU s/GB = server CPU seconds per 10^9 bytes received by wrk (headers + bodies).",
     "1m": "MB/s = 10^6 bytes/s as counted by wrk (headers + bodies).",
     "big": "GB/s = 10^9 bytes/s of body, from curl's size_download/time_total; \"of limit\" = GB/s ÷ the limit "
