@@ -97,6 +97,9 @@ def read_knobs():
     K["cold_conns"] = env_int("BENCH_COLD_CONNS", 8)
     K["cold_baseline"] = os.environ.get("BENCH_COLD_BASELINE", "1") == "1"
     K["cold_rate"] = os.environ.get("BENCH_COLD_RATE", "")
+    K["big_rate"] = os.environ.get("BENCH_BIG_RATE", "")
+    if K["big_rate"] and not re.fullmatch(r"\d+[kKmMgG]?", K["big_rate"]):
+        die(f"BENCH_BIG_RATE must be a curl --limit-rate value such as 800M (got '{K['big_rate']}')")
     if K["cold_rate"] and not re.fullmatch(r"\d+[kKmMgG]?", K["cold_rate"]):
         die(f"BENCH_COLD_RATE must be a curl --limit-rate value such as 200M (got '{K['cold_rate']}')")
     K["idle_conns"] = env_int("BENCH_IDLE_CONNS", 5000)
@@ -778,8 +781,9 @@ def load_wrk(srv, rp, path, conns):
     return with_cpu(parse_wrk(r.stdout), cpu_delta(before, after))
 
 
-def curl_get(port, path, max_time):
-    r = run(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", str(max_time),
+def curl_get(port, path, max_time, rate=""):
+    limit = ["--limit-rate", rate] if rate else []
+    r = run(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", str(max_time)] + limit + [
                              "-w", "%{http_code} %{size_download} %{time_total}", f"http://127.0.0.1:{port}{path}"],
             timeout=max_time + 30)
     code, size, t = (r.stdout.split() + ["0", "0", "0"])[:3]
@@ -791,7 +795,7 @@ def load_big(srv, rp, path, nbytes):
     before = cpu_sample(srv.pid)
     total, secs, bad = 0, 0.0, []
     for _ in range(K["big_reps"]):
-        code, size, t, rc = curl_get(srv.port, path, 600)
+        code, size, t, rc = curl_get(srv.port, path, 600, K["big_rate"])
         total += size
         secs += t
         if code != 200 or size != nbytes or rc != 0:

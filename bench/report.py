@@ -19,7 +19,7 @@ SCENARIOS = {
             [("req_s", "req/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
     "1m": ("1m: `wrk -t2 -c16 -d{dur}` GET /f/1m.bin",
            [("MB_s", "MB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
-    "big": ("big: `curl -o /dev/null` of /f/{big} ({big_mb} MiB){reps}, one connection",
+    "big": ("big: `curl -o /dev/null` of /f/{big} ({big_mb} MiB){reps}{big_rate}, one connection",
             [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
     "limit": ("limit: the same curl against bench/peers/sendfile_limit (blocking sendfile loop) — the ceiling for big",
               [("GB_s", "GB/s", 1), ("cpu_s_per_GB", "CPU s/GB", -1)]),
@@ -94,6 +94,7 @@ def main():
     ref = meta.get("reference", "nginx1")
     fill = {"dur": k["duration"], "big": "1g.bin" if k["big_mb"] == 1024 else f"{k['big_mb']}m.bin",
             "big_mb": k["big_mb"], "reps": f" ×{k['big_reps']}" if k["big_reps"] > 1 else "",
+            "big_rate": f" at most {k['big_rate']}B/s (curl --limit-rate)" if k.get("big_rate") else "",
             "idle": f"{k['idle_conns']:,}", "upload_mb": k["upload_mb"], "cold_conns": k["cold_conns"],
             "cold_mb": k["cold_mb"], "cold_rate": f" at most {k['cold_rate']}B/s (curl --limit-rate)" if k.get("cold_rate") else "",
             "sysreqs": f"{k['syscall_reqs']:,}"}
