@@ -118,7 +118,7 @@ test-conformance:
 	ZH_ECHO=$(CURDIR)/build/examples-c/zh_echo python3 tests/conformance/run.py
 
 test-zerocopy:
-	$(call banner,test: zero-copy proof (zh_static under strace: no file byte read into user space))
+	$(call banner,test: zero-copy proof (zh_static under strace: no byte of a 32 MiB file read into user space; a 1000-byte one by one preadv2))
 	python3 tests/zero_copy/strace_proof.py $(CURDIR)/build/examples-c/zh_static
 
 # examples-c/smoke-test.sh (written with the examples) runs each example against curl.

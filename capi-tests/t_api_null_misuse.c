@@ -110,6 +110,7 @@ static void check_config(void) {
   CHECK_RES(zh_config_set_limits(NULL, 0, 0, 0, ZH_UNLIMITED), ZH_ERR_NULL);
   CHECK_RES(zh_config_set_timeouts(NULL, 0, 0, 0), ZH_ERR_NULL);
   CHECK_RES(zh_config_set_max_connections(NULL, 10), ZH_ERR_NULL);
+  CHECK_RES(zh_config_set_small_file_read_max(NULL, 4096), ZH_ERR_NULL);
 
   zh_config *cfg = sentinel;
   CHECK_OK(zh_config_new(&cfg));
@@ -124,6 +125,9 @@ static void check_config(void) {
   CHECK_OK(zh_config_set_timeouts(cfg, 0, 0, 0));
   CHECK_OK(zh_config_set_timeouts(cfg, 500, 1000, 1000));
   CHECK_OK(zh_config_set_max_connections(cfg, 100));
+  CHECK_OK(zh_config_set_small_file_read_max(cfg, 0));
+  CHECK_OK(zh_config_set_small_file_read_max(cfg, 1 << 20));
+  CHECK_RES(zh_config_set_small_file_read_max(cfg, (1 << 20) + 1), ZH_ERR_INVALID); /* at most 1 MiB */
   zh_config_free(cfg);
 }
 

@@ -7,6 +7,8 @@
  *   /selfwake  calls zh_source_ready itself, then returns ZH_PENDING (a wake that arrives
  *              before the engine saw PENDING must not be lost)
  *   /file      ZH_CHUNK_FILE (owned fd + a borrowed fd to EOF) inside chunked: sendfile counted
+ *              (small_file_read_max is 0 here, else the 100-byte tail would be read into the
+ *              chunk-size line's sendmsg)
  *   /fd        ZH_CHUNK_FD (two pipes of known length, total known): Content-Length, splice
  *   /fdeof     ZH_CHUNK_FD (known length, then until EOF; total unknown): chunked, splice
  *   /error     an error (-1) mid-body, unknown length: EOF and no final 0-chunk
@@ -369,6 +371,7 @@ int main(void) {
   zh_config *cfg = NULL;
   CHECK_OK(zh_config_new(&cfg));
   CHECK_OK(zh_config_set_threads(cfg, 1));
+  CHECK_OK(zh_config_set_small_file_read_max(cfg, 0)); /* file chunks: all by sendfile */
   uint16_t port = 0;
   zh_engine *e = zt_engine_start(cfg, handler, NULL, &port);
   zh_config_free(cfg);

@@ -1,5 +1,6 @@
 /* A 64 MiB file served with zh_response_add_file(ZH_FD_CLOSE) arrives byte-identical and
- * goes out by sendfile (stats), never by the copy fallback. */
+ * goes out by sendfile (stats), never by the copy fallback. small_file_read_max is 0, so the
+ * 777-byte tail goes by sendfile too (by default it would be read into the head's sendmsg). */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <string.h>
@@ -44,7 +45,11 @@ static void wait_fd_closed(int fd) {
 int main(void) {
   g_file_fd = zt_temp_file(FILE_SIZE);
   uint16_t port = 0;
-  zh_engine *e = zt_engine_start(NULL, handler, NULL, &port);
+  zh_config *cfg = NULL;
+  CHECK_OK(zh_config_new(&cfg));
+  CHECK_OK(zh_config_set_small_file_read_max(cfg, 0)); /* every file byte by sendfile */
+  zh_engine *e = zt_engine_start(cfg, handler, NULL, &port);
+  zh_config_free(cfg);
   zt_conn *c = zt_connect(port);
   zt_response r;
 

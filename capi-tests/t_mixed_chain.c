@@ -2,7 +2,11 @@
  * concatenation; the lent release runs exactly once per response, after it was sent, and the
  * ZH_FD_CLOSE fds are closed. Also: the same chain for HEAD (nothing sent, everything
  * released), a chain of more chunks than IOV_MAX, and a multi-MiB chain read by a slow client
- * (partial writev / sendfile progress). */
+ * (partial writev / sendfile progress). All of that with zh_config_set_small_file_read_max(0):
+ * every file byte by sendfile, none through user space (bytes_copy == 0). Then the same chain
+ * with the default small_file_read_max (4096): the 5000-byte region still goes by sendfile,
+ * the 2500-byte one after the lent memory is read into that memory's sendmsg and counted in
+ * bytes_copy / syscalls_copy. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <string.h>
@@ -139,7 +143,11 @@ int main(void) {
   CHECK_EQ_INT(o, exp_len);
 
   uint16_t port = 0;
-  zh_engine *e = zt_engine_start(NULL, handler, NULL, &port);
+  zh_config *cfg = NULL;
+  CHECK_OK(zh_config_new(&cfg));
+  CHECK_OK(zh_config_set_small_file_read_max(cfg, 0)); /* always sendfile */
+  zh_engine *e = zt_engine_start(cfg, handler, NULL, &port);
+  zh_config_free(cfg);
   zt_conn *c = zt_connect(port);
   for (int i = 0; i < ROUNDS; i++) {
     atomic_store(&g_round, i);
@@ -281,6 +289,39 @@ int main(void) {
   CHECK_EQ_INT(atomic_load(&g_releases), ROUNDS + 1);
   CHECK_EQ_INT(atomic_load(&g_many_releases), 3 * MANY);
   CHECK_EQ_INT(atomic_load(&g_big_releases), 1);
+
+  /* The default small_file_read_max (4096): the 2500-byte region after the lent memory joins
+   * that memory's sendmsg (read, counted as copied); the 5000-byte one still goes by sendfile. */
+  {
+    enum { SMALL_ROUNDS = 5 };
+    atomic_store(&g_releases, 0);
+    e = zt_engine_start(NULL, handler, NULL, &port);
+    c = zt_connect(port);
+    for (int i = 0; i < SMALL_ROUNDS; i++) {
+      atomic_store(&g_round, i);
+      zt_response r;
+      zt_get(c, "/chain", &r);
+      CHECK_EQ_INT(r.status, 200);
+      CHECK_EQ_INT(r.body_len, exp_len);
+      compare(r.body, exp, exp_len, "/chain (default small_file_read_max)");
+      zt_response_free(&r);
+      ZT_WAIT_UNTIL(atomic_load(&g_releases) == i + 1, 5000);
+      CHECK_EQ_INT(atomic_load(&g_releases), i + 1);
+      ZT_WAIT_UNTIL(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]), 5000);
+      CHECK(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]));
+    }
+    ZT_WAIT_UNTIL((zt_stats(e, &st), st.responses >= SMALL_ROUNDS), 3000);
+    zt_print_stats("after /chain, default small_file_read_max", &st);
+    CHECK_EQ_INT(st.responses, SMALL_ROUNDS);
+    CHECK_EQ_INT(st.bytes_sendfile, (uint64_t)SMALL_ROUNDS * 5000);
+    CHECK_EQ_INT(st.bytes_copy, (uint64_t)SMALL_ROUNDS * 2500);
+    CHECK(st.syscalls_copy >= SMALL_ROUNDS); /* one preadv2 per 2500-byte region */
+    CHECK_EQ_INT(st.errors_io, 0);
+    zt_close(c);
+    CHECK_OK(zh_engine_shutdown(e, 1000));
+    zh_engine_free(e);
+    CHECK_EQ_INT(atomic_load(&g_releases), SMALL_ROUNDS);
+  }
   free(exp);
   free(g_big_mem);
   close(g_file_fd);

@@ -31,7 +31,9 @@ counters! {
     /// Head and memory chunks sent by writev/sendmsg.
     bytes_writev,
     bytes_sendfile, bytes_splice, bytes_copy_file_range,
-    /// Bytes that went through a user-space buffer because a zero-copy path was refused.
+    /// Bytes that went through a user-space buffer: a zero-copy path was refused or forced
+    /// off, or a small file region was read into the head's sendmsg
+    /// (`Config::small_file_read_max`).
     bytes_copy,
     syscalls_writev, syscalls_sendfile, syscalls_splice, syscalls_copy_file_range, syscalls_copy,
     syscalls_read,

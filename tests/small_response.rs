@@ -1,6 +1,6 @@
 //! Small-response policy: memory bodies copied into the head's buffer up to
-//! `Config::inline_body_max`, and small file regions read into the head's sendmsg when
-//! `Config::small_file_read_max` allows it.
+//! `Config::inline_body_max`, and small file regions read into the head's sendmsg up to
+//! `Config::small_file_read_max` (default 4096; 0 = always sendfile).
 
 mod common;
 
@@ -90,6 +90,19 @@ fn small_files_go_with_the_head_when_enabled() {
     assert!(st.bytes_copy >= sequential, "{st:?}");
     assert!(st.bytes_sendfile <= 4000, "{st:?}");
     assert!(st.syscalls_copy >= 9, "{st:?}");
+}
+
+#[test]
+fn the_default_reads_regions_up_to_4096_bytes_with_the_head() {
+    let max = Config::default().small_file_read_max;
+    assert_eq!(max, 4096);
+    // Exactly the limit: every one of the 4 responses is read into its head's sendmsg (one
+    // 4096-byte region fills the budget of one sendmsg, so none is left for sendfile).
+    let st = serve_files(max, &[max]);
+    assert_eq!(st.bytes_copy, 4 * 4096, "{st:?}");
+    assert_eq!(st.bytes_sendfile, 0, "{st:?}");
+    assert_eq!(st.syscalls_sendfile, 0, "{st:?}");
+    assert!(st.syscalls_copy >= 4, "{st:?}");
 }
 
 #[test]

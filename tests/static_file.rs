@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use common::{connect, read_response, Resp};
 use zerohttp::body::FileFd;
+use zerohttp::config::Config;
 use zerohttp::engine::Engine;
 use zerohttp::h1::format_http_date;
 use zerohttp::static_file::{self, FileInfo};
@@ -44,10 +45,14 @@ fn temp_file(tag: &str, data: &[u8]) -> PathBuf {
 
 /// An engine answering every request with the file at `path` (text/plain, Cache-Control).
 fn site(tag: &str) -> Site {
+    site_with(tag, Config { threads: 2, ..Config::default() })
+}
+
+fn site_with(tag: &str, config: Config) -> Site {
     let data = content(SIZE);
     let path = temp_file(tag, &data);
     let p = path.clone();
-    let (engine, port) = common::start(2, move |req| {
+    let (engine, port) = common::start_with(config, move |req| {
         let f: OwnedFd = std::fs::File::open(&p).unwrap().into();
         let mut info = FileInfo::default();
         info.set_content_type(b"text/plain").unwrap();
@@ -167,9 +172,22 @@ fn unsatisfiable_416_exact_headers() {
     assert_eq!(get(s.port, &[("Range", "bytes=-0")]).status, 416);
 }
 
-#[test]
-fn multipart_byteranges_by_sendfile() {
-    let s = site("multi");
+/// The stats once `n` more responses than in `before` are counted (the worker counts a
+/// response after its last byte went out, so the client may have it a moment earlier).
+fn stats_after(engine: &Engine, before: &zerohttp::stats::Snapshot, n: u64) -> zerohttp::stats::Snapshot {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let st = engine.stats();
+        if st.responses >= before.responses + n || std::time::Instant::now() > deadline {
+            return st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// GETs three ranges (10, 1000 and 100 bytes) as multipart/byteranges and checks every part;
+/// returns the stats before and after.
+fn multipart_three_parts(s: &Site) -> (zerohttp::stats::Snapshot, zerohttp::stats::Snapshot, Resp) {
     let before = s.engine.stats();
     let r = get(s.port, &[("Range", "bytes=0-9,50000-50999,-100")]);
     assert_eq!(r.status, 206);
@@ -183,12 +201,33 @@ fn multipart_byteranges_by_sendfile() {
         assert_eq!(headers[0], ("Content-Type".to_string(), "text/plain".to_string()));
         assert_eq!(data, &s.data[a..=b]);
     }
-    let after = s.engine.stats();
-    assert!(after.bytes_sendfile - before.bytes_sendfile >= 10 + 1000 + 100, "file parts went by sendfile");
+    let after = stats_after(&s.engine, &before, 1);
+    (before, after, r)
+}
+
+#[test]
+fn multipart_byteranges_by_sendfile() {
+    // small_file_read_max 0: every part, however small, goes by sendfile.
+    let s = site_with("multi", Config { threads: 2, small_file_read_max: 0, ..Config::default() });
+    let (before, after, r) = multipart_three_parts(&s);
+    assert_eq!(after.bytes_sendfile - before.bytes_sendfile, 10 + 1000 + 100, "file parts went by sendfile: {after:?}");
+    assert_eq!(after.bytes_copy - before.bytes_copy, 0, "no file byte through user space: {after:?}");
     // The boundary is random per response.
     let r2 = get(s.port, &[("Range", "bytes=0-9,50000-50999")]);
     assert_ne!(r.header("content-type"), r2.header("content-type"));
     assert_eq!(parse_multipart(&r2).len(), 2);
+}
+
+#[test]
+fn multipart_small_parts_go_with_the_head_by_default() {
+    // The default small_file_read_max (4096): the three parts (1110 bytes together) are read
+    // into the sendmsg of the head and part headers, counted as copied, none by sendfile.
+    assert_eq!(Config::default().small_file_read_max, 4096);
+    let s = site("multi-small");
+    let (before, after, _) = multipart_three_parts(&s);
+    assert_eq!(after.bytes_copy - before.bytes_copy, 10 + 1000 + 100, "{after:?}");
+    assert_eq!(after.bytes_sendfile - before.bytes_sendfile, 0, "{after:?}");
+    assert!(after.syscalls_copy - before.syscalls_copy >= 3, "one preadv2 per part: {after:?}");
 }
 
 #[test]

@@ -25,9 +25,11 @@ pub struct zh_stats {
     pub bytes_sendfile: u64,
     pub bytes_splice: u64,
     pub bytes_copy_file_range: u64,
-    /// Bytes copied through user space because a zero-copy path was refused or forced off
+    /// Bytes copied through user space: because a zero-copy path was refused or forced off
     /// (file regions: pread + send; pipe/socket sources: read, then sent as memory, so those
-    /// bytes also appear in `bytes_writev`).
+    /// bytes also appear in `bytes_writev`), and small file regions read on purpose into the
+    /// head's `sendmsg` (`zh_config_set_small_file_read_max`, default 4096; not in
+    /// `bytes_writev`). File bytes of a response are `bytes_sendfile + bytes_copy`.
     pub bytes_copy: u64,
     pub syscalls_writev: u64,
     pub syscalls_sendfile: u64,

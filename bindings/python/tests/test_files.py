@@ -11,7 +11,7 @@ import requests
 
 import zerohttp
 
-from conftest import CLIENT_TIMEOUT
+from conftest import CLIENT_TIMEOUT, wait_for
 
 SIZE = 32 * 1024 * 1024
 
@@ -106,6 +106,27 @@ def test_force_copy_path_counts_copies(make_server, big_file):
     assert r.content == big_file.read_bytes()[: 1 << 20]
     st = s.stats()
     assert st["bytes_copy"] >= 1 << 20 and st["bytes_sendfile"] == 0
+
+
+def test_small_file_read_max(make_server, tmp_path):
+    """Files up to small_file_read_max (default 4096) go with the head in one sendmsg, counted
+    in bytes_copy; small_file_read_max=0 sends them by sendfile."""
+    data = os.urandom(4096)
+    f = tmp_path / "small.bin"
+    f.write_bytes(data)
+    for kwargs, copied, sent in (({}, 4096, 0), ({"small_file_read_max": 0}, 0, 4096), ({"small_file_read_max": 4095}, 0, 4096)):
+        s = make_server(threads=1, **kwargs)
+        s.handler = lambda req: req.respond_file(str(f))
+        r = requests.get(s.url + "/", timeout=CLIENT_TIMEOUT)
+        assert r.content == data
+        assert wait_for(lambda: s.stats()["responses"] >= 1, timeout=5)
+        st = s.stats()
+        assert (st["bytes_copy"], st["bytes_sendfile"]) == (copied, sent), (kwargs, st)
+    with pytest.raises(ValueError):
+        zerohttp.Engine(small_file_read_max=-1)
+    with pytest.raises(zerohttp.ZhError) as e:
+        zerohttp.Engine(small_file_read_max=(1 << 20) + 1)
+    assert e.value.code == zerohttp.ZH_ERR_INVALID
 
 
 def test_serve_file_ranges_and_conditionals(server, tmp_path):
