@@ -208,7 +208,8 @@ typedef struct zh_access_record {
    */
   uint64_t duration_us;
   /**
-   * The path that carried the body: "writev", "sendfile", "splice", "stream" or "none".
+   * The path that carried the body: "writev", "sendfile", "read" (file regions no larger than the
+   * small-file read limit, sent with the head), "splice", "stream" or "none".
    */
   const char *strategy;
   /**

@@ -362,3 +362,49 @@ fn an_engine_can_be_restarted_in_the_same_process_on_the_same_port() {
     assert_eq!(get(port, "/b").body, b"hello /b");
     second.shutdown(Duration::ZERO).unwrap();
 }
+
+#[test]
+fn the_access_record_names_the_small_file_path() {
+    use zerohttp::engine::hooks::Hooks;
+    let dir = std::env::temp_dir().join(format!("zh-access-strategy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("small"), vec![b's'; 100]).unwrap();
+    std::fs::write(dir.join("large"), vec![b'l'; 10_000]).unwrap();
+    let strategies = |small_file_read_max: usize| {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let hooks = Hooks {
+            log: None,
+            access: Some(Arc::new(move |r: &zerohttp::engine::hooks::AccessRecord<'_>| {
+                s2.lock().unwrap().push(format!("{} {}", r.target, r.strategy))
+            })),
+        };
+        let d2 = dir.clone();
+        let engine = Engine::with_options(
+            Config { threads: 1, small_file_read_max, ..Config::default() },
+            Arc::new(move |req| {
+                let f = std::fs::File::open(d2.join(req.head().path().trim_start_matches('/'))).unwrap();
+                let mut r = Response::new(200).unwrap();
+                r.add_file(zerohttp::body::FileFd::Owned(std::os::fd::OwnedFd::from(f)), 0, None).unwrap();
+                req.respond(r).unwrap();
+            }),
+            None,
+            hooks,
+        )
+        .unwrap();
+        let port = engine.listen("127.0.0.1:0").unwrap();
+        engine.start().unwrap();
+        assert_eq!(get(port, "/small").body.len(), 100);
+        assert_eq!(get(port, "/large").body.len(), 10_000);
+        let t = Instant::now();
+        while seen.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        engine.shutdown(Duration::ZERO).unwrap();
+        let v = seen.lock().unwrap().clone();
+        v
+    };
+    assert_eq!(strategies(4096), vec!["/small read", "/large sendfile"]);
+    assert_eq!(strategies(0), vec!["/small sendfile", "/large sendfile"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1063,7 +1063,10 @@ impl Conn {
             } else if body.chunks().any(|c| matches!(c, Chunk::Fd(_))) {
                 "splice"
             } else if body.chunks().any(|c| matches!(c, Chunk::File(_))) {
-                "sendfile"
+                // Regions up to small_file_read_max go out with the memory before them (read
+                // into the worker's buffer when cached, else still by sendfile).
+                let small = ctx.config.small_file_read_max as u64;
+                if body.chunks().all(|c| !matches!(c, Chunk::File(r) if r.len > small)) { "read" } else { "sendfile" }
             } else {
                 "writev"
             };

@@ -25,7 +25,8 @@ pub struct AccessRecord<'a> {
     pub bytes: u64,
     /// From the head being parsed to the last byte being handed to the kernel.
     pub duration: Duration,
-    /// The kernel path that carried the body: "writev", "sendfile", "splice", "stream", "none".
+    /// The kernel path that carried the body: "writev", "sendfile", "read" (file regions
+    /// no larger than `small_file_read_max`, sent with the head), "splice", "stream", "none".
     pub strategy: &'static str,
     pub peer: std::net::SocketAddr,
 }

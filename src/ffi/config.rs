@@ -272,7 +272,8 @@ pub struct zh_access_record {
     pub bytes: u64,
     /// From the request head to the last byte handed to the kernel.
     pub duration_us: u64,
-    /// The path that carried the body: "writev", "sendfile", "splice", "stream" or "none".
+    /// The path that carried the body: "writev", "sendfile", "read" (file regions no larger than the
+    /// small-file read limit, sent with the head), "splice", "stream" or "none".
     pub strategy: *const std::ffi::c_char,
     /// "ip:port" of the client.
     pub peer: *const std::ffi::c_char,
