@@ -12,7 +12,8 @@
 #   BENCH_ROUNDS=3          rounds; tables show the median
 #   BENCH_DURATION=10s      wrk duration (small, 64k, 1m, cold)
 #   BENCH_BIG_MB=1024       big/limit file size (MiB); BENCH_BIG_REPS=1 downloads per run
-#   BENCH_UPLOAD_MB=$BENCH_BIG_MB   upload size (MiB)
+#   BENCH_UPLOAD_MB=$BENCH_BIG_MB   upload size (MiB); BENCH_UPLOAD_DIR=DIR where bodies are stored
+#   BENCH_BIG_RATE=700M     cap the big/limit downloads (curl --limit-rate): CPU per GB at one speed
 #   BENCH_IDLE_CONNS=5000   idle keep-alive connections (at most 9000)
 #   BENCH_COLD_MB=256       cold file size (MiB); BENCH_COLD_CONNS=8 wrk connections on /hello
 #   BENCH_SYSCALL_REQS=1000 requests counted by strace
