@@ -4,13 +4,17 @@
 #                examples-c/www plus a 256 MiB big.bin, generated once) with
 #                build/examples-c/zh_static on http://127.0.0.1:8080/  (SERVE_ADDR=... moves it)
 #   make test    everything CI runs (.ci/run): cargo tests incl. header freshness, the header as
-#                C11/C++, C API tests (ctest), the examples' smoke test, Python tests when present,
-#                the installed package (find_package/pkg-config) used by a consumer, then the C
-#                tests under ASan+UBSan (ZH_ASAN=0 skips) and valgrind (ZH_VALGRIND=1 adds).
+#                C11/C++, C API tests (ctest), the RFC conformance suite, the strace zero-copy
+#                proof, the examples' smoke test, the installed package (find_package/pkg-config)
+#                used by a consumer, headless chromium against zh_static (test-browser), Python
+#                tests, then the C tests under ASan+UBSan (ZH_ASAN=0 skips) and valgrind
+#                (ZH_VALGRIND=1 adds).
 #                `make -k test` keeps going past a failed step to show every failure.
 #
 # Missing tools (cmake, curl; nginx/wrk for bench) are apt-installed by scripts/ensure-deps.sh.
-# Other targets: lib, header, examples, install (PREFIX=/usr/local), bench, clean, help.   Needs: cargo, gcc/g++.
+# Other targets: lib, header, examples, install (PREFIX=/usr/local), bench (bench/README.md;
+# bench/thresholds.sh measures the small-response thresholds), clean, help, and each test-* step
+# alone (test-cargo, test-ctest, test-browser, test-python, ...).   Needs: cargo, gcc/g++.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
