@@ -1111,6 +1111,11 @@ impl Conn {
                 Some(t) => transfer::send_chain_via(t.as_mut(), &mut self.out, &ctx.shared.stats, ctx.paths),
                 None => transfer::send_chain(self.fd, &mut self.out, &ctx.shared.stats, ctx.paths, &mut self.xfer, SEND_BUDGET),
             };
+            if let Some((fd, from, to)) = self.xfer.take_prefetch()
+                && !self.submit_warm(fd, from, to, ctx)
+            {
+                self.xfer.prefetch_refused();
+            }
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
             }
@@ -1137,8 +1142,13 @@ impl Conn {
                     self.watch_source_fd(fd, ctx);
                     break;
                 }
+                Ok(Sent::DiskBusy) => {
+                    self.disk_wait = true;
+                    break;
+                }
                 Ok(Sent::Cold { fd, offset, len }) => {
-                    if self.offload_cold(fd, offset, len, ctx) {
+                    if self.submit_warm(fd, offset, offset + len, ctx) {
+                        self.disk_wait = true;
                         break;
                     }
                     // No pool (or no dup): send anyway, blocking if we must.
@@ -1192,22 +1202,23 @@ impl Conn {
         }
     }
 
-    /// Hands a cold file range to the disk pool; the connection resumes when it is cached.
-    fn offload_cold(&mut self, fd: RawFd, offset: u64, len: u64, ctx: &mut Ctx<'_>) -> bool {
+    /// Hands `[from, to)` of a file to the disk pool to be read in (a cold range the
+    /// connection waits for, or a read-ahead); `DiskDone` reports back either way.
+    fn submit_warm(&mut self, fd: RawFd, from: u64, to: u64, ctx: &mut Ctx<'_>) -> bool {
         let Some(pool) = ctx.disk else { return false };
         let Ok(own) = transfer::dup_fd(fd) else { return false };
         let shared = ctx.shared.clone();
         let (token, conn_id) = (self.token, self.id);
         let job = Box::new(move || {
-            transfer::warm(std::os::fd::AsRawFd::as_raw_fd(&own), offset, len);
+            transfer::warm(std::os::fd::AsRawFd::as_raw_fd(&own), from, to - from);
             drop(own);
-            let _ = shared.send(Msg::DiskDone { token, conn_id, fd, offset, end: offset + len });
+            let _ = shared.send(Msg::DiskDone { token, conn_id, fd, offset: from, end: to });
         });
         if pool.submit(job).is_err() {
             return false;
         }
         bump(&ctx.shared.stats.cold_offloads, 1);
-        self.disk_wait = true;
+        self.xfer.mark_reading(fd, from, to);
         true
     }
 
@@ -1223,7 +1234,7 @@ impl Conn {
     /// The disk pool brought a range into the page cache.
     pub(crate) fn on_disk_done(&mut self, fd: RawFd, offset: u64, end: u64) {
         self.disk_wait = false;
-        self.xfer.mark_warm(fd, offset, end);
+        self.xfer.pool_done(fd, offset, end);
     }
 
     /// Waits for a pipe or socket source to become readable (edge-triggered, like the socket).

@@ -52,12 +52,24 @@ pub struct PathMemory {
     small_buf: Vec<u8>,
 }
 
-/// Per-connection transfer state: the staging pipe and the file range known to be cached.
+/// Per-connection transfer state: the staging pipe and what is known of a file's page cache.
+///
+/// A cold file streams best when the disk pool reads the next window while the current one is
+/// sent: sending from a window the pool brought in asks for the following one (`prefetch`,
+/// handed to the pool by the connection), one window ahead at most. Until the pool reports
+/// back, that range is neither probed nor sent: its pages are in the cache (and counted by
+/// `cachestat`) before their reads complete, so a `sendfile` there would wait for the disk.
 #[derive(Debug, Default)]
 pub struct ConnPaths {
     pub(crate) pipe: Option<PipePair>,
     /// (fd, from, to): this byte range of this fd was found in the page cache.
     warm: Option<(RawFd, u64, u64)>,
+    /// The range the disk pool is reading in for this connection.
+    reading: Option<(RawFd, u64, u64)>,
+    /// The last range the disk pool finished for this connection.
+    pooled: Option<(RawFd, u64, u64)>,
+    /// A read-ahead for the connection to hand to the disk pool.
+    prefetch: Option<(RawFd, u64, u64)>,
 }
 
 impl ConnPaths {
@@ -65,6 +77,35 @@ impl ConnPaths {
     pub fn mark_warm(&mut self, fd: RawFd, from: u64, to: u64) {
         self.warm = Some((fd, from, to));
     }
+
+    /// The disk pool is reading `[from, to)` of `fd` in (a cold range or a read-ahead).
+    pub fn mark_reading(&mut self, fd: RawFd, from: u64, to: u64) {
+        self.reading = Some((fd, from, to));
+    }
+
+    /// The disk pool finished `[from, to)` of `fd`: its pages can be sent without waiting.
+    pub fn pool_done(&mut self, fd: RawFd, from: u64, to: u64) {
+        self.warm = Some((fd, from, to));
+        self.pooled = Some((fd, from, to));
+        if self.reading == Some((fd, from, to)) {
+            self.reading = None;
+        }
+    }
+
+    /// The read-ahead the connection should submit now, if any (see the type's docs).
+    pub fn take_prefetch(&mut self) -> Option<(RawFd, u64, u64)> {
+        self.prefetch.take()
+    }
+
+    /// The submission failed: nothing is being read after all.
+    pub fn prefetch_refused(&mut self) {
+        self.reading = None;
+    }
+}
+
+/// Whether `offset` of `fd` lies in `range`.
+fn covers(range: &Option<(RawFd, u64, u64)>, fd: RawFd, offset: u64) -> bool {
+    matches!(*range, Some((f, from, to)) if f == fd && offset >= from && offset < to)
 }
 
 /// Bytes probed before sendfile when the large window is not all cached.
@@ -120,6 +161,8 @@ pub enum Sent {
     /// The file range at the front is not in the page cache: warm it off the event loop,
     /// then send again.
     Cold { fd: RawFd, offset: u64, len: u64 },
+    /// The disk pool is already reading the range at the front in: send again when it is done.
+    DiskBusy,
     /// `budget` bytes went out and the socket would take more: let other connections have a
     /// turn first (the socket stays writable, so no event will come: the caller re-queues).
     Budget,
@@ -176,6 +219,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             },
             Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
             Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends, paths),
+            Some(Chunk::File(r)) if paths.probe_cold && covers(&conn.reading, r.fd.raw(), r.offset) => report!(Ok(Sent::DiskBusy)),
             Some(Chunk::File(r)) if paths.probe_cold && !is_warm(&conn.warm, r) => {
                 // One probe over a large window keeps sendfile calls large for hot files; when
                 // that window is not all cached, a small one decides whether to send or warm.
@@ -190,7 +234,12 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 }
                 match found {
                     Residency::Cached => {
-                        conn.warm = Some((rfd, offset, offset + len));
+                        // A range still being read in looks cached too: stop short of it.
+                        let end = match conn.reading {
+                            Some((f, from, _)) if f == rfd && from > offset => (offset + len).min(from),
+                            _ => offset + len,
+                        };
+                        conn.warm = Some((rfd, offset, end));
                         continue;
                     }
                     Residency::Cold => report!(Ok(Sent::Cold { fd: rfd, offset, len: r.len.min(WARM_WINDOW) })),
@@ -200,14 +249,19 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                     }
                 }
             }
-            Some(Chunk::File(_)) if !paths.sendfile_refused => match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, budget.saturating_sub(total).max(1)) {
-                Err(StepError::Refused) => {
-                    paths.sendfile_refused = true;
-                    bump(&stats.fallbacks, 1);
-                    continue;
+            Some(Chunk::File(r)) if !paths.sendfile_refused => {
+                if paths.probe_cold {
+                    ask_read_ahead(&mut conn.reading, &mut conn.prefetch, &conn.pooled, r);
                 }
-                other => other,
-            },
+                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, budget.saturating_sub(total).max(1)) {
+                    Err(StepError::Refused) => {
+                        paths.sendfile_refused = true;
+                        bump(&stats.fallbacks, 1);
+                        continue;
+                    }
+                    other => other,
+                }
+            }
             Some(Chunk::File(_)) => copy_file(fd, chain, stats, &mut paths.copy_buf),
         };
         match step {
@@ -392,6 +446,24 @@ fn read_cached(fd: RawFd, dst: *mut u8, len: usize, offset: u64, stats: &WorkerS
 }
 
 /// Whether the front of `r` lies in the range last found cached.
+/// Sending from a window the pool brought in: have the next window of the region read in
+/// meanwhile (one at a time).
+type Range = Option<(RawFd, u64, u64)>;
+
+fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: &crate::body::FileRegion) {
+    let fd = r.fd.raw();
+    if reading.is_some() || prefetch.is_some() || !covers(pooled, fd, r.offset) {
+        return;
+    }
+    let Some((_, _, next)) = *pooled else { return };
+    let end = r.offset + r.len;
+    if next < end {
+        let range = (fd, next, end.min(next + WARM_WINDOW));
+        *prefetch = Some(range);
+        *reading = Some(range);
+    }
+}
+
 fn is_warm(warm: &Option<(RawFd, u64, u64)>, r: &crate::body::FileRegion) -> bool {
     matches!(*warm, Some((fd, from, to)) if fd == r.fd.raw() && r.offset >= from && r.offset < to)
 }
@@ -515,11 +587,62 @@ mod tests {
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
                 Ok(Sent::Budget) => {}
-                Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) | Ok(Sent::Cold { .. }) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Ok(Sent::Blocked) | Ok(Sent::SourceBlocked(_)) | Ok(Sent::Cold { .. }) | Ok(Sent::DiskBusy) => std::thread::sleep(std::time::Duration::from_millis(1)),
                 Ok(Sent::Source) => panic!("sources are expanded by the engine"),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    #[test]
+    fn the_pool_reads_one_window_ahead_and_its_range_waits() {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let w = WARM_WINDOW;
+        let (file, data) = temp_file(3 * w as usize - 100);
+        let fd = file.as_raw_fd();
+        let mut chain = VecDeque::new();
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Owned(OwnedFd::from(file)), offset: 0, len: 3 * w - 100 }));
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        paths.probe_cold(true);
+        let mut conn = ConnPaths::default();
+        // Sends until something other than a full socket or a used-up turn stops it.
+        let mut step = |chain: &mut VecDeque<Chunk>, conn: &mut ConnPaths| loop {
+            match send_chain(ours.as_raw_fd(), chain, &stats, &mut paths, conn, 1 << 20).outcome {
+                Ok(Sent::Blocked) | Ok(Sent::Budget) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                other => return other.unwrap(),
+            }
+        };
+        let front = |chain: &VecDeque<Chunk>| match chain.front() {
+            Some(Chunk::File(r)) => r.offset,
+            _ => u64::MAX,
+        };
+
+        // The pool is reading the first window: nothing is probed or sent (its pages may be
+        // cached already but unread).
+        conn.mark_reading(fd, 0, w);
+        assert_eq!(step(&mut chain, &mut conn), Sent::DiskBusy);
+        assert_eq!(front(&chain), 0);
+        assert_eq!(stats.syscalls_probe.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+        // Done: sending from it asks for the next window, once, and stops where that begins.
+        conn.pool_done(fd, 0, w);
+        assert_eq!(step(&mut chain, &mut conn), Sent::DiskBusy);
+        assert_eq!(front(&chain), w);
+        assert_eq!(conn.take_prefetch(), Some((fd, w, 2 * w)));
+        assert_eq!(conn.take_prefetch(), None);
+
+        // The last window is shorter: the read-ahead ends with the region.
+        conn.pool_done(fd, w, 2 * w);
+        assert_eq!(step(&mut chain, &mut conn), Sent::DiskBusy);
+        assert_eq!(conn.take_prefetch(), Some((fd, 2 * w, 3 * w - 100)));
+        conn.pool_done(fd, 2 * w, 3 * w - 100);
+        assert_eq!(step(&mut chain, &mut conn), Sent::All);
+        assert_eq!(conn.take_prefetch(), None, "nothing after the region's end");
+        drop(ours);
+        assert!(reader.join().unwrap() == data, "bytes differ");
     }
 
     #[test]
