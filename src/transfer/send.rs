@@ -62,14 +62,14 @@ pub struct PathMemory {
 #[derive(Debug, Default)]
 pub struct ConnPaths {
     pub(crate) pipe: Option<PipePair>,
-    /// (fd, from, to): this byte range of this fd was found in the page cache.
-    warm: Option<(RawFd, u64, u64)>,
+    /// This byte range of this fd was found in the page cache.
+    warm: Range,
     /// The range the disk pool is reading in for this connection.
-    reading: Option<(RawFd, u64, u64)>,
+    reading: Range,
     /// The last range the disk pool finished for this connection.
-    pooled: Option<(RawFd, u64, u64)>,
+    pooled: Range,
     /// A read-ahead for the connection to hand to the disk pool.
-    prefetch: Option<(RawFd, u64, u64)>,
+    prefetch: Range,
 }
 
 impl ConnPaths {
@@ -103,8 +103,11 @@ impl ConnPaths {
     }
 }
 
+/// (fd, from, to): a byte range of a file.
+type Range = Option<(RawFd, u64, u64)>;
+
 /// Whether `offset` of `fd` lies in `range`.
-fn covers(range: &Option<(RawFd, u64, u64)>, fd: RawFd, offset: u64) -> bool {
+fn covers(range: &Range, fd: RawFd, offset: u64) -> bool {
     matches!(*range, Some((f, from, to)) if f == fd && offset >= from && offset < to)
 }
 
@@ -220,7 +223,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             Some(Chunk::Piped(_)) => splice::send_piped(fd, chain, pipe, stats).map_err(StepError::from),
             Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends, paths),
             Some(Chunk::File(r)) if paths.probe_cold && covers(&conn.reading, r.fd.raw(), r.offset) => report!(Ok(Sent::DiskBusy)),
-            Some(Chunk::File(r)) if paths.probe_cold && !is_warm(&conn.warm, r) => {
+            Some(Chunk::File(r)) if paths.probe_cold && !covers(&conn.warm, r.fd.raw(), r.offset) => {
                 // One probe over a large window keeps sendfile calls large for hot files; when
                 // that window is not all cached, a small one decides whether to send or warm.
                 let (rfd, offset) = (r.fd.raw(), r.offset);
@@ -445,11 +448,8 @@ fn read_cached(fd: RawFd, dst: *mut u8, len: usize, offset: u64, stats: &WorkerS
     Cached::No
 }
 
-/// Whether the front of `r` lies in the range last found cached.
 /// Sending from a window the pool brought in: have the next window of the region read in
 /// meanwhile (one at a time).
-type Range = Option<(RawFd, u64, u64)>;
-
 fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: &crate::body::FileRegion) {
     let fd = r.fd.raw();
     if reading.is_some() || prefetch.is_some() || !covers(pooled, fd, r.offset) {
@@ -464,11 +464,7 @@ fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: 
     }
 }
 
-fn is_warm(warm: &Option<(RawFd, u64, u64)>, r: &crate::body::FileRegion) -> bool {
-    matches!(*warm, Some((fd, from, to)) if fd == r.fd.raw() && r.offset >= from && r.offset < to)
-}
-
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Option<(RawFd, u64, u64)>, max: u64) -> Result<u64, StepError> {
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, max: u64) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
