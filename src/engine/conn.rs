@@ -1362,13 +1362,7 @@ impl Conn {
     /// the worker's spares and its queues give their memory back, so thousands of idle
     /// connections cost little more than their `Conn`.
     pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) {
-        let idle = matches!(self.reading, Reading::Head)
-            && self.rbuf.is_empty()
-            && self.inflight.is_empty()
-            && self.out.is_empty()
-            && self.head_started.is_none()
-            && self.pending_req.is_none();
-        if !idle {
+        if !self.between_requests() {
             return;
         }
         if self.rbuf.capacity() > 0 {
@@ -1391,6 +1385,16 @@ impl Conn {
         if self.access.capacity() > 0 {
             self.access = VecDeque::new();
         }
+    }
+
+    /// Waiting for the next request head, with nothing read of it and nothing left to send.
+    fn between_requests(&self) -> bool {
+        matches!(self.reading, Reading::Head)
+            && self.rbuf.is_empty()
+            && self.inflight.is_empty()
+            && self.out.is_empty()
+            && self.head_started.is_none()
+            && self.pending_req.is_none()
     }
 
     pub(crate) fn compute_deadline(&mut self, config: &Config) {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{Conn, Reading};
+use super::Conn;
 
 /// An idle keep-alive connection: no buffers, no queues, nothing in flight.
 pub(crate) struct IdleConn {
@@ -36,18 +36,13 @@ pub(crate) struct IdleConn {
 impl Conn {
     /// True when nothing but the socket and the keep-alive deadline is left to keep.
     pub(crate) fn can_idle(&self) -> bool {
-        matches!(self.reading, Reading::Head)
+        self.between_requests()
             && self.sock.is_some()
             && self.transport.is_none()
-            && self.rbuf.is_empty()
-            && self.inflight.is_empty()
-            && self.out.is_empty()
             && self.marks.is_empty()
             && self.access.is_empty()
             && self.send_seq == self.next_seq
-            && self.head_started.is_none()
             && self.head_wait.is_none()
-            && self.pending_req.is_none()
             && self.spooled_ready.is_none()
             && self.lingering.is_none()
             && self.watched_fd.is_none()
@@ -98,6 +93,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::conn::Reading;
     use crate::engine::slots::Slot;
     use std::time::Duration;
 
