@@ -116,6 +116,26 @@ static void compare(const uint8_t *got, const uint8_t *want, size_t len, const c
   }
 }
 
+/* One GET /chain as round `i`: the body byte for byte, then the chain's release (once) and both
+ * of its file descriptors closed. */
+static void get_chain_round(zt_conn *c, int i, const uint8_t *exp, size_t exp_len, const char *what) {
+  atomic_store(&g_round, i);
+  zt_response r;
+  zt_get(c, "/chain", &r);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK(r.has_content_length);
+  CHECK_EQ_INT(r.content_length, exp_len);
+  CHECK_EQ_INT(r.body_len, exp_len);
+  compare(r.body, exp, exp_len, what);
+  zt_response_free(&r);
+  /* release runs once per response, after it is sent */
+  ZT_WAIT_UNTIL(atomic_load(&g_releases) == i + 1, 5000);
+  CHECK_EQ_INT(atomic_load(&g_releases), i + 1);
+  ZT_WAIT_UNTIL(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]), 5000);
+  CHECK_MSG(zt_fd_closed(g_dups[i][0]), "first file region fd not closed");
+  CHECK_MSG(zt_fd_closed(g_dups[i][1]), "second file region fd not closed");
+}
+
 int main(void) {
   g_file_fd = zt_temp_file(FILE_SIZE);
   g_big_fd = zt_temp_file(BIG_FILE_SIZE);
@@ -149,23 +169,7 @@ int main(void) {
   zh_engine *e = zt_engine_start(cfg, handler, NULL, &port);
   zh_config_free(cfg);
   zt_conn *c = zt_connect(port);
-  for (int i = 0; i < ROUNDS; i++) {
-    atomic_store(&g_round, i);
-    zt_response r;
-    zt_get(c, "/chain", &r);
-    CHECK_EQ_INT(r.status, 200);
-    CHECK(r.has_content_length);
-    CHECK_EQ_INT(r.content_length, exp_len);
-    CHECK_EQ_INT(r.body_len, exp_len);
-    compare(r.body, exp, exp_len, "/chain");
-    zt_response_free(&r);
-    /* release runs once per response, after it is sent */
-    ZT_WAIT_UNTIL(atomic_load(&g_releases) == i + 1, 5000);
-    CHECK_EQ_INT(atomic_load(&g_releases), i + 1);
-    ZT_WAIT_UNTIL(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]), 5000);
-    CHECK_MSG(zt_fd_closed(g_dups[i][0]), "first file region fd not closed");
-    CHECK_MSG(zt_fd_closed(g_dups[i][1]), "second file region fd not closed");
-  }
+  for (int i = 0; i < ROUNDS; i++) get_chain_round(c, i, exp, exp_len, "/chain");
   zt_sleep_ms(50);
   CHECK_EQ_INT(atomic_load(&g_releases), ROUNDS); /* never twice */
 
@@ -297,19 +301,7 @@ int main(void) {
     atomic_store(&g_releases, 0);
     e = zt_engine_start(NULL, handler, NULL, &port);
     c = zt_connect(port);
-    for (int i = 0; i < SMALL_ROUNDS; i++) {
-      atomic_store(&g_round, i);
-      zt_response r;
-      zt_get(c, "/chain", &r);
-      CHECK_EQ_INT(r.status, 200);
-      CHECK_EQ_INT(r.body_len, exp_len);
-      compare(r.body, exp, exp_len, "/chain (default small_file_read_max)");
-      zt_response_free(&r);
-      ZT_WAIT_UNTIL(atomic_load(&g_releases) == i + 1, 5000);
-      CHECK_EQ_INT(atomic_load(&g_releases), i + 1);
-      ZT_WAIT_UNTIL(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]), 5000);
-      CHECK(zt_fd_closed(g_dups[i][0]) && zt_fd_closed(g_dups[i][1]));
-    }
+    for (int i = 0; i < SMALL_ROUNDS; i++) get_chain_round(c, i, exp, exp_len, "/chain (default small_file_read_max)");
     ZT_WAIT_UNTIL((zt_stats(e, &st), st.responses >= SMALL_ROUNDS), 3000);
     zt_print_stats("after /chain, default small_file_read_max", &st);
     CHECK_EQ_INT(st.responses, SMALL_ROUNDS);

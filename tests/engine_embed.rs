@@ -225,20 +225,11 @@ fn access_and_log_hooks_are_per_engine() {
                 sink.lock().unwrap().push(format!("{tag} {} {} {} {} {}", r.method, r.target, r.status, r.strategy, r.bytes > 0))
             })),
         };
-        let engine = Engine::with_options(
-            Config { threads: 1, header_read_timeout: Duration::from_millis(200), ..Config::default() },
-            Arc::new(|req| {
-                let mut r = Response::new(200).unwrap();
-                r.add_bytes(b"x");
-                req.respond(r).unwrap();
-            }),
-            None,
-            hooks,
-        )
-        .unwrap();
-        let port = engine.listen("127.0.0.1:0").unwrap();
-        engine.start().unwrap();
-        (engine, port)
+        start_with_hooks(Config { threads: 1, header_read_timeout: Duration::from_millis(200), ..Config::default() }, hooks, |req| {
+            let mut r = Response::new(200).unwrap();
+            r.add_bytes(b"x");
+            req.respond(r).unwrap();
+        })
     };
     let a_log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let b_log = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -380,20 +371,12 @@ fn the_access_record_names_the_small_file_path() {
             })),
         };
         let d2 = dir.clone();
-        let engine = Engine::with_options(
-            Config { threads: 1, small_file_read_max, ..Config::default() },
-            Arc::new(move |req| {
-                let f = std::fs::File::open(d2.join(req.head().path().trim_start_matches('/'))).unwrap();
-                let mut r = Response::new(200).unwrap();
-                r.add_file(zerohttp::body::FileFd::Owned(std::os::fd::OwnedFd::from(f)), 0, None).unwrap();
-                req.respond(r).unwrap();
-            }),
-            None,
-            hooks,
-        )
-        .unwrap();
-        let port = engine.listen("127.0.0.1:0").unwrap();
-        engine.start().unwrap();
+        let (engine, port) = start_with_hooks(Config { threads: 1, small_file_read_max, ..Config::default() }, hooks, move |req| {
+            let f = std::fs::File::open(d2.join(req.head().path().trim_start_matches('/'))).unwrap();
+            let mut r = Response::new(200).unwrap();
+            r.add_file(zerohttp::body::FileFd::Owned(std::os::fd::OwnedFd::from(f)), 0, None).unwrap();
+            req.respond(r).unwrap();
+        });
         assert_eq!(get(port, "/small").body.len(), 100);
         assert_eq!(get(port, "/large").body.len(), 10_000);
         let t = Instant::now();

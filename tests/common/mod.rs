@@ -14,7 +14,15 @@ pub fn start(threads: usize, handler: impl Fn(Request) + Send + Sync + 'static) 
 }
 
 pub fn start_with(config: Config, handler: impl Fn(Request) + Send + Sync + 'static) -> (Engine, u16) {
-    let engine = Engine::new(config, Arc::new(handler)).expect("engine");
+    listen_and_start(Engine::new(config, Arc::new(handler)).expect("engine"))
+}
+
+/// An engine with log/access hooks (no head handler).
+pub fn start_with_hooks(config: Config, hooks: zerohttp::engine::hooks::Hooks, handler: impl Fn(Request) + Send + Sync + 'static) -> (Engine, u16) {
+    listen_and_start(Engine::with_options(config, Arc::new(handler), None, hooks).expect("engine"))
+}
+
+fn listen_and_start(engine: Engine) -> (Engine, u16) {
     let port = engine.listen("127.0.0.1:0").expect("listen");
     engine.start().expect("start");
     (engine, port)
