@@ -42,8 +42,11 @@ HELLO = b"Hello, world!"
 
 ALL_SCENARIOS = ["small", "64k", "1m", "big", "limit", "idle", "upload", "cold", "syscalls"]
 ALL_SERVERS = ["zh1", "zh2", "nginx1", "nginx2", "lighttpd", "h2o", "mhd"]
-# Not in the default set: zh_static with its open-file cache off (the cache's before/after).
-EXTRA_SERVERS = ["zh1-nocache"]
+# Not in the default set: zh_static with its open-file cache off (the cache's before/after), and
+# the two floors (bench/peers/floor.c: the least a keep-alive server can do per request, for
+# small and 64k; floor-uring answers /hello only).
+EXTRA_SERVERS = ["zh1-nocache", "floor-epoll", "floor-uring"]
+FLOOR_SCENARIOS = {"floor-epoll": ("small", "64k", "syscalls"), "floor-uring": ("small",)}
 SINGLE_WORKER = ["zh1", "nginx1", "lighttpd", "h2o", "mhd"]  # the cold scenario's servers
 REFERENCE = "nginx1"
 
@@ -695,6 +698,32 @@ class Limit(Server):
         return [self.bin, os.path.join(WWW, "f", big_name(K["big_mb"])), str(port)], None
 
 
+class Floor(Server):
+    def __init__(self, mode):
+        super().__init__(f"floor-{mode}", f"bench/peers/floor.c {mode}: one thread; per request one recv and "
+                         + ("one send (/hello) or send(head, MSG_MORE) + sendfile from an fd opened once"
+                            if mode == "epoll" else
+                            "one send, every connection's operations batched into one io_uring_enter "
+                            "(SINGLE_ISSUER|DEFER_TASKRUN); /hello only"))
+        self.mode = mode
+        self.bin = None
+
+    def check(self):
+        extra = []
+        if self.mode == "uring":
+            if not os.path.exists("/usr/include/liburing.h"):
+                return "liburing.h not found (apt-get install liburing-dev)"
+            extra = ["-DFLOOR_URING", "-luring"]
+        self.bin, err = build_peer(f"floor-{self.mode}", os.path.join(BENCH, "peers", "floor.c"), extra)
+        return err
+
+    def ready_line(self):
+        return True
+
+    def argv(self, port, raw_prefix):
+        return [self.bin, self.mode, WWW, str(port)], None
+
+
 class ZhUpload(Server):
     def __init__(self, name, copy):
         super().__init__(name, "zh_upload --threads 1, " + ("ZH_FORCE_COPY=1: recv + pwrite (baseline)"
@@ -723,7 +752,8 @@ def make_servers():
     return {"zh1": Zh("zh1", 1), "zh2": Zh("zh2", 2), "zh1-nocache": Zh("zh1-nocache", 1, ["--file-cache", "0"]),
             "nginx1": Nginx("nginx1", 1),
             "nginx2": Nginx("nginx2", 2), "lighttpd": Lighttpd(), "h2o": H2o(), "mhd": Mhd(),
-            "limit": Limit(), "zh-upload": ZhUpload("zh-upload", False),
+            "limit": Limit(), "floor-epoll": Floor("epoll"), "floor-uring": Floor("uring"),
+            "zh-upload": ZhUpload("zh-upload", False),
             "zh-upload-copy": ZhUpload("zh-upload-copy", True)}
 
 
@@ -1044,7 +1074,7 @@ def scenario_servers(sc, servers):
         return ["zh-upload", "zh-upload-copy"]
     if sc == "cold":
         return [s for s in sel if s in SINGLE_WORKER]
-    return list(sel)
+    return [s for s in sel if s not in FLOOR_SCENARIOS or sc in FLOOR_SCENARIOS[s]]
 
 
 def run_one(srv, sc, rnd, rp):

@@ -3,7 +3,7 @@
 #
 # usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv] [--browser]
 #   (always)    cmake, curl, strace (the zero-copy proof test)
-#   --bench     nginx, wrk (required); lighttpd, h2o, libmicrohttpd-dev (optional peers: a
+#   --bench     nginx, wrk (required); lighttpd, h2o, libmicrohttpd-dev, liburing-dev (optional: a
 #               failure is only a warning, bench/run.sh then reports that peer as not run)
 #   --valgrind  valgrind
 #   --pyvenv    python3 venv support (python3-venv), used by scripts/ensure-pyenv.sh
@@ -58,6 +58,8 @@ if [ "$want_bench" = 1 ]; then
   missing optional lighttpd lighttpd
   missing optional h2o h2o
   if ! { have pkg-config && pkg-config --exists libmicrohttpd 2>/dev/null; }; then optional+=(libmicrohttpd-dev); fi
+  # liburing is for the floor-uring measuring stick (bench/peers/floor.c) only.
+  [ -f /usr/include/liburing.h ] || optional+=(liburing-dev)
 fi
 if [ "$want_valgrind" = 1 ]; then missing required valgrind valgrind; fi
 if [ "$want_pyvenv" = 1 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
