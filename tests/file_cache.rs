@@ -153,3 +153,39 @@ fn capacity_zero_opens_every_time() {
     }
     assert!(!is_open(&file), "nothing kept open without a cache");
 }
+
+/// Two connections asking for the same hot file at once: the first one's page-cache probe is
+/// trusted by the second (the worker's warm memo), and once it is older than its trust window
+/// (50 ms) the next request probes again.
+#[test]
+fn a_hot_cached_file_is_probed_once_for_requests_moments_apart() {
+    use std::io::Write;
+    let root = Root::new("memo");
+    let file = root.path.join("www/c.bin");
+    std::fs::write(&file, vec![b'c'; 65536]).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap().len(), 65536, "now in the page cache");
+    let (engine, port) = serve(&root, 64, Duration::from_secs(60));
+    let mut fewest = u64::MAX;
+    // A round whose two requests land more than 50 ms apart (a loaded machine) probes twice;
+    // five rounds give the pair every chance to be served together.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(60));
+        let before = engine.stats().syscalls_probe;
+        let (mut a, mut b) = (connect(port), connect(port));
+        for s in [&mut a, &mut b] {
+            s.write_all(b"GET /c.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        }
+        for s in [&mut a, &mut b] {
+            let r = read_response(s, &mut Vec::new(), false).expect("response");
+            assert_eq!((r.status, r.body.len()), (200, 65536));
+        }
+        let probes = engine.stats().syscalls_probe - before;
+        assert!(probes >= 1, "a memo older than its trust window is not used");
+        fewest = fewest.min(probes);
+        if fewest == 1 {
+            break;
+        }
+    }
+    assert_eq!(fewest, 1, "the second request trusted the first one's probe");
+    engine.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -16,6 +16,7 @@ mod sink;
 mod splice;
 mod spool;
 mod stat;
+mod warm_memo;
 
 pub use custom::{recv_via, send_chain_via, Transport};
 pub use open::{open_beneath, relative, stat_at};

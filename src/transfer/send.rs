@@ -19,13 +19,15 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 use bytes::Buf;
 
-use crate::body::Chunk;
+use crate::body::{Chunk, FileFd};
 use crate::stats::{bump, WorkerStats};
 use crate::transfer::residency::{self, Residency};
 use crate::transfer::splice::{self, FdStall, PipePair};
+use crate::transfer::warm_memo::WarmMemo;
 
 /// At most this many slices per `sendmsg`; well under IOV_MAX (1024 on Linux).
 const MAX_IOV: usize = 64;
@@ -50,6 +52,8 @@ pub struct PathMemory {
     small_file_refused: bool,
     /// Where small file regions are read (allocated on first use, `small_file_max` bytes).
     small_buf: Vec<u8>,
+    /// Ranges of cached files found in the page cache moments ago, for all connections.
+    warm_memo: WarmMemo,
 }
 
 /// Per-connection transfer state: the staging pipe and what is known of a file's page cache.
@@ -109,6 +113,15 @@ type Range = Option<(RawFd, u64, u64)>;
 /// Whether `offset` of `fd` lies in `range`.
 fn covers(range: &Range, fd: RawFd, offset: u64) -> bool {
     matches!(*range, Some((f, from, to)) if f == fd && offset >= from && offset < to)
+}
+
+/// `to`, or less: a range still being read in by the disk pool looks cached too, so a warm range
+/// starting at `offset` stops short of it.
+fn short_of_reading(reading: &Range, fd: RawFd, offset: u64, to: u64) -> u64 {
+    match *reading {
+        Some((f, from, _)) if f == fd && from > offset => to.min(from),
+        _ => to,
+    }
 }
 
 /// Bytes probed before sendfile when the large window is not all cached.
@@ -224,9 +237,18 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
             Some(Chunk::Memory(_)) => send_memory(fd, chain, stats, &mut ends, paths),
             Some(Chunk::File(r)) if paths.probe_cold && covers(&conn.reading, r.fd.raw(), r.offset) => report!(Ok(Sent::DiskBusy)),
             Some(Chunk::File(r)) if paths.probe_cold && !covers(&conn.warm, r.fd.raw(), r.offset) => {
+                let (rfd, offset) = (r.fd.raw(), r.offset);
+                // A cached file another request just found in the page cache is not asked again.
+                let shared = match &r.fd {
+                    FileFd::Shared(a) => Some((a, Instant::now())),
+                    _ => None,
+                };
+                if let Some((from, to)) = shared.and_then(|(a, now)| paths.warm_memo.lookup(a, offset, now)) {
+                    conn.warm = Some((rfd, from, short_of_reading(&conn.reading, rfd, offset, to)));
+                    continue;
+                }
                 // One probe over a large window keeps sendfile calls large for hot files; when
                 // that window is not all cached, a small one decides whether to send or warm.
-                let (rfd, offset) = (r.fd.raw(), r.offset);
                 let big = r.len.min(PROBE_WINDOW_LARGE);
                 let small = r.len.min(PROBE_WINDOW);
                 let mut found = residency::probe(rfd, offset, big, stats);
@@ -237,12 +259,11 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 }
                 match found {
                     Residency::Cached => {
-                        // A range still being read in looks cached too: stop short of it.
-                        let end = match conn.reading {
-                            Some((f, from, _)) if f == rfd && from > offset => (offset + len).min(from),
-                            _ => offset + len,
-                        };
+                        let end = short_of_reading(&conn.reading, rfd, offset, offset + len);
                         conn.warm = Some((rfd, offset, end));
+                        if let Some((a, now)) = shared {
+                            paths.warm_memo.remember(a, offset, end, now);
+                        }
                         continue;
                     }
                     Residency::Cold => report!(Ok(Sent::Cold { fd: rfd, offset, len: r.len.min(WARM_WINDOW) })),
