@@ -423,10 +423,18 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     loop {
         bump(&stats.syscalls_writev, 1);
-        // SAFETY: every iovec points into a `Bytes` held by `chain` or into `small_buf` (filled
-        // above), neither touched until the call returns; `msg` points at `iov`, alive for the
-        // whole call. sendmsg only reads.
-        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
+        // One buffer (a head with its small body inlined, the usual keep-alive answer) goes by
+        // send(2): the kernel then skips importing a msghdr and an iovec array.
+        let n = if count == 1 {
+            // SAFETY: iov[0] points into a `Bytes` held by `chain` or into `small_buf`, neither
+            // touched until the call returns; send only reads its `iov_len` bytes.
+            unsafe { libc::send(fd, iov[0].iov_base, iov[0].iov_len, flags) }
+        } else {
+            // SAFETY: every iovec points into a `Bytes` held by `chain` or into `small_buf`
+            // (filled above), neither touched until the call returns; `msg` points at `iov`,
+            // alive for the whole call. sendmsg only reads.
+            unsafe { libc::sendmsg(fd, &msg, flags) }
+        };
         if n >= 0 {
             let n = n as usize;
             let file_bytes = consume_memory(chain, n, ends);
