@@ -605,8 +605,8 @@ zh_result zh_config_set_limits(struct zh_config *cfg,
 /**
  * Sets timeouts in milliseconds; 0 keeps the current value. `header_read_ms`: a whole request
  * head must arrive within it (slowloris guard, → 408 and close). `idle_ms`: an idle keep-alive
- * connection is closed after it. `send_ms`: a send or body read without progress for this long
- * closes the connection.
+ * connection is closed after it. `send_ms`: a send without progress for this long closes the
+ * connection (request bodies have their own timeout, `zh_config_set_body_read_timeout`).
  */
 zh_result zh_config_set_timeouts(struct zh_config *cfg,
                                  uint32_t header_read_ms,
@@ -621,7 +621,9 @@ zh_result zh_config_set_max_connections(struct zh_config *cfg, uint32_t per_work
 
 /**
  * Sets how long reading a request body may make no progress before the connection is closed
- * (milliseconds, default 60000; 0 keeps the current value).
+ * (milliseconds, default 60000; 0 keeps the current value). It runs only while the engine
+ * waits for body bytes from the client — never while a streamed reader is paused
+ * (`zh_request_body_read`: that wait is the application's), and afresh after each resume.
  */
 zh_result zh_config_set_body_read_timeout(struct zh_config *cfg, uint32_t body_read_ms);
 
@@ -958,7 +960,19 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
  * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
  * once (error 0 on success); after an `on_data` that returned `ZH_PENDING`, nothing — not even
  * `on_end` — runs until `zh_request_body_resume`. A chunked body's trailer fields are readable
- * with `zh_request_trailer*` from `on_end` on. The application still owes the response
+ * with `zh_request_trailer*` from `on_end` on.
+ *
+ * Timeouts follow who is being waited for. While the engine waits for body bytes from the
+ * client, the body read timeout (`zh_config_set_body_read_timeout`) runs: a client that sends
+ * nothing for that long is dropped and `on_end` gets an error. While the reader is paused
+ * (from an `on_data` that returned `ZH_PENDING` until `zh_request_body_resume`), the engine
+ * waits for the application and no timeout runs, however long the pause: the client is only
+ * held back by TCP flow control, and the application decides how long that lasts (an
+ * application that never resumes keeps the connection until it answers the request or the
+ * engine shuts down; the engine does not read the socket meanwhile, so a client that leaves
+ * during a pause is noticed after the resume). After a resume the body read timeout counts
+ * afresh from the resume. Once `on_end` has run, the time the application takes to answer
+ * is not limited either. The application still owes the response
  * (typically from `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
  * already claimed or the request already answered; on an error nothing is taken and no callback runs.
  */

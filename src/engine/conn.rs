@@ -1222,9 +1222,13 @@ impl Conn {
         true
     }
 
-    /// The application wants more of a paused streamed body.
-    pub(crate) fn resume_body(&mut self) {
+    /// The application wants more of a paused streamed body. The body read timeout counts
+    /// from now: the time the application held the read back was not the client's to use.
+    pub(crate) fn resume_body(&mut self, now: Instant) {
         if let Reading::Stream(s) = &mut self.reading {
+            if s.paused {
+                self.last_progress = self.last_progress.max(now);
+            }
             s.paused = false;
             // Data may be waiting in the socket since we stopped reading.
             self.readable = true;

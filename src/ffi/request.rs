@@ -336,7 +336,19 @@ unsafe impl Send for BodyData {}
 /// arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
 /// once (error 0 on success); after an `on_data` that returned `ZH_PENDING`, nothing — not even
 /// `on_end` — runs until `zh_request_body_resume`. A chunked body's trailer fields are readable
-/// with `zh_request_trailer*` from `on_end` on. The application still owes the response
+/// with `zh_request_trailer*` from `on_end` on.
+///
+/// Timeouts follow who is being waited for. While the engine waits for body bytes from the
+/// client, the body read timeout (`zh_config_set_body_read_timeout`) runs: a client that sends
+/// nothing for that long is dropped and `on_end` gets an error. While the reader is paused
+/// (from an `on_data` that returned `ZH_PENDING` until `zh_request_body_resume`), the engine
+/// waits for the application and no timeout runs, however long the pause: the client is only
+/// held back by TCP flow control, and the application decides how long that lasts (an
+/// application that never resumes keeps the connection until it answers the request or the
+/// engine shuts down; the engine does not read the socket meanwhile, so a client that leaves
+/// during a pause is noticed after the resume). After a resume the body read timeout counts
+/// afresh from the resume. Once `on_end` has run, the time the application takes to answer
+/// is not limited either. The application still owes the response
 /// (typically from `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
 /// already claimed or the request already answered; on an error nothing is taken and no callback runs.
 #[unsafe(no_mangle)]

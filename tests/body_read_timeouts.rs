@@ -1,0 +1,155 @@
+//! Claimed request bodies: which timeout applies while a streamed body is read.
+//!
+//! The rule: the body read timeout runs while the engine waits for the client's bytes, never
+//! while the application holds the read paused, and afresh from a resume.
+//! Timing: T = 400 ms; every wait below is bounded (socket read timeouts, channel timeouts).
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use zerohttp::body::FileFd;
+use zerohttp::config::Config;
+use zerohttp::engine::{Engine, HeadHandler, ReadFlow, Request, Response};
+
+const T: Duration = Duration::from_millis(400);
+/// How long any single expected event may take to show up.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// How a body ended: bytes delivered, errno (0 = complete), when.
+type End = (u64, i32, Instant);
+
+struct Harness {
+    engine: Engine,
+    port: u16,
+    /// A paused reader's request, sent when `on_data` paused (path `/pause`).
+    paused: Receiver<Arc<Request>>,
+    ends: Receiver<End>,
+}
+
+/// An engine whose head handler claims every body: `/pause` streams it and pauses on the first
+/// piece, `/read` streams it without pausing, `/fd` writes it into a temporary file. `on_end` /
+/// `on_done` report to `ends` and answer `200 <bytes>` (or 400 on an error).
+fn harness(max_body: Option<u64>) -> Harness {
+    let (ptx, paused) = channel::<Arc<Request>>();
+    let (etx, ends) = channel::<End>();
+    let ptx = Mutex::new(ptx);
+    let etx = Mutex::new(etx);
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        let req = Arc::new(req);
+        let etx: Sender<End> = etx.lock().unwrap().clone();
+        let r_end = req.clone();
+        let on_end = Box::new(move |n: u64, err: Option<std::io::Error>| {
+            let errno = err.map_or(0, |e| e.raw_os_error().unwrap_or(-1));
+            let _ = etx.send((n, errno, Instant::now()));
+            let mut resp = Response::new(if errno == 0 { 200 } else { 400 }).unwrap();
+            resp.add_bytes(n.to_string().as_bytes());
+            let _ = r_end.respond_ref(resp, None);
+        });
+        match req.head().path() {
+            "/fd" => {
+                let file = tempfile_in_tmp();
+                req.body_to_fd(FileFd::Owned(OwnedFd::from(file)), 0, on_end).unwrap();
+            }
+            path => {
+                let pause = path == "/pause";
+                let ptx: Sender<Arc<Request>> = ptx.lock().unwrap().clone();
+                let r_data = req.clone();
+                let mut first = true;
+                let on_data = Box::new(move |_: &[u8]| {
+                    if pause && std::mem::take(&mut first) {
+                        let _ = ptx.send(r_data.clone());
+                        return ReadFlow::Pause;
+                    }
+                    ReadFlow::More
+                });
+                req.body_read(on_data, on_end).unwrap();
+            }
+        }
+        // The closures keep the request; it is answered from on_end.
+        None
+    });
+    let config = Config { threads: 1, body_read_timeout: T, max_body, ..Config::default() };
+    let engine = Engine::with_head_handler(config, Arc::new(|req: Request| req.respond(Response::plain(500)).unwrap()), Some(head)).unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    engine.start().unwrap();
+    Harness { engine, port, paused, ends }
+}
+
+fn tempfile_in_tmp() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("zh-bt-{}-{:?}", std::process::id(), Instant::now()));
+    let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f
+}
+
+fn send_head(s: &mut TcpStream, path: &str, content_length: Option<usize>) {
+    let framing = match content_length {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
+    s.write_all(format!("PUT {path} HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").as_bytes()).unwrap();
+}
+
+/// The server closed the connection (EOF or reset) within `within`, after whatever response.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Nothing arrives from the server for `d` (no response, no close).
+fn silent_for(s: &mut TcpStream, d: Duration) -> bool {
+    s.set_read_timeout(Some(d)).unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut)
+}
+
+#[test]
+fn a_paused_reader_is_never_timed_out_and_the_client_gets_a_fresh_timeout_after_resume() {
+    let h = harness(None);
+    let mut s = connect(h.port);
+    send_head(&mut s, "/pause", Some(20));
+    s.write_all(&[b'a'; 10]).unwrap();
+    let req = h.paused.recv_timeout(WAIT).expect("the reader paused");
+    // The application holds the read for 4 T: no timeout, no on_end, the connection stays.
+    assert!(silent_for(&mut s, T * 4), "the engine answered or closed while the reader was paused");
+    assert!(h.ends.try_recv().is_err(), "on_end ran while the reader was paused");
+    req.body_resume();
+    // The client was idle the whole time (it had nothing to send until now): after the resume
+    // it still gets the whole body read timeout (the old code timed it out at once, counting
+    // from its last byte before the pause).
+    std::thread::sleep(T / 4);
+    s.write_all(&[b'b'; 10]).unwrap();
+    let (n, errno, _) = h.ends.recv_timeout(WAIT).expect("on_end");
+    assert_eq!((n, errno), (20, 0));
+    let r = read_response(&mut s, &mut Vec::new(), false).expect("response");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"20".as_slice()));
+
+    // Same again, but the client stalls after the resume: timed out T after the resume.
+    send_head(&mut s, "/pause", Some(20));
+    s.write_all(&[b'c'; 10]).unwrap();
+    let req = h.paused.recv_timeout(WAIT).expect("the reader paused");
+    assert!(silent_for(&mut s, T * 3));
+    let resumed = Instant::now();
+    req.body_resume();
+    let (n, errno, at) = h.ends.recv_timeout(WAIT).expect("on_end");
+    assert_eq!(n, 10);
+    assert_ne!(errno, 0);
+    let after = at - resumed;
+    assert!(after >= T.mul_f32(0.8), "timed out {after:?} after the resume, timeout {T:?}");
+    assert!(closed_within(&mut s, WAIT));
+    h.engine.shutdown(Duration::ZERO).unwrap();
+}
