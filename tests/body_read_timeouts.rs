@@ -1,4 +1,5 @@
-//! Claimed request bodies: which timeout applies while a streamed body is read.
+//! Claimed request bodies: which timeout applies while a streamed body is read, and the errno a
+//! body that ends early is reported with (the table in `zh_request_body_read`'s doc comment).
 //!
 //! The rule: the body read timeout runs while the engine waits for the client's bytes, never
 //! while the application holds the read paused, and afresh from a resume.
@@ -118,6 +119,24 @@ fn silent_for(s: &mut TcpStream, d: Duration) -> bool {
 }
 
 #[test]
+fn a_client_that_stalls_while_the_engine_waits_is_timed_out_with_etimedout() {
+    let h = harness(None);
+    for path in ["/read", "/fd"] {
+        let mut s = connect(h.port);
+        send_head(&mut s, path, Some(100));
+        s.write_all(&[b'x'; 10]).unwrap();
+        let t0 = Instant::now();
+        let (n, errno, at) = h.ends.recv_timeout(WAIT).expect("on_end after the body read timeout");
+        assert_eq!((n, errno), (10, libc::ETIMEDOUT), "{path}");
+        let waited = at - t0;
+        assert!(waited >= T.mul_f32(0.8), "{path}: timed out after {waited:?}, timeout {T:?}");
+        assert!(closed_within(&mut s, WAIT), "{path}: connection not closed");
+    }
+    assert!(h.engine.stats().errors_timeout >= 2);
+    h.engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
 fn a_paused_reader_is_never_timed_out_and_the_client_gets_a_fresh_timeout_after_resume() {
     let h = harness(None);
     let mut s = connect(h.port);
@@ -146,10 +165,48 @@ fn a_paused_reader_is_never_timed_out_and_the_client_gets_a_fresh_timeout_after_
     let resumed = Instant::now();
     req.body_resume();
     let (n, errno, at) = h.ends.recv_timeout(WAIT).expect("on_end");
-    assert_eq!(n, 10);
-    assert_ne!(errno, 0);
+    assert_eq!((n, errno), (10, libc::ETIMEDOUT));
     let after = at - resumed;
     assert!(after >= T.mul_f32(0.8), "timed out {after:?} after the resume, timeout {T:?}");
     assert!(closed_within(&mut s, WAIT));
     h.engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_body_that_ends_early_reports_why() {
+    let h = harness(None);
+    // Malformed chunked framing → EPROTO (and 400), streamed and into a file.
+    for path in ["/read", "/fd"] {
+        let mut s = connect(h.port);
+        send_head(&mut s, path, None);
+        s.write_all(b"5\r\nhello\r\nzz\r\n").unwrap();
+        let (n, errno, _) = h.ends.recv_timeout(WAIT).expect("on_end");
+        assert_eq!(errno, libc::EPROTO, "{path}");
+        assert!(n <= 5, "{path}: {n} bytes");
+        assert!(closed_within(&mut s, WAIT), "{path}");
+    }
+    // The client closes mid-body → ECONNRESET.
+    for path in ["/read", "/fd"] {
+        let mut s = connect(h.port);
+        send_head(&mut s, path, Some(100));
+        s.write_all(&[b'x'; 10]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let (n, errno, _) = h.ends.recv_timeout(WAIT).expect("on_end");
+        assert_eq!((n, errno), (10, libc::ECONNRESET), "{path}");
+    }
+    h.engine.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn engine_shutdown_ends_a_body_in_progress_with_ecanceled() {
+    let h = harness(None);
+    let mut s = connect(h.port);
+    send_head(&mut s, "/read", Some(100));
+    s.write_all(&[b'x'; 10]).unwrap();
+    // Wait until the body is being read (the head handler has claimed it).
+    std::thread::sleep(Duration::from_millis(100));
+    h.engine.shutdown(Duration::from_millis(50)).unwrap();
+    let (n, errno, _) = h.ends.recv_timeout(WAIT).expect("on_end");
+    assert_eq!((n, errno), (10, libc::ECANCELED));
 }

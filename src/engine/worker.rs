@@ -555,6 +555,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(sock);
         }
         conn.shutdown(self.poll.registry());
+        // A claimed body still being read hears why (ETIMEDOUT, ECANCELED …); the connection
+        // is already marked gone, so answering from that callback gets ZH_ERR_CLOSED.
+        conn.abort_body(reason);
         if reason != CloseReason::Done && reason != CloseReason::Shutdown {
             self.hooks.log(crate::engine::hooks::LogLevel::Info, || format!("connection from {} closed: {reason:?}", conn.peer()));
         }

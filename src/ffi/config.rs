@@ -153,7 +153,8 @@ pub extern "C" fn zh_config_set_max_connections(cfg: *mut zh_config, per_worker:
 /// Sets how long reading a request body may make no progress before the connection is closed
 /// (milliseconds, default 60000; 0 keeps the current value). It runs only while the engine
 /// waits for body bytes from the client — never while a streamed reader is paused
-/// (`zh_request_body_read`: that wait is the application's), and afresh after each resume.
+/// (`zh_request_body_read`: that wait is the application's), and afresh after each resume. A
+/// claimed body it cuts short ends with `ETIMEDOUT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_config_set_body_read_timeout(cfg: *mut zh_config, body_read_ms: u32) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
