@@ -280,6 +280,7 @@ typedef struct zh_file_info {
  * |---|---|
  * | `ETIMEDOUT` | a timeout closed the connection: the client sent no body bytes for the body read timeout (`zh_config_set_body_read_timeout`) while the engine waited for them, or a response to it stalled past the send timeout |
  * | `EPROTO` | malformed chunked framing (the client is answered 400 and the connection closed) |
+ * | `EMSGSIZE` | a chunked body grew past the body limit of `zh_config_set_limits` (413, connection closed; a Content-Length over it is refused before the head handler) |
  * | `ECONNRESET` | the client closed (FIN) or reset the connection before the body was complete |
  * | `ECANCELED` | engine shutdown (`zh_engine_shutdown`, `zh_engine_free`) closed the connection |
  * | `ECONNABORTED` | the engine closed the connection for another reason (e.g. a response source failed, or a file shrank while it was being sent) |
@@ -970,7 +971,7 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
  * From the head handler only: delivers the request body to `on_data` piece by piece as it
  * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
  * once (error 0 on success, else an errno from the table at `zh_body_done_fn`: `ETIMEDOUT`,
- * `EPROTO`, `ECONNRESET`, `ECANCELED` …); after an `on_data` that returned
+ * `EPROTO`, `EMSGSIZE`, `ECONNRESET`, `ECANCELED` …); after an `on_data` that returned
  * `ZH_PENDING`, nothing — not even `on_end` — runs until `zh_request_body_resume`. A chunked
  * body's trailer fields are readable with `zh_request_trailer*` from `on_end` on.
  *

@@ -632,6 +632,15 @@ impl Conn {
                             (take, 0..take, sink.remaining == 0)
                         }
                     };
+                    if ctx.config.max_body.is_some_and(|max| sink.delivered + data.len() as u64 > max) {
+                        // Only a chunked body gets here (a Content-Length over the limit is
+                        // refused before the head handler).
+                        if let Some(f) = sink.on_end.take() {
+                            f(sink.delivered, Some(body_error(libc::EMSGSIZE)));
+                        }
+                        self.fail(ParseError::PayloadTooLarge, ctx);
+                        return None;
+                    }
                     if !data.is_empty() {
                         sink.delivered += data.len() as u64;
                         if (sink.on_data)(&self.rbuf[data]) == ReadFlow::Pause {
@@ -808,6 +817,10 @@ impl Conn {
                         (take, 0..take, sink.remaining == 0)
                     }
                 };
+                if ctx.config.max_body.is_some_and(|max| sink.written + data.len() as u64 > max) {
+                    parse_error = Some(ParseError::PayloadTooLarge);
+                    break;
+                }
                 if !data.is_empty() {
                     if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, stats) {
                         outcome = Some(Err(e));
@@ -840,6 +853,11 @@ impl Conn {
                 None => Some(sink.remaining),
             };
             if let Some(want) = payload {
+                if ctx.config.max_body.is_some_and(|max| sink.written + want > max) {
+                    // The chunk announced more than the limit allows: refused before it moves.
+                    parse_error = Some(ParseError::PayloadTooLarge);
+                    break;
+                }
                 if self.rx_pipe.is_none() {
                     match transfer::PipePair::new() {
                         Ok(p) => self.rx_pipe = Some(p),
@@ -902,7 +920,8 @@ impl Conn {
             }
         }
         if let Some(e) = parse_error {
-            sink.finish(Err(body_error(libc::EPROTO)));
+            let errno = if e == ParseError::PayloadTooLarge { libc::EMSGSIZE } else { libc::EPROTO };
+            sink.finish(Err(body_error(errno)));
             self.fail(e, ctx);
             return Next::Continue;
         }
