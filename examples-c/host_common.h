@@ -82,8 +82,9 @@ static inline void zh_host_parse_flags(int argc, char **argv, const char *prog,
       continue;
     }
     char *end = NULL;
+    errno = 0;
     long n = strtol(val, &end, 10);
-    if (*end != '\0' || n < f->min || n > f->max) {
+    if (errno != 0 || end == val || *end != '\0' || n < f->min || n > f->max) {
       fprintf(stderr, "%s: %s wants %d..%d\n", prog, f->name, f->min, f->max);
       exit(2);
     }
@@ -216,14 +217,29 @@ static inline void zh_host_print_listening(const char *scheme, const char *addr,
   fflush(stdout);
 }
 
+/* Whether PORT (the text after the last ':' of ADDR) is a decimal port 0..65535 (0: any free
+ * port). Checked here because getaddrinfo does not: glibc reads a numeric service with strtoul
+ * and keeps the low 16 bits, so "70000" would bind 4464 and "65536" a random port. */
+static inline int zh_host_port_ok(const char *port) {
+  size_t n = strlen(port);
+  if (n == 0 || n > 5 || strspn(port, "0123456789") != n) return 0;
+  return strtoul(port, NULL, 10) <= 65535;
+}
+
 /* Binds and listens on ADDR ("127.0.0.1:8080", "[::1]:0", ":8080" for every address; SO_REUSEADDR,
- * non-blocking, close-on-exec). Returns the fd and the bound port, or -1 after a message. */
+ * non-blocking, close-on-exec). Returns the fd and the bound port, or -1 after a message (also
+ * for a port that is not a number in 0..65535). */
 static inline int zh_host_bind_listen(const char *prog, const char *addr, int backlog,
                                       unsigned *port_out) {
   char host[256];
   const char *colon = strrchr(addr, ':');
   if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
     fprintf(stderr, "%s: --listen wants HOST:PORT, got %s\n", prog, addr);
+    return -1;
+  }
+  if (!zh_host_port_ok(colon + 1)) {
+    fprintf(stderr, "%s: --listen: port must be a number in 0..65535, got '%s' (in %s)\n", prog,
+            colon + 1, addr);
     return -1;
   }
   memcpy(host, addr, (size_t)(colon - addr));

@@ -149,5 +149,26 @@ if start zh_echo; then
   stop zh_echo TERM
 fi
 
+# ---- bad --listen ports ------------------------------------------------------------------------
+# A port outside 0..65535 (or not a number) is refused with a message and a non-zero exit, never
+# wrapped into another port (glibc's getaddrinfo keeps the low 16 bits: 70000 would bind 4464).
+# zh_module_host binds its socket itself (host_common.h); the others go through zh_engine_listen.
+for prog in zh_module_host zh_epoll_host zh_hello; do
+  if [[ ! -x "$BIN/$prog" ]]; then bad "$prog not built"; continue; fi
+  for port in 65536 70000 4294967297 -1 80x ""; do
+    timeout -k 2 5 "$BIN/$prog" --listen "127.0.0.1:$port" >"$TMP/badport.out" 2>"$TMP/badport.err"
+    rc=$?
+    if [[ $rc -eq 0 || $rc -ge 124 ]] || grep -q '^listening on' "$TMP/badport.out" || [[ ! -s "$TMP/badport.err" ]]; then
+      bad "$prog --listen 127.0.0.1:$port: expected an error and a non-zero exit, got exit $rc, stdout [$(head -c 200 "$TMP/badport.out")], stderr [$(head -c 200 "$TMP/badport.err")]"
+    else
+      ok "$prog refuses port '$port' (exit $rc: $(head -n 1 "$TMP/badport.err" | head -c 120))"
+    fi
+  done
+done
+if [[ -x "$BIN/zh_module_host" ]]; then
+  timeout -k 2 5 "$BIN/zh_module_host" --listen 127.0.0.1:70000 >/dev/null 2>"$TMP/badport.err"
+  check "zh_module_host names the port range" "1" "$(grep -c '0\.\.65535' "$TMP/badport.err")"
+fi
+
 echo "passed $PASS, failed $FAIL"
 ((FAIL == 0))

@@ -273,11 +273,22 @@ typedef struct zh_file_info {
 } zh_file_info;
 
 /**
- * Reports a claimed body: `bytes` written (also on error: what arrived is kept), `error` 0 or
- * an errno value (e.g. ENOSPC, or
- * ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
- * thread, with the request the body belongs to; the application still owns `req` and must
- * hand it back (typically by responding right here).
+ * Reports a claimed body: `bytes` written or delivered (also on error: what arrived is kept),
+ * `error` 0 when the body is complete, else an errno value saying why it ended early:
+ *
+ * | `error` | why |
+ * |---|---|
+ * | `ETIMEDOUT` | a timeout closed the connection: the client sent no body bytes for the body read timeout (`zh_config_set_body_read_timeout`) while the engine waited for them, or a response to it stalled past the send timeout |
+ * | `EPROTO` | malformed chunked framing (the client is answered 400 and the connection closed) |
+ * | `EMSGSIZE` | a chunked body grew past the body limit of `zh_config_set_limits` (413, connection closed; a Content-Length over it is refused before the head handler) |
+ * | `ECONNRESET` | the client closed (FIN) or reset the connection before the body was complete |
+ * | `ECANCELED` | engine shutdown (`zh_engine_shutdown`, `zh_engine_free`) closed the connection |
+ * | `ECONNABORTED` | the engine closed the connection for another reason (e.g. a response source failed, or a file shrank while it was being sent) |
+ * | any other | the errno of the system call that failed: the socket's (`EPIPE`, `ECONNRESET`, `ETIMEDOUT` from TCP …) or, for `zh_request_body_to_fd`, the file write's (`ENOSPC`, `EFBIG`, `EDQUOT`, `EIO` …) |
+ *
+ * Called once, on the worker thread, with the request the body belongs to; the application
+ * still owns `req` and must hand it back (typically by responding right here; after an error
+ * the connection is gone or closing, and the hand-back may return `ZH_ERR_CLOSED`).
  */
 typedef void (*zh_body_done_fn)(void *userdata,
                                 struct zh_request *req,
@@ -605,8 +616,8 @@ zh_result zh_config_set_limits(struct zh_config *cfg,
 /**
  * Sets timeouts in milliseconds; 0 keeps the current value. `header_read_ms`: a whole request
  * head must arrive within it (slowloris guard, → 408 and close). `idle_ms`: an idle keep-alive
- * connection is closed after it. `send_ms`: a send or body read without progress for this long
- * closes the connection.
+ * connection is closed after it. `send_ms`: a send without progress for this long closes the
+ * connection (request bodies have their own timeout, `zh_config_set_body_read_timeout`).
  */
 zh_result zh_config_set_timeouts(struct zh_config *cfg,
                                  uint32_t header_read_ms,
@@ -621,7 +632,10 @@ zh_result zh_config_set_max_connections(struct zh_config *cfg, uint32_t per_work
 
 /**
  * Sets how long reading a request body may make no progress before the connection is closed
- * (milliseconds, default 60000; 0 keeps the current value).
+ * (milliseconds, default 60000; 0 keeps the current value). It runs only while the engine
+ * waits for body bytes from the client — never while a streamed reader is paused
+ * (`zh_request_body_read`: that wait is the application's), and afresh after each resume. A
+ * claimed body it cuts short ends with `ETIMEDOUT`.
  */
 zh_result zh_config_set_body_read_timeout(struct zh_config *cfg, uint32_t body_read_ms);
 
@@ -956,9 +970,22 @@ zh_result zh_request_body_to_fd(struct zh_request *req,
 /**
  * From the head handler only: delivers the request body to `on_data` piece by piece as it
  * arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
- * once (error 0 on success); after an `on_data` that returned `ZH_PENDING`, nothing — not even
- * `on_end` — runs until `zh_request_body_resume`. A chunked body's trailer fields are readable
- * with `zh_request_trailer*` from `on_end` on. The application still owes the response
+ * once (error 0 on success, else an errno from the table at `zh_body_done_fn`: `ETIMEDOUT`,
+ * `EPROTO`, `EMSGSIZE`, `ECONNRESET`, `ECANCELED` …); after an `on_data` that returned
+ * `ZH_PENDING`, nothing — not even `on_end` — runs until `zh_request_body_resume`. A chunked
+ * body's trailer fields are readable with `zh_request_trailer*` from `on_end` on.
+ *
+ * Timeouts follow who is being waited for. While the engine waits for body bytes from the
+ * client, the body read timeout (`zh_config_set_body_read_timeout`) runs: a client that sends
+ * nothing for that long is dropped and `on_end` gets `ETIMEDOUT`. While the reader is paused
+ * (from an `on_data` that returned `ZH_PENDING` until `zh_request_body_resume`), the engine
+ * waits for the application and no timeout runs, however long the pause: the client is only
+ * held back by TCP flow control, and the application decides how long that lasts (an
+ * application that never resumes keeps the connection until it answers the request or the
+ * engine shuts down; the engine does not read the socket meanwhile, so a client that leaves
+ * during a pause is noticed after the resume). After a resume the body read timeout counts
+ * afresh from the resume. Once `on_end` has run, the time the application takes to answer
+ * is not limited either. The application still owes the response
  * (typically from `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
  * already claimed or the request already answered; on an error nothing is taken and no callback runs.
  */

@@ -22,7 +22,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a send may make no progress (a client that stops reading is dropped).
     pub send_timeout: Duration,
-    /// How long reading a request body may make no progress.
+    /// How long reading a request body may make no progress. Runs only while the engine waits
+    /// for the client's bytes: not while a streamed reader is paused, and afresh from a resume.
     pub body_read_timeout: Duration,
     /// Connections one worker accepts at most; further ones are closed at once.
     pub max_connections_per_worker: usize,

@@ -84,7 +84,7 @@ impl Drop for StreamSink {
     fn drop(&mut self) {
         if let Some(f) = self.on_end.take() {
             // A body that arrived whole is reported whole, even if the peer left before resume.
-            let error = (!self.finished).then(|| std::io::Error::from(std::io::ErrorKind::ConnectionAborted));
+            let error = (!self.finished).then(|| body_error(libc::ECONNABORTED));
             f(self.delivered, error);
         }
     }
@@ -126,7 +126,7 @@ impl FdSink {
 impl Drop for FdSink {
     fn drop(&mut self) {
         // The connection went away before the body was complete.
-        self.finish(Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)));
+        self.finish(Err(body_error(libc::ECONNABORTED)));
     }
 }
 
@@ -169,6 +169,25 @@ pub(crate) enum CloseReason {
     Timeout,
     Truncated,
     Shutdown,
+}
+
+impl CloseReason {
+    /// The errno a claimed body cut short by this close is reported with (the table is in
+    /// `zh_request_body_read`'s doc comment). An I/O error reports the socket's own errno at
+    /// the failing call (`Conn::end_body`); this is the fallback.
+    fn body_errno(self) -> i32 {
+        match self {
+            CloseReason::Timeout => libc::ETIMEDOUT,
+            CloseReason::Shutdown => libc::ECANCELED,
+            CloseReason::Io | CloseReason::Truncated | CloseReason::Done => libc::ECONNABORTED,
+        }
+    }
+}
+
+/// The error a claimed body ends with: an OS error, so `raw_os_error()` is the errno the C API
+/// passes on and `kind()` still says what happened (TimedOut, ConnectionReset …).
+fn body_error(errno: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(errno)
 }
 
 /// A response in the send queue, as far as the connection cares once it has left.
@@ -397,7 +416,10 @@ impl Conn {
                     self.read_eof = true;
                     self.readable = false;
                 }
-                Err(_) => return Next::Close(CloseReason::Io),
+                Err(e) => {
+                    self.end_body(e.raw_os_error().unwrap_or(libc::ECONNRESET));
+                    return Next::Close(CloseReason::Io);
+                }
             }
         }
         Next::Continue
@@ -598,7 +620,7 @@ impl Conn {
                             Ok(ChunkedStep::Done { consumed }) => (consumed, 0..0, true),
                             Err(e) => {
                                 if let Some(f) = sink.on_end.take() {
-                                    f(sink.delivered, Some(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+                                    f(sink.delivered, Some(body_error(libc::EPROTO)));
                                 }
                                 self.fail(e, ctx);
                                 return None;
@@ -610,6 +632,15 @@ impl Conn {
                             (take, 0..take, sink.remaining == 0)
                         }
                     };
+                    if ctx.config.max_body.is_some_and(|max| sink.delivered + data.len() as u64 > max) {
+                        // Only a chunked body gets here (a Content-Length over the limit is
+                        // refused before the head handler).
+                        if let Some(f) = sink.on_end.take() {
+                            f(sink.delivered, Some(body_error(libc::EMSGSIZE)));
+                        }
+                        self.fail(ParseError::PayloadTooLarge, ctx);
+                        return None;
+                    }
                     if !data.is_empty() {
                         sink.delivered += data.len() as u64;
                         if (sink.on_data)(&self.rbuf[data]) == ReadFlow::Pause {
@@ -786,6 +817,10 @@ impl Conn {
                         (take, 0..take, sink.remaining == 0)
                     }
                 };
+                if ctx.config.max_body.is_some_and(|max| sink.written + data.len() as u64 > max) {
+                    parse_error = Some(ParseError::PayloadTooLarge);
+                    break;
+                }
                 if !data.is_empty() {
                     if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, stats) {
                         outcome = Some(Err(e));
@@ -818,6 +853,11 @@ impl Conn {
                 None => Some(sink.remaining),
             };
             if let Some(want) = payload {
+                if ctx.config.max_body.is_some_and(|max| sink.written + want > max) {
+                    // The chunk announced more than the limit allows: refused before it moves.
+                    parse_error = Some(ParseError::PayloadTooLarge);
+                    break;
+                }
                 if self.rx_pipe.is_none() {
                     match transfer::PipePair::new() {
                         Ok(p) => self.rx_pipe = Some(p),
@@ -841,7 +881,7 @@ impl Conn {
                     Ok(transfer::SinkStep::Eof) => {
                         self.read_eof = true;
                         self.readable = false;
-                        outcome = Some(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                        outcome = Some(Err(body_error(libc::ECONNRESET)));
                         break;
                     }
                     Err(e) => {
@@ -870,7 +910,7 @@ impl Conn {
                 Ok(RecvOutcome::Eof) => {
                     self.read_eof = true;
                     self.readable = false;
-                    outcome = Some(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                    outcome = Some(Err(body_error(libc::ECONNRESET)));
                     break;
                 }
                 Err(e) => {
@@ -880,7 +920,8 @@ impl Conn {
             }
         }
         if let Some(e) = parse_error {
-            sink.finish(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+            let errno = if e == ParseError::PayloadTooLarge { libc::EMSGSIZE } else { libc::EPROTO };
+            sink.finish(Err(body_error(errno)));
             self.fail(e, ctx);
             return Next::Continue;
         }
@@ -1155,7 +1196,10 @@ impl Conn {
                     self.xfer.mark_warm(fd, offset, offset + len);
                 }
                 Err(SendError::Truncated) => return Next::Close(CloseReason::Truncated),
-                Err(SendError::Io(_)) => return Next::Close(CloseReason::Io),
+                Err(SendError::Io(e)) => {
+                    self.end_body(e.raw_os_error().unwrap_or(libc::ECONNRESET));
+                    return Next::Close(CloseReason::Io);
+                }
             }
         }
         self.after_send(ctx)
@@ -1222,13 +1266,37 @@ impl Conn {
         true
     }
 
-    /// The application wants more of a paused streamed body.
-    pub(crate) fn resume_body(&mut self) {
+    /// The application wants more of a paused streamed body. The body read timeout counts
+    /// from now: the time the application held the read back was not the client's to use.
+    pub(crate) fn resume_body(&mut self, now: Instant) {
         if let Reading::Stream(s) = &mut self.reading {
+            if s.paused {
+                self.last_progress = self.last_progress.max(now);
+            }
             s.paused = false;
             // Data may be waiting in the socket since we stopped reading.
             self.readable = true;
         }
+    }
+
+    /// A claimed body still being read ends here with `errno` (a body that arrived whole but
+    /// was not reported yet, because its reader paused on the last piece, ends without error).
+    /// Its callback runs now, once; the sink's Drop then has nothing left to report.
+    fn end_body(&mut self, errno: i32) {
+        match &mut self.reading {
+            Reading::Stream(s) => {
+                if let Some(f) = s.on_end.take() {
+                    f(s.delivered, (!s.finished).then(|| body_error(errno)));
+                }
+            }
+            Reading::ToFd(s) => s.finish(Err(body_error(errno))),
+            _ => {}
+        }
+    }
+
+    /// The connection closes for `reason`: a claimed body still being read learns why.
+    pub(crate) fn abort_body(&mut self, reason: CloseReason) {
+        self.end_body(reason.body_errno());
     }
 
     /// The disk pool brought a range into the page cache.
@@ -1306,8 +1374,9 @@ impl Conn {
             return Next::Close(if ctx.draining { CloseReason::Shutdown } else { CloseReason::Done });
         }
         if self.read_eof && !matches!(self.reading, Reading::Head | Reading::Stopped) {
-            // The peer stopped inside a body: that request is abandoned (a sink hears of it
-            // when its state is dropped), but complete requests before it are still answered.
+            // The peer stopped inside a body: that request is abandoned (a claimed body ends
+            // with ECONNRESET), but complete requests before it are still answered.
+            self.end_body(libc::ECONNRESET);
             self.reading = Reading::Stopped;
             self.rbuf.clear();
             // A request given back by the head handler was waiting for this body: dropping it
@@ -1439,6 +1508,8 @@ impl Conn {
         if self.lingering.is_some() {
             return Next::Close(CloseReason::Done);
         }
+        // Also when the request was answered already and the close counts as Done.
+        self.end_body(libc::ETIMEDOUT);
         let idle = self.rbuf.is_empty() && self.out.is_empty() && self.inflight.is_empty();
         Next::Close(if idle { CloseReason::Done } else { CloseReason::Timeout })
     }

@@ -225,7 +225,7 @@ impl Worker {
             }
             Msg::ResumeBody { token, conn_id } => {
                 if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
-                    conn.resume_body();
+                    conn.resume_body(now);
                     self.drive(token, now);
                 }
             }
@@ -465,7 +465,7 @@ impl Worker {
                 }
                 Msg::ResumeBody { token: t, conn_id } if t == token => {
                     if let Some(conn) = self.own_conn(t, conn_id) {
-                        conn.resume_body();
+                        conn.resume_body(now);
                     }
                 }
                 Msg::DiskDone { token: t, conn_id, fd, offset, end } if t == token => {
@@ -555,6 +555,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(sock);
         }
         conn.shutdown(self.poll.registry());
+        // A claimed body still being read hears why (ETIMEDOUT, ECANCELED …); the connection
+        // is already marked gone, so answering from that callback gets ZH_ERR_CLOSED.
+        conn.abort_body(reason);
         if reason != CloseReason::Done && reason != CloseReason::Shutdown {
             self.hooks.log(crate::engine::hooks::LogLevel::Info, || format!("connection from {} closed: {reason:?}", conn.peer()));
         }

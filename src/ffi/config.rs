@@ -120,8 +120,8 @@ pub extern "C" fn zh_config_set_limits(
 
 /// Sets timeouts in milliseconds; 0 keeps the current value. `header_read_ms`: a whole request
 /// head must arrive within it (slowloris guard, → 408 and close). `idle_ms`: an idle keep-alive
-/// connection is closed after it. `send_ms`: a send or body read without progress for this long
-/// closes the connection.
+/// connection is closed after it. `send_ms`: a send without progress for this long closes the
+/// connection (request bodies have their own timeout, `zh_config_set_body_read_timeout`).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_config_set_timeouts(cfg: *mut zh_config, header_read_ms: u32, idle_ms: u32, send_ms: u32) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
@@ -151,7 +151,10 @@ pub extern "C" fn zh_config_set_max_connections(cfg: *mut zh_config, per_worker:
 }
 
 /// Sets how long reading a request body may make no progress before the connection is closed
-/// (milliseconds, default 60000; 0 keeps the current value).
+/// (milliseconds, default 60000; 0 keeps the current value). It runs only while the engine
+/// waits for body bytes from the client — never while a streamed reader is paused
+/// (`zh_request_body_read`: that wait is the application's), and afresh after each resume. A
+/// claimed body it cuts short ends with `ETIMEDOUT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_config_set_body_read_timeout(cfg: *mut zh_config, body_read_ms: u32) -> zh_result {
     boundary!(ZH_ERR_PANIC, {

@@ -273,12 +273,35 @@ pub extern "C" fn zh_request_trailer_at(req: *const zh_request, index: usize, na
     })
 }
 
-/// Reports a claimed body: `bytes` written (also on error: what arrived is kept), `error` 0 or
-/// an errno value (e.g. ENOSPC, or
-/// ECONNABORTED/EPIPE-like values when the client went away). Called once, on the worker
-/// thread, with the request the body belongs to; the application still owns `req` and must
-/// hand it back (typically by responding right here).
+/// Reports a claimed body: `bytes` written or delivered (also on error: what arrived is kept),
+/// `error` 0 when the body is complete, else an errno value saying why it ended early:
+///
+/// | `error` | why |
+/// |---|---|
+/// | `ETIMEDOUT` | a timeout closed the connection: the client sent no body bytes for the body read timeout (`zh_config_set_body_read_timeout`) while the engine waited for them, or a response to it stalled past the send timeout |
+/// | `EPROTO` | malformed chunked framing (the client is answered 400 and the connection closed) |
+/// | `EMSGSIZE` | a chunked body grew past the body limit of `zh_config_set_limits` (413, connection closed; a Content-Length over it is refused before the head handler) |
+/// | `ECONNRESET` | the client closed (FIN) or reset the connection before the body was complete |
+/// | `ECANCELED` | engine shutdown (`zh_engine_shutdown`, `zh_engine_free`) closed the connection |
+/// | `ECONNABORTED` | the engine closed the connection for another reason (e.g. a response source failed, or a file shrank while it was being sent) |
+/// | any other | the errno of the system call that failed: the socket's (`EPIPE`, `ECONNRESET`, `ETIMEDOUT` from TCP …) or, for `zh_request_body_to_fd`, the file write's (`ENOSPC`, `EFBIG`, `EDQUOT`, `EIO` …) |
+///
+/// Called once, on the worker thread, with the request the body belongs to; the application
+/// still owns `req` and must hand it back (typically by responding right here; after an error
+/// the connection is gone or closing, and the hand-back may return `ZH_ERR_CLOSED`).
 pub type zh_body_done_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut zh_request, bytes: u64, error: i32)>;
+
+/// The errno `zh_body_done_fn` reports for `e` (table above). The engine ends bodies with OS
+/// errors, so this is `raw_os_error()`; the match covers an error made from a kind alone.
+fn body_errno(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind as K;
+    e.raw_os_error().unwrap_or(match e.kind() {
+        K::TimedOut => libc::ETIMEDOUT,
+        K::InvalidData => libc::EPROTO,
+        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe => libc::ECONNRESET,
+        _ => libc::ECONNABORTED,
+    })
+}
 
 struct BodyDone {
     f: unsafe extern "C" fn(*mut c_void, *mut zh_request, u64, i32),
@@ -309,7 +332,7 @@ pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u
         let done = BodyDone { f, userdata, req };
         let cb: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let done = &done;
-            let err = error.map_or(0, |e| e.raw_os_error().unwrap_or(libc::ECONNABORTED));
+            let err = error.as_ref().map_or(0, body_errno);
             // SAFETY: the application's callback with its userdata and its own request pointer.
             unsafe { (done.f)(done.userdata, done.req, bytes, err) }
         });
@@ -334,9 +357,22 @@ unsafe impl Send for BodyData {}
 
 /// From the head handler only: delivers the request body to `on_data` piece by piece as it
 /// arrives (chunked framing removed), then calls `on_end(userdata, req, total, error)` exactly
-/// once (error 0 on success); after an `on_data` that returned `ZH_PENDING`, nothing — not even
-/// `on_end` — runs until `zh_request_body_resume`. A chunked body's trailer fields are readable
-/// with `zh_request_trailer*` from `on_end` on. The application still owes the response
+/// once (error 0 on success, else an errno from the table at `zh_body_done_fn`: `ETIMEDOUT`,
+/// `EPROTO`, `EMSGSIZE`, `ECONNRESET`, `ECANCELED` …); after an `on_data` that returned
+/// `ZH_PENDING`, nothing — not even `on_end` — runs until `zh_request_body_resume`. A chunked
+/// body's trailer fields are readable with `zh_request_trailer*` from `on_end` on.
+///
+/// Timeouts follow who is being waited for. While the engine waits for body bytes from the
+/// client, the body read timeout (`zh_config_set_body_read_timeout`) runs: a client that sends
+/// nothing for that long is dropped and `on_end` gets `ETIMEDOUT`. While the reader is paused
+/// (from an `on_data` that returned `ZH_PENDING` until `zh_request_body_resume`), the engine
+/// waits for the application and no timeout runs, however long the pause: the client is only
+/// held back by TCP flow control, and the application decides how long that lasts (an
+/// application that never resumes keeps the connection until it answers the request or the
+/// engine shuts down; the engine does not read the socket meanwhile, so a client that leaves
+/// during a pause is noticed after the resume). After a resume the body read timeout counts
+/// afresh from the resume. Once `on_end` has run, the time the application takes to answer
+/// is not limited either. The application still owes the response
 /// (typically from `on_end`). `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if the body was
 /// already claimed or the request already answered; on an error nothing is taken and no callback runs.
 #[unsafe(no_mangle)]
@@ -355,7 +391,7 @@ pub extern "C" fn zh_request_body_read(req: *mut zh_request, on_data: zh_body_da
         });
         let on_end: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let e = &end;
-            let err = error.map_or(0, |x| x.raw_os_error().unwrap_or(libc::ECONNABORTED));
+            let err = error.as_ref().map_or(0, body_errno);
             // SAFETY: the caller's callback with its userdata and its own request pointer.
             unsafe { (e.f)(e.userdata, e.req, bytes, err) }
         });
