@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::body::Chunk;
 use crate::config::Config;
@@ -480,7 +480,7 @@ impl Conn {
                             return None;
                         }
                         Ok(Some((head, used))) => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             self.head_started = None;
                             bump(&ctx.shared.stats.requests, 1);
                             if head.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")) {
@@ -545,7 +545,7 @@ impl Conn {
                             return None;
                         }
                         Ok((used, done)) => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             if ctx.config.max_body.is_some_and(|max| body.len() as u64 > max) {
                                 self.fail(ParseError::PayloadTooLarge, ctx);
                                 return None;
@@ -616,7 +616,7 @@ impl Conn {
                             sink.paused = true;
                         }
                     }
-                    let _ = self.rbuf.split_to(consumed);
+                    self.rbuf.advance(consumed);
                     if done {
                         if let Some(d) = sink.decoder.as_ref() {
                             let _ = sink.trailers.set(crate::engine::request::trailer_cstrings(d.trailers().to_vec()));
@@ -635,7 +635,7 @@ impl Conn {
                 }
                 Reading::Discard { remaining } => {
                     let take = (self.rbuf.len() as u64).min(remaining);
-                    let _ = self.rbuf.split_to(take as usize);
+                    self.rbuf.advance(take as usize);
                     if take == remaining {
                         self.reading = self.state_after_body();
                         continue;
@@ -647,7 +647,7 @@ impl Conn {
                     let mut scratch = BytesMut::new();
                     match decoder.decode_into(&self.rbuf, &mut scratch) {
                         Ok((used, done)) if decoder.body_bytes_seen() <= DISCARD_MAX => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             if done {
                                 self.reading = self.state_after_body();
                                 continue;
@@ -794,7 +794,7 @@ impl Conn {
                     sink.offset += data.len() as u64;
                     sink.written += data.len() as u64;
                 }
-                let _ = self.rbuf.split_to(consumed);
+                self.rbuf.advance(consumed);
                 if done {
                     outcome = Some(Ok(sink.written));
                     break;
@@ -1360,7 +1360,9 @@ impl Conn {
 
     /// Between requests a keep-alive connection keeps no buffers: its read buffer goes back to
     /// the worker's spares and its queues give their memory back, so thousands of idle
-    /// connections cost little more than their `Conn`.
+    /// connections cost little more than their `Conn`. (A connection about to take its small
+    /// form keeps its queues: they go to the worker's spares with its `Conn` box, see
+    /// `into_idle`.)
     pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) {
         if !self.between_requests() {
             return;
@@ -1368,11 +1370,21 @@ impl Conn {
         if self.rbuf.capacity() > 0 {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.clear();
+            // What parsing consumed is still ahead of the buffer's start: take the whole buffer
+            // back (no allocation; fails only while a request body still shares it).
+            let _ = buf.try_reclaim(READ_CHUNK);
             if spares.len() < SPARE_READ_BUFS && (READ_CHUNK..=4 * READ_CHUNK).contains(&buf.capacity()) {
                 spares.push(buf);
             }
         }
+        if self.can_idle() {
+            return;
+        }
         // Small queues refill from the allocator's per-thread cache on the next request.
+        self.drop_queues();
+    }
+
+    fn drop_queues(&mut self) {
         if self.inflight.capacity() > 0 {
             self.inflight = VecDeque::new();
         }
