@@ -39,6 +39,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes one connection may send per turn before the worker serves others (a loopback socket
 /// would otherwise take a whole large file in one go while `/hello` waits).
 const SEND_BUDGET: u64 = 1 << 20;
+/// Size of the buffer a worker writes response heads into. Each head is split off as shared
+/// `Bytes`; once all heads split from it have been sent the buffer is reused in place, so a
+/// response head costs no malloc. A head a slow peer has not taken yet keeps its buffer alive
+/// (the next heads go to a new one): at most this much per such connection.
+pub(crate) const HEAD_BUF: usize = 2048;
 /// Spare read buffers a worker keeps for connections that start reading again.
 const SPARE_READ_BUFS: usize = 64;
 /// Largest single `recv` while reading a body.
@@ -198,6 +203,8 @@ pub(crate) struct Ctx<'a> {
     pub paths: &'a mut PathMemory,
     /// The worker's spare read buffers (see `Conn::park_if_idle`).
     pub read_bufs: &'a mut Vec<BytesMut>,
+    /// Response heads are written here and split off (see `HEAD_BUF`).
+    pub heads: &'a mut BytesMut,
     /// Where cold file ranges are read in (None: probing is off).
     pub disk: Option<&'a crate::engine::disk::DiskPool>,
     pub hooks: &'a crate::engine::hooks::Hooks,
@@ -1053,8 +1060,12 @@ impl Conn {
         if framing == h1::ResponseFraming::CloseDelimited {
             keep_alive = false;
         }
-        let mut head = Vec::with_capacity(192 + headers.len() * 48);
-        h1::write_response_head(&mut head, status, &headers, framing, keep_alive, meta.version, ctx.date);
+        let head = &mut *ctx.heads;
+        debug_assert!(head.is_empty());
+        if head.capacity() < 512 && !head.try_reclaim(HEAD_BUF) {
+            *head = BytesMut::with_capacity(HEAD_BUF);
+        }
+        h1::write_response_head(head, status, &headers, framing, keep_alive, meta.version, ctx.date);
         let access = access.map(|a| {
             let strategy = if !has_body || body.is_empty() && body.known_len().is_some() {
                 "none"
@@ -1083,9 +1094,11 @@ impl Conn {
                 }
             }
             drop(body);
-            self.push_out(Bytes::from(head));
+            let head = head.split().freeze();
+            self.push_out(head);
         } else {
-            self.push_out(Bytes::from(head));
+            let head = head.split().freeze();
+            self.push_out(head);
             if has_body {
                 framing::frame_body(body, framing == h1::ResponseFraming::Chunked, &mut self.out);
             }

@@ -30,6 +30,7 @@ macro_rules! worker_ctx {
             date: &$date,
             paths: &mut $w.paths,
             read_bufs: &mut $w.spares.read_bufs,
+            heads: &mut $w.heads,
             disk: $w.disk.as_deref(),
             hooks: &$w.hooks,
             now: $now,
@@ -63,6 +64,8 @@ pub(crate) struct Worker {
     /// that wakes up: an idle keep-alive connection holds neither, a busy one costs no malloc
     /// per request.
     spares: Spares,
+    /// Response heads are written here (see `conn::HEAD_BUF`).
+    heads: bytes::BytesMut,
     /// Connections that used up their send budget while still writable: driven again after
     /// this turn's events, before waiting.
     posted: Vec<usize>,
@@ -105,6 +108,7 @@ impl Worker {
             date: DateCache::new(),
             paths,
             spares: Spares::default(),
+            heads: bytes::BytesMut::new(),
             posted: Vec::new(),
             draining: None,
             inbox: Vec::new(),
