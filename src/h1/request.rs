@@ -8,6 +8,9 @@ use std::mem::MaybeUninit;
 use super::syntax::{is_field_value_byte, is_ows, is_tchar, list_elements, trim_ows};
 use super::{BodyFraming, Limits, ParseError, Version};
 
+/// Bytes of one field's entry in the span table that opens the arena.
+const FIELD_ENTRY: usize = 16;
+
 /// Bytes of one string in the arena; the NUL follows at `start + len`.
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -19,7 +22,9 @@ struct Span {
 ///
 /// Every string (method, target, path, query, field names and values) is stored
 /// NUL-terminated in one owned arena, so the C API can hand out `const char *` valid for the
-/// head's lifetime without allocating. Immutable after parsing; `Send + Sync`.
+/// head's lifetime without allocating. The arena starts with the fields' spans (name start,
+/// name length, value start, value length: four little-endian `u32` per field), so a head
+/// costs one allocation. Immutable after parsing; `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct RequestHead {
     method: http::Method,
@@ -29,7 +34,8 @@ pub struct RequestHead {
     target: Span,
     path: Span,
     query: Option<Span>,
-    headers: Vec<(Span, Span)>,
+    /// Number of fields; their spans open the arena.
+    fields: u32,
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
@@ -85,38 +91,51 @@ impl RequestHead {
     pub fn query_cstr(&self) -> Option<&CStr> {
         self.query.map(|q| self.cstr(q))
     }
-    fn find(&self, name: &[u8]) -> Option<&(Span, Span)> {
-        self.headers
-            .iter()
+    /// The spans of field `i` (< `fields`), from the table at the start of the arena.
+    fn field(&self, i: usize) -> (Span, Span) {
+        let at = i * FIELD_ENTRY;
+        let word = |k: usize| {
+            let b = &self.arena[at + 4 * k..at + 4 * k + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        (
+            Span { start: word(0), len: word(1) },
+            Span { start: word(2), len: word(3) },
+        )
+    }
+    fn fields(&self) -> impl Iterator<Item = (Span, Span)> + '_ {
+        (0..self.fields as usize).map(|i| self.field(i))
+    }
+    fn find(&self, name: &[u8]) -> Option<(Span, Span)> {
+        self.fields()
             .find(|(n, _)| self.bytes(*n).eq_ignore_ascii_case(name))
     }
     /// First value of the named field (ASCII case-insensitive), OWS-trimmed.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.find(name.as_bytes()).map(|(_, v)| self.bytes(*v))
+        self.find(name.as_bytes()).map(|(_, v)| self.bytes(v))
     }
     pub fn header_cstr(&self, name: &[u8]) -> Option<&CStr> {
-        self.find(name).map(|(_, v)| self.cstr(*v))
+        self.find(name).map(|(_, v)| self.cstr(v))
     }
     /// All values of the named field, in order (a field may be sent several times).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
+        self.fields()
             .filter(move |(n, _)| self.bytes(*n).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| self.bytes(*v))
+            .map(|(_, v)| self.bytes(v))
     }
     pub fn header_count(&self) -> usize {
-        self.headers.len()
+        self.fields as usize
     }
     /// The i-th field: name as sent, value OWS-trimmed.
     pub fn header_at(&self, i: usize) -> Option<(&str, &[u8])> {
-        self.headers
-            .get(i)
-            .map(|(n, v)| (self.str(*n), self.bytes(*v)))
+        (i < self.header_count())
+            .then(|| self.field(i))
+            .map(|(n, v)| (self.str(n), self.bytes(v)))
     }
     pub fn header_at_cstr(&self, i: usize) -> Option<(&CStr, &CStr)> {
-        self.headers
-            .get(i)
-            .map(|(n, v)| (self.cstr(*n), self.cstr(*v)))
+        (i < self.header_count())
+            .then(|| self.field(i))
+            .map(|(n, v)| (self.cstr(n), self.cstr(v)))
     }
     pub fn framing(&self) -> BodyFraming {
         self.framing
@@ -628,14 +647,20 @@ fn build(
     headers: &[httparse::Header<'_>],
     facts: FieldFacts,
 ) -> RequestHead {
-    let mut size =
-        method_s.len() + target.len() + path.len() + 3 + query.map_or(0, |q| q.len() + 1);
+    let table = headers.len() * FIELD_ENTRY;
+    let mut size = table
+        + method_s.len()
+        + target.len()
+        + path.len()
+        + 3
+        + query.map_or(0, |q| q.len() + 1);
     for h in headers {
         size += h.name.len() + trim_ows(h.value).len() + 2;
     }
     let mut arena = Vec::with_capacity(size);
+    arena.resize(table, 0);
     // Heads are bounded by Limits (far below 4 GiB), so u32 offsets cannot truncate.
-    let mut push = |s: &[u8]| {
+    fn push(arena: &mut Vec<u8>, s: &[u8]) -> Span {
         let span = Span {
             start: arena.len() as u32,
             len: s.len() as u32,
@@ -643,15 +668,19 @@ fn build(
         arena.extend_from_slice(s);
         arena.push(0);
         span
-    };
-    let method_span = push(method_s.as_bytes());
-    let target_span = push(target.as_bytes());
-    let path_span = push(path);
-    let query_span = query.map(&mut push);
-    let spans = headers
-        .iter()
-        .map(|h| (push(h.name.as_bytes()), push(trim_ows(h.value))))
-        .collect();
+    }
+    let method_span = push(&mut arena, method_s.as_bytes());
+    let target_span = push(&mut arena, target.as_bytes());
+    let path_span = push(&mut arena, path);
+    let query_span = query.map(|q| push(&mut arena, q));
+    for (i, h) in headers.iter().enumerate() {
+        let n = push(&mut arena, h.name.as_bytes());
+        let v = push(&mut arena, trim_ows(h.value));
+        let entry = &mut arena[i * FIELD_ENTRY..(i + 1) * FIELD_ENTRY];
+        for (k, w) in [n.start, n.len, v.start, v.len].into_iter().enumerate() {
+            entry[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
+        }
+    }
     RequestHead {
         method,
         version,
@@ -660,7 +689,7 @@ fn build(
         target: target_span,
         path: path_span,
         query: query_span,
-        headers: spans,
+        fields: headers.len() as u32,
         framing: facts.framing,
         keep_alive: facts.keep_alive,
         expect_continue: facts.expect_continue,
