@@ -111,13 +111,28 @@ impl<'a> TagList<'a> {
 /// `weak`. A change of any of the three gives another tag (same-size rewrites within one
 /// nanosecond of the old mtime are the residual risk every server has).
 pub fn generate(inode: u64, size: u64, mtime_secs: i64, mtime_nanos: u32, weak: bool) -> String {
+    let mut buf = [0u8; GENERATED_MAX];
+    let n = generate_into(&mut buf, inode, size, mtime_secs, mtime_nanos, weak);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Longest generated tag: `W/"` + 16 + `-` + 16 + `-n` + 32 hex digits + `"`.
+pub(crate) const GENERATED_MAX: usize = 3 + 16 + 1 + 16 + 2 + 32 + 1;
+
+/// [`generate`] into a caller's buffer (no allocation on the per-request path); returns the
+/// length written.
+pub(crate) fn generate_into(buf: &mut [u8; GENERATED_MAX], inode: u64, size: u64, mtime_secs: i64, mtime_nanos: u32, weak: bool) -> usize {
+    use std::io::Write;
     let ns = i128::from(mtime_secs) * 1_000_000_000 + i128::from(mtime_nanos);
     let w = if weak { "W/" } else { "" };
-    if ns < 0 {
-        format!("{w}\"{inode:x}-{size:x}-n{:x}\"", ns.unsigned_abs())
+    let mut out = &mut buf[..];
+    // The buffer fits the longest tag, so the writes cannot fail.
+    let _ = if ns < 0 {
+        write!(out, "{w}\"{inode:x}-{size:x}-n{:x}\"", ns.unsigned_abs())
     } else {
-        format!("{w}\"{inode:x}-{size:x}-{ns:x}\"")
-    }
+        write!(out, "{w}\"{inode:x}-{size:x}-{ns:x}\"")
+    };
+    GENERATED_MAX - out.len()
 }
 
 /// A caller-supplied ETag as it goes on the wire: a full entity-tag (`"x"` or `W/"x"`) is kept,
@@ -221,6 +236,10 @@ mod tests {
         assert_ne!(generate(1, 2, 3, 4, false), generate(1, 3, 3, 4, false));
         assert_ne!(generate(1, 2, 3, 4, false), generate(2, 2, 3, 4, false));
         assert!(EntityTag::parse(generate(1, 2, -3, 4, false).as_bytes()).is_some());
+        // The extremes fit the fixed buffer whole.
+        let longest = generate(u64::MAX, u64::MAX, i64::MIN, 999_999_999, true);
+        assert!(longest.ends_with('"') && longest.len() <= GENERATED_MAX, "{longest}");
+        assert_eq!(generate(0x1234, 100, 1_700_000_000, 5, false), format!("\"1234-64-{:x}\"", 1_700_000_000_000_000_005i128));
     }
 
     #[test]
