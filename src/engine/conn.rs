@@ -490,7 +490,7 @@ impl Conn {
                             self.rbuf.advance(used);
                             self.head_started = None;
                             bump(&ctx.shared.stats.requests, 1);
-                            if head.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")) {
+                            if head.expect_unmet() {
                                 // RFC 9110 §10.1.1: an expectation we cannot meet.
                                 self.fail_status(417, false, ctx);
                                 return None;
@@ -971,7 +971,7 @@ impl Conn {
         let keep_alive = head.keep_alive() && head.method() != http::Method::CONNECT;
         let is_connect = head.method() == http::Method::CONNECT;
         // What follows a request that may switch protocols is not parsed until it is answered.
-        self.upgrade_wait = is_connect || head.header("upgrade").is_some();
+        self.upgrade_wait = is_connect || head.has_upgrade();
         let meta = Meta { is_head: head.is_head(), is_connect, version: head.version(), keep_alive };
         if ctx.hooks.access.is_some() {
             let started = self.head_started.unwrap_or(ctx.now);

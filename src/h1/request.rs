@@ -39,6 +39,10 @@ pub struct RequestHead {
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
+    /// The first `Expect` field is not `100-continue` (RFC 9110 §10.1.1: answer 417).
+    expect_unmet: bool,
+    /// An `Upgrade` field was sent.
+    upgrade: bool,
 }
 
 impl RequestHead {
@@ -147,6 +151,15 @@ impl RequestHead {
     /// `Expect: 100-continue` was sent.
     pub fn expect_continue(&self) -> bool {
         self.expect_continue
+    }
+    /// The first `Expect` field asks for something other than `100-continue` (the same as
+    /// `header("expect")` not being `100-continue`, known from parsing).
+    pub fn expect_unmet(&self) -> bool {
+        self.expect_unmet
+    }
+    /// An `Upgrade` field was sent (the same as `header("upgrade").is_some()`).
+    pub fn has_upgrade(&self) -> bool {
+        self.upgrade
     }
     pub fn is_head(&self) -> bool {
         self.method == http::Method::HEAD
@@ -489,6 +502,7 @@ enum Field {
     TransferEncoding,
     Connection,
     Expect,
+    Upgrade,
     Other,
 }
 
@@ -498,6 +512,7 @@ fn field_kind(name: &[u8]) -> Field {
     match name.len() {
         4 if is(b"host") => Field::Host,
         6 if is(b"expect") => Field::Expect,
+        7 if is(b"upgrade") => Field::Upgrade,
         10 if is(b"connection") => Field::Connection,
         14 if is(b"content-length") => Field::ContentLength,
         17 if is(b"transfer-encoding") => Field::TransferEncoding,
@@ -510,6 +525,8 @@ struct FieldFacts {
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
+    expect_unmet: bool,
+    upgrade: bool,
 }
 
 impl FieldFacts {
@@ -523,6 +540,9 @@ impl FieldFacts {
         let mut close = false;
         let mut keep_alive_token = false;
         let mut expect_continue = false;
+        let mut expect_seen = false;
+        let mut expect_unmet = false;
+        let mut upgrade = false;
 
         for h in headers {
             let name = h.name.as_bytes();
@@ -585,7 +605,12 @@ impl FieldFacts {
                 Field::Expect => {
                     expect_continue |=
                         list_elements(value).any(|el| el.eq_ignore_ascii_case(b"100-continue"));
+                    if !expect_seen {
+                        expect_seen = true;
+                        expect_unmet = !value.eq_ignore_ascii_case(b"100-continue");
+                    }
                 }
+                Field::Upgrade => upgrade = true,
                 Field::Other => {}
             }
         }
@@ -619,6 +644,8 @@ impl FieldFacts {
             framing,
             keep_alive,
             expect_continue,
+            expect_unmet,
+            upgrade,
         })
     }
 }
@@ -693,6 +720,8 @@ fn build(
         framing: facts.framing,
         keep_alive: facts.keep_alive,
         expect_continue: facts.expect_continue,
+        expect_unmet: facts.expect_unmet,
+        upgrade: facts.upgrade,
     }
 }
 
@@ -1210,6 +1239,22 @@ mod tests {
         assert!(ok(&req("Expect: 100-Continue\r\n")).expect_continue());
         assert!(!ok(&req("Expect: 200-ok\r\n")).expect_continue());
         assert!(!ok(&req("")).expect_continue());
+        // What the engine answers with 417: the first Expect field, whole, is not 100-continue.
+        for (fields, unmet) in [
+            ("", false),
+            ("Expect: 100-continue\r\n", false),
+            ("Expect:  100-CONTINUE \r\n", false),
+            ("Expect: 200-ok\r\n", true),
+            ("Expect: 100-continue, x\r\n", true),
+            ("Expect: 100-continue\r\nExpect: x\r\n", false),
+            ("Expect: x\r\nExpect: 100-continue\r\n", true),
+        ] {
+            let h = ok(&req(fields));
+            assert_eq!(h.expect_unmet(), unmet, "{fields:?}");
+            assert_eq!(h.expect_unmet(), h.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")));
+        }
+        assert!(ok(&req("UPGRADE: x\r\n")).has_upgrade());
+        assert!(!ok(&req("Upgrade-Insecure-Requests: 1\r\n")).has_upgrade());
     }
 
     #[test]
