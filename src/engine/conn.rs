@@ -44,6 +44,17 @@ const SEND_BUDGET: u64 = 1 << 20;
 /// response head costs no malloc. A head a slow peer has not taken yet keeps its buffer alive
 /// (the next heads go to a new one): at most this much per such connection.
 pub(crate) const HEAD_BUF: usize = 2048;
+/// The head just written into the worker's head buffer, as `Bytes`.
+fn split_head(heads: &mut BytesMut) -> Bytes {
+    let head = heads.split().freeze();
+    if head.len() > HEAD_BUF {
+        // The buffer grew for this one (a large inline body, many headers): the heads after
+        // it must not keep all of that alive.
+        *heads = BytesMut::new();
+    }
+    head
+}
+
 /// Spare read buffers a worker keeps for connections that start reading again.
 const SPARE_READ_BUFS: usize = 64;
 /// Largest single `recv` while reading a body.
@@ -1094,10 +1105,10 @@ impl Conn {
                 }
             }
             drop(body);
-            let head = head.split().freeze();
+            let head = split_head(ctx.heads);
             self.push_out(head);
         } else {
-            let head = head.split().freeze();
+            let head = split_head(ctx.heads);
             self.push_out(head);
             if has_body {
                 framing::frame_body(body, framing == h1::ResponseFraming::Chunked, &mut self.out);

@@ -13,7 +13,9 @@ use crate::engine::conn::{Conn, IdleConn};
 pub(crate) struct Spares {
     /// Read buffers (see `Conn::park_if_idle`).
     pub(crate) read_bufs: Vec<BytesMut>,
-    /// Emptied `Conn` boxes, queue capacity kept (see `Conn::into_idle`).
+    /// Emptied `Conn` boxes, queue capacity kept (see `Conn::into_idle`). Boxes, not `Conn`s:
+    /// the box itself is what is reused (a `Slot::Busy` holds one).
+    #[allow(clippy::vec_box)]
     pub(crate) conns: Vec<Box<Conn>>,
 }
 
