@@ -43,6 +43,8 @@ pub struct RequestHead {
     expect_unmet: bool,
     /// An `Upgrade` field was sent.
     upgrade: bool,
+    /// A field that can make a GET conditional or partial was sent.
+    conditional: bool,
 }
 
 impl RequestHead {
@@ -160,6 +162,11 @@ impl RequestHead {
     /// An `Upgrade` field was sent (the same as `header("upgrade").is_some()`).
     pub fn has_upgrade(&self) -> bool {
         self.upgrade
+    }
+    /// One of `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `Range`,
+    /// `If-Range` was sent (without one, a file answer needs no precondition or range work).
+    pub fn has_conditional(&self) -> bool {
+        self.conditional
     }
     pub fn is_head(&self) -> bool {
         self.method == http::Method::HEAD
@@ -503,6 +510,7 @@ enum Field {
     Connection,
     Expect,
     Upgrade,
+    Conditional,
     Other,
 }
 
@@ -511,11 +519,16 @@ fn field_kind(name: &[u8]) -> Field {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     match name.len() {
         4 if is(b"host") => Field::Host,
+        5 if is(b"range") => Field::Conditional,
         6 if is(b"expect") => Field::Expect,
         7 if is(b"upgrade") => Field::Upgrade,
+        8 if is(b"if-match") || is(b"if-range") => Field::Conditional,
         10 if is(b"connection") => Field::Connection,
+        13 if is(b"if-none-match") => Field::Conditional,
         14 if is(b"content-length") => Field::ContentLength,
         17 if is(b"transfer-encoding") => Field::TransferEncoding,
+        17 if is(b"if-modified-since") => Field::Conditional,
+        19 if is(b"if-unmodified-since") => Field::Conditional,
         _ => Field::Other,
     }
 }
@@ -527,6 +540,7 @@ struct FieldFacts {
     expect_continue: bool,
     expect_unmet: bool,
     upgrade: bool,
+    conditional: bool,
 }
 
 impl FieldFacts {
@@ -543,6 +557,7 @@ impl FieldFacts {
         let mut expect_seen = false;
         let mut expect_unmet = false;
         let mut upgrade = false;
+        let mut conditional = false;
 
         for h in headers {
             let name = h.name.as_bytes();
@@ -611,6 +626,7 @@ impl FieldFacts {
                     }
                 }
                 Field::Upgrade => upgrade = true,
+                Field::Conditional => conditional = true,
                 Field::Other => {}
             }
         }
@@ -646,6 +662,7 @@ impl FieldFacts {
             expect_continue,
             expect_unmet,
             upgrade,
+            conditional,
         })
     }
 }
@@ -722,6 +739,7 @@ fn build(
         expect_continue: facts.expect_continue,
         expect_unmet: facts.expect_unmet,
         upgrade: facts.upgrade,
+        conditional: facts.conditional,
     }
 }
 
@@ -1255,6 +1273,10 @@ mod tests {
         }
         assert!(ok(&req("UPGRADE: x\r\n")).has_upgrade());
         assert!(!ok(&req("Upgrade-Insecure-Requests: 1\r\n")).has_upgrade());
+        for name in ["If-Match", "if-none-match", "If-Modified-Since", "IF-UNMODIFIED-SINCE", "Range", "If-Range"] {
+            assert!(ok(&req(&format!("{name}: x\r\n"))).has_conditional(), "{name}");
+        }
+        assert!(!ok(&req("Accept-Ranges: bytes\r\nIf-Matches: x\r\nContent-Range: x\r\n")).has_conditional());
     }
 
     #[test]

@@ -255,7 +255,10 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
         ETagChoice::Given(v) => Some(v.clone()),
         ETagChoice::None => None,
     };
-    let current_tag = etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes()));
+    // Without a precondition or Range field steps 1-5 below decide nothing (each looks its
+    // fields up and finds none): skip them, and parsing the current tag they compare with.
+    let conditional = head.has_conditional();
+    let current_tag = if conditional { etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes())) } else { None };
     let last_modified: Option<i64> =
         if info.no_last_modified { None } else { Some(info.last_modified.unwrap_or(meta.mtime_secs)).filter(|&t| t >= 0) };
     let lm_value = last_modified.map(|t| HeaderValue::from_bytes(&format_http_date(t as u64)).unwrap_or_else(|_| HeaderValue::from_static("")));
@@ -277,18 +280,22 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
     };
 
     // 1-2: If-Match / If-Unmodified-Since → 412.
-    if let Some(list) = etag::TagList::parse(head.header_values("if-match")) {
-        if !list.matches_strong(current_tag.as_ref()) {
-            return text_plan(412, "412 Precondition Failed\n", Vec::new());
-        }
-    } else if let (Some(date), Some(lm)) = (single_date("if-unmodified-since"), last_modified) {
-        if lm > date {
-            return text_plan(412, "412 Precondition Failed\n", Vec::new());
+    if conditional {
+        if let Some(list) = etag::TagList::parse(head.header_values("if-match")) {
+            if !list.matches_strong(current_tag.as_ref()) {
+                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+            }
+        } else if let (Some(date), Some(lm)) = (single_date("if-unmodified-since"), last_modified) {
+            if lm > date {
+                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+            }
         }
     }
 
     // 3-4: If-None-Match / If-Modified-Since → 304 (or 412 for other methods).
-    let not_modified = if let Some(list) = etag::TagList::parse(head.header_values("if-none-match")) {
+    let not_modified = if !conditional {
+        false
+    } else if let Some(list) = etag::TagList::parse(head.header_values("if-none-match")) {
         if list.matches_weak(current_tag.as_ref()) {
             if !get_or_head {
                 return text_plan(412, "412 Precondition Failed\n", Vec::new());
@@ -311,7 +318,7 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
 
     // 5: Range, unless If-Range says the client's copy is stale.
     let mut decision = RangeDecision::Ignore;
-    if get_or_head {
+    if get_or_head && conditional {
         let mut ranges = head.header_values("range");
         if let (Some(value), None) = (ranges.next(), ranges.next()) {
             let if_range_ok = match head.header("if-range") {
