@@ -405,6 +405,7 @@ pub fn parse_request_head(
         query,
         req.headers,
         fields,
+        head,
     );
     Ok(Some((head, shape.end)))
 }
@@ -690,20 +691,40 @@ fn build(
     query: Option<&[u8]>,
     headers: &[httparse::Header<'_>],
     facts: FieldFacts,
+    block: &[u8],
 ) -> RequestHead {
+    // The arena is the span table, then the head block copied whole (one memcpy instead of
+    // one per string), then the few strings that cannot be NUL-terminated in place. In the
+    // block each string gets its NUL where its delimiter was: the SP after the method and the
+    // target, the colon after a name, the OWS or CR after a trimmed value. A path that ends
+    // before the target does (at `?`) is copied after the block; so is the `/` of an
+    // absolute-form target without a path.
     let table = headers.len() * FIELD_ENTRY;
-    let mut size = table
-        + method_s.len()
-        + target.len()
-        + path.len()
-        + 3
-        + query.map_or(0, |q| q.len() + 1);
-    for h in headers {
-        size += h.name.len() + trim_ows(h.value).len() + 2;
-    }
-    let mut arena = Vec::with_capacity(size);
+    let target_end = offset_in(block, target.as_bytes()).map(|o| o + target.len());
+    let in_target = |s: &[u8]| offset_in(block, s).filter(|&o| Some(o + s.len()) == target_end);
+    let path_at = in_target(path);
+    let extra = if path_at.is_none() { path.len() + 1 } else { 0 };
+    let mut arena = Vec::with_capacity(table + block.len() + extra);
     arena.resize(table, 0);
+    arena.extend_from_slice(block);
     // Heads are bounded by Limits (far below 4 GiB), so u32 offsets cannot truncate.
+    let span = |off: usize, len: usize| Span {
+        start: (table + off) as u32,
+        len: len as u32,
+    };
+    // A string inside the block ends at a delimiter that belongs to no string: NUL it.
+    fn in_place(arena: &mut [u8], table: usize, block: &[u8], s: &[u8]) -> Option<Span> {
+        let off = offset_in(block, s)?;
+        let end = off + s.len();
+        if end >= block.len() {
+            return None;
+        }
+        arena[table + end] = 0;
+        Some(Span {
+            start: (table + off) as u32,
+            len: s.len() as u32,
+        })
+    }
     fn push(arena: &mut Vec<u8>, s: &[u8]) -> Span {
         let span = Span {
             start: arena.len() as u32,
@@ -713,13 +734,23 @@ fn build(
         arena.push(0);
         span
     }
-    let method_span = push(&mut arena, method_s.as_bytes());
-    let target_span = push(&mut arena, target.as_bytes());
-    let path_span = push(&mut arena, path);
-    let query_span = query.map(|q| push(&mut arena, q));
+    let place = |arena: &mut Vec<u8>, s: &[u8]| match in_place(arena, table, block, s) {
+        Some(sp) => sp,
+        None => push(arena, s),
+    };
+    let method_span = place(&mut arena, method_s.as_bytes());
+    let target_span = place(&mut arena, target.as_bytes());
+    let path_span = match path_at {
+        Some(off) => span(off, path.len()),
+        None => push(&mut arena, path),
+    };
+    let query_span = query.map(|q| match in_target(q) {
+        Some(off) => span(off, q.len()),
+        None => push(&mut arena, q),
+    });
     for (i, h) in headers.iter().enumerate() {
-        let n = push(&mut arena, h.name.as_bytes());
-        let v = push(&mut arena, trim_ows(h.value));
+        let n = place(&mut arena, h.name.as_bytes());
+        let v = place(&mut arena, trim_ows(h.value));
         let entry = &mut arena[i * FIELD_ENTRY..(i + 1) * FIELD_ENTRY];
         for (k, w) in [n.start, n.len, v.start, v.len].into_iter().enumerate() {
             entry[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
@@ -741,6 +772,12 @@ fn build(
         upgrade: facts.upgrade,
         conditional: facts.conditional,
     }
+}
+
+/// Where `s` starts within `block`, if it is a slice of it (compared by address).
+fn offset_in(block: &[u8], s: &[u8]) -> Option<usize> {
+    let (b, p) = (block.as_ptr() as usize, s.as_ptr() as usize);
+    (p >= b && p + s.len() <= b + block.len()).then(|| p - b)
 }
 
 #[cfg(test)]
@@ -767,6 +804,41 @@ mod tests {
                 String::from_utf8_lossy(s),
                 r.map(|x| x.1)
             ),
+        }
+    }
+
+    #[test]
+    fn every_string_reads_back_whole_and_nul_terminated() {
+        // Strings NUL-terminated inside the copied block, and those copied after it.
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            ("GET /a/b HTTP/1.1\r\nHost: h\r\n", "/a/b", "/a/b", None),
+            ("GET /a?x=1&y HTTP/1.1\r\nHost: h\r\n", "/a?x=1&y", "/a", Some("x=1&y")),
+            ("GET /a? HTTP/1.1\r\nHost: h\r\n", "/a?", "/a", Some("")),
+            ("GET http://h HTTP/1.1\r\nHost: h\r\n", "http://h", "/", None),
+            ("GET http://h?q HTTP/1.1\r\nHost: h\r\n", "http://h?q", "/", Some("q")),
+            ("GET http://h/p/q HTTP/1.1\r\nHost: h\r\n", "http://h/p/q", "/p/q", None),
+            ("GET http://h/p?q HTTP/1.1\r\nHost: h\r\n", "http://h/p?q", "/p", Some("q")),
+            ("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n", "h:443", "h:443", None),
+            ("OPTIONS * HTTP/1.1\r\nHost: h\r\n", "*", "*", None),
+        ];
+        for &(line, target, path, query) in cases {
+            let text = format!("{line}Empty:\r\nSpaced: \t v  w \t\r\nB:  \r\n\r\n");
+            let h = ok(text.as_bytes());
+            let method = line.split(' ').next().unwrap();
+            assert_eq!((h.method_cstr().to_str().unwrap(), h.target(), h.path(), h.query()), (method, target, path, query), "{line:?}");
+            assert_eq!(h.target_cstr().to_str().unwrap(), target);
+            assert_eq!(h.path_cstr().to_str().unwrap(), path);
+            assert_eq!(h.query_cstr().map(|q| q.to_str().unwrap()), query);
+            let fields: Vec<(String, String)> = (0..h.header_count())
+                .map(|i| {
+                    let (n, v) = h.header_at_cstr(i).unwrap();
+                    let (n2, v2) = h.header_at(i).unwrap();
+                    assert_eq!((n.to_bytes(), v.to_bytes()), (n2.as_bytes(), v2));
+                    (n.to_str().unwrap().to_string(), v.to_str().unwrap().to_string())
+                })
+                .collect();
+            let want = [("Host", target.split('/').nth(2).filter(|_| target.starts_with("http")).unwrap_or(if method == "CONNECT" { "h:443" } else { "h" })), ("Empty", ""), ("Spaced", "v  w"), ("B", "")];
+            assert_eq!(fields, want.map(|(n, v)| (n.to_string(), v.split('?').next().unwrap().to_string())), "{line:?}");
         }
     }
 
