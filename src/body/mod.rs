@@ -121,9 +121,14 @@ impl Chunk {
 }
 
 /// An ordered chain of chunks with its total length.
+///
+/// Most bodies are one chunk (a file region, a buffer): that one is kept inline, so building
+/// such a response allocates no queue.
 #[derive(Debug, Default)]
 pub struct Body {
-    chunks: VecDeque<Chunk>,
+    first: Option<Chunk>,
+    /// The chunks after `first` (empty while `first` is None).
+    rest: VecDeque<Chunk>,
     len: u64,
     /// Some chunk's length is unknown: the body goes chunked (or close-delimited).
     unknown: bool,
@@ -143,7 +148,11 @@ impl Body {
             return;
         }
         self.len += n;
-        self.chunks.push_back(chunk);
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
     }
 
     /// Total bytes of the chain, counting unknown-length chunks as 0.
@@ -161,19 +170,42 @@ impl Body {
     }
 
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
     /// The chunks, in order, for the connection's send queue.
-    pub fn into_chunks(self) -> VecDeque<Chunk> {
-        self.chunks
+    pub fn into_chunks(self) -> impl ExactSizeIterator<Item = Chunk> {
+        let Body { first, rest, .. } = self;
+        First { first, rest: rest.into_iter() }
     }
 
     /// The chunks, in order, without taking them.
     pub fn chunks(&self) -> impl Iterator<Item = &Chunk> {
-        self.chunks.iter()
+        self.first.iter().chain(self.rest.iter())
     }
 }
+
+/// `Body::into_chunks`: the inline chunk, then the queued ones (a named type because `Chain`
+/// does not know its exact length).
+struct First {
+    first: Option<Chunk>,
+    rest: std::collections::vec_deque::IntoIter<Chunk>,
+}
+
+impl Iterator for First {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        self.first.take().or_else(|| self.rest.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.first.is_some()) + self.rest.len();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for First {}
 
 #[cfg(test)]
 mod tests {
@@ -195,6 +227,6 @@ mod tests {
         b.push(Chunk::File(FileRegion { fd: FileFd::Borrowed(-1), offset: 10, len: 100 }));
         assert_eq!(b.len(), 105);
         let chunks = b.into_chunks();
-        assert_eq!(chunks.iter().map(Chunk::remaining).sum::<u64>(), 105);
+        assert_eq!(chunks.map(|c| c.remaining()).sum::<u64>(), 105);
     }
 }

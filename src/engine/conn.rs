@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::body::Chunk;
 use crate::config::Config;
@@ -39,6 +39,22 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes one connection may send per turn before the worker serves others (a loopback socket
 /// would otherwise take a whole large file in one go while `/hello` waits).
 const SEND_BUDGET: u64 = 1 << 20;
+/// Size of the buffer a worker writes response heads into. Each head is split off as shared
+/// `Bytes`; once all heads split from it have been sent the buffer is reused in place, so a
+/// response head costs no malloc. A head a slow peer has not taken yet keeps its buffer alive
+/// (the next heads go to a new one): at most this much per such connection.
+pub(crate) const HEAD_BUF: usize = 2048;
+/// The head just written into the worker's head buffer, as `Bytes`.
+fn split_head(heads: &mut BytesMut) -> Bytes {
+    let head = heads.split().freeze();
+    if head.len() > HEAD_BUF {
+        // The buffer grew for this one (a large inline body, many headers): the heads after
+        // it must not keep all of that alive.
+        *heads = BytesMut::new();
+    }
+    head
+}
+
 /// Spare read buffers a worker keeps for connections that start reading again.
 const SPARE_READ_BUFS: usize = 64;
 /// Largest single `recv` while reading a body.
@@ -217,6 +233,8 @@ pub(crate) struct Ctx<'a> {
     pub paths: &'a mut PathMemory,
     /// The worker's spare read buffers (see `Conn::park_if_idle`).
     pub read_bufs: &'a mut Vec<BytesMut>,
+    /// Response heads are written here and split off (see `HEAD_BUF`).
+    pub heads: &'a mut BytesMut,
     /// Where cold file ranges are read in (None: probing is off).
     pub disk: Option<&'a crate::engine::disk::DiskPool>,
     pub hooks: &'a crate::engine::hooks::Hooks,
@@ -502,10 +520,10 @@ impl Conn {
                             return None;
                         }
                         Ok(Some((head, used))) => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             self.head_started = None;
                             bump(&ctx.shared.stats.requests, 1);
-                            if head.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")) {
+                            if head.expect_unmet() {
                                 // RFC 9110 §10.1.1: an expectation we cannot meet.
                                 self.fail_status(417, false, ctx);
                                 return None;
@@ -567,7 +585,7 @@ impl Conn {
                             return None;
                         }
                         Ok((used, done)) => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             if ctx.config.max_body.is_some_and(|max| body.len() as u64 > max) {
                                 self.fail(ParseError::PayloadTooLarge, ctx);
                                 return None;
@@ -647,7 +665,7 @@ impl Conn {
                             sink.paused = true;
                         }
                     }
-                    let _ = self.rbuf.split_to(consumed);
+                    self.rbuf.advance(consumed);
                     if done {
                         if let Some(d) = sink.decoder.as_ref() {
                             let _ = sink.trailers.set(crate::engine::request::trailer_cstrings(d.trailers().to_vec()));
@@ -666,7 +684,7 @@ impl Conn {
                 }
                 Reading::Discard { remaining } => {
                     let take = (self.rbuf.len() as u64).min(remaining);
-                    let _ = self.rbuf.split_to(take as usize);
+                    self.rbuf.advance(take as usize);
                     if take == remaining {
                         self.reading = self.state_after_body();
                         continue;
@@ -678,7 +696,7 @@ impl Conn {
                     let mut scratch = BytesMut::new();
                     match decoder.decode_into(&self.rbuf, &mut scratch) {
                         Ok((used, done)) if decoder.body_bytes_seen() <= DISCARD_MAX => {
-                            let _ = self.rbuf.split_to(used);
+                            self.rbuf.advance(used);
                             if done {
                                 self.reading = self.state_after_body();
                                 continue;
@@ -829,7 +847,7 @@ impl Conn {
                     sink.offset += data.len() as u64;
                     sink.written += data.len() as u64;
                 }
-                let _ = self.rbuf.split_to(consumed);
+                self.rbuf.advance(consumed);
                 if done {
                     outcome = Some(Ok(sink.written));
                     break;
@@ -1005,7 +1023,7 @@ impl Conn {
         let keep_alive = head.keep_alive() && head.method() != http::Method::CONNECT;
         let is_connect = head.method() == http::Method::CONNECT;
         // What follows a request that may switch protocols is not parsed until it is answered.
-        self.upgrade_wait = is_connect || head.header("upgrade").is_some();
+        self.upgrade_wait = is_connect || head.has_upgrade();
         let meta = Meta { is_head: head.is_head(), is_connect, version: head.version(), keep_alive };
         if ctx.hooks.access.is_some() {
             let started = self.head_started.unwrap_or(ctx.now);
@@ -1094,8 +1112,12 @@ impl Conn {
         if framing == h1::ResponseFraming::CloseDelimited {
             keep_alive = false;
         }
-        let mut head = Vec::with_capacity(192 + headers.len() * 48);
-        h1::write_response_head(&mut head, status, &headers, framing, keep_alive, meta.version, ctx.date);
+        let head = &mut *ctx.heads;
+        debug_assert!(head.is_empty());
+        if head.capacity() < 512 && !head.try_reclaim(HEAD_BUF) {
+            *head = BytesMut::with_capacity(HEAD_BUF);
+        }
+        h1::write_response_head(head, status, &headers, framing, keep_alive, meta.version, ctx.date);
         let access = access.map(|a| {
             let strategy = if !has_body || body.is_empty() && body.known_len().is_some() {
                 "none"
@@ -1124,9 +1146,11 @@ impl Conn {
                 }
             }
             drop(body);
-            self.push_out(Bytes::from(head));
+            let head = split_head(ctx.heads);
+            self.push_out(head);
         } else {
-            self.push_out(Bytes::from(head));
+            let head = split_head(ctx.heads);
+            self.push_out(head);
             if has_body {
                 framing::frame_body(body, framing == h1::ResponseFraming::Chunked, &mut self.out);
             }
@@ -1429,7 +1453,9 @@ impl Conn {
 
     /// Between requests a keep-alive connection keeps no buffers: its read buffer goes back to
     /// the worker's spares and its queues give their memory back, so thousands of idle
-    /// connections cost little more than their `Conn`.
+    /// connections cost little more than their `Conn`. (A connection about to take its small
+    /// form keeps its queues: they go to the worker's spares with its `Conn` box, see
+    /// `into_idle`.)
     pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) {
         if !self.between_requests() {
             return;
@@ -1437,11 +1463,21 @@ impl Conn {
         if self.rbuf.capacity() > 0 {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.clear();
+            // What parsing consumed is still ahead of the buffer's start: take the whole buffer
+            // back (no allocation; fails only while a request body still shares it).
+            let _ = buf.try_reclaim(READ_CHUNK);
             if spares.len() < SPARE_READ_BUFS && (READ_CHUNK..=4 * READ_CHUNK).contains(&buf.capacity()) {
                 spares.push(buf);
             }
         }
+        if self.can_idle() {
+            return;
+        }
         // Small queues refill from the allocator's per-thread cache on the next request.
+        self.drop_queues();
+    }
+
+    fn drop_queues(&mut self) {
         if self.inflight.capacity() > 0 {
             self.inflight = VecDeque::new();
         }

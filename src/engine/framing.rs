@@ -32,10 +32,10 @@ fn last_chunk(trailers: &Trailers) -> Chunk {
 /// output is framed, and the last chunk ends the body (a trailing source sends it itself, with
 /// its trailers). Without `chunked`, sources are wrapped to check they produce what they said.
 pub(crate) fn frame_body(body: Body, chunked: bool, out: &mut VecDeque<Chunk>) {
-    let mut chunks = body.into_chunks();
+    let chunks = body.into_chunks();
     let count = chunks.len();
     let mut last_is_source = false;
-    for (i, chunk) in chunks.drain(..).enumerate() {
+    for (i, chunk) in chunks.enumerate() {
         let last = i + 1 == count;
         match chunk {
             Chunk::Source(inner) => {

@@ -96,8 +96,9 @@ pub struct Request {
     body: Bytes,
     /// Trailer fields of a chunked body, NUL-terminated for the C API.
     trailers: Vec<(CString, CString)>,
-    /// Trailers of a body streamed to a head handler's reader (see [`LateTrailers`]).
-    late_trailers: LateTrailers,
+    /// Trailers of a body streamed to a head handler's reader (see [`LateTrailers`]); made
+    /// with the claim window, so a request without a head stage allocates no cell.
+    late_trailers: Option<LateTrailers>,
     /// Present while the request is in its head handler (body not read yet).
     claim: Option<ClaimSlot>,
     /// The body, when it was spooled to a file instead of memory: (file, length).
@@ -108,7 +109,7 @@ pub struct Request {
 
 impl Request {
     pub(crate) fn new(head: RequestHead, body: Bytes, peer: SocketAddr, link: Link) -> Self {
-        Request { head, body, trailers: Vec::new(), late_trailers: LateTrailers::default(), claim: None, spooled: None, peer, link: Mutex::new(Some(link)) }
+        Request { head, body, trailers: Vec::new(), late_trailers: None, claim: None, spooled: None, peer, link: Mutex::new(Some(link)) }
     }
 
     pub fn head(&self) -> &RequestHead {
@@ -124,6 +125,7 @@ impl Request {
     pub(crate) fn open_claims(&mut self) -> ClaimSlot {
         let slot = Arc::new(Mutex::new(ClaimState::Open));
         self.claim = Some(slot.clone());
+        self.late_trailers = Some(LateTrailers::default());
         slot
     }
 
@@ -224,7 +226,7 @@ impl Request {
         let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
         match *state {
             ClaimState::Open => {
-                *state = ClaimState::Claimed(BodyClaim::Stream { on_data, on_end, trailers: self.late_trailers.clone() });
+                *state = ClaimState::Claimed(BodyClaim::Stream { on_data, on_end, trailers: self.late_trailers.clone().unwrap_or_default() });
                 Ok(())
             }
             ClaimState::Claimed(_) => Err(Error::AlreadyUsed),
@@ -257,7 +259,7 @@ impl Request {
     /// Trailer fields of a chunked request body, in the order received (for a body read with
     /// [`Request::body_read`]: available from its `on_end` on).
     pub fn trailers(&self) -> &[(CString, CString)] {
-        match self.late_trailers.get() {
+        match self.late_trailers.as_ref().and_then(|t| t.get()) {
             Some(late) if self.trailers.is_empty() => late,
             _ => &self.trailers,
         }

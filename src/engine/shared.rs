@@ -3,8 +3,8 @@
 #![forbid(unsafe_code)]
 
 use std::any::Any;
-use std::sync::{Mutex, OnceLock};
-use std::thread::ThreadId;
+use std::cell::Cell;
+use std::sync::Mutex;
 
 use crate::engine::file_cache::FileCache;
 use crate::engine::response::Response;
@@ -13,6 +13,14 @@ use crate::stats::WorkerStats;
 /// Something the application handed back with a response that must live until the response
 /// has left (the C API uses it to keep a request handle valid for double-use detection).
 pub type Keep = Box<dyn Any + Send>;
+
+thread_local! {
+    /// The address of the `WorkerShared` whose worker runs on this thread (0: none). Asking a
+    /// thread-local costs a few instructions; `std::thread::current()` clones an `Arc` twice
+    /// per answer. A worker thread owns one worker for its whole life and ends with it, so an
+    /// address cannot be taken for another worker's while this thread still runs.
+    static OWNED: Cell<usize> = const { Cell::new(0) };
+}
 
 /// Work for a worker, sent from any thread.
 pub(crate) enum Msg {
@@ -42,7 +50,6 @@ struct Queue {
 pub(crate) struct WorkerShared {
     queue: Mutex<Queue>,
     waker: mio::Waker,
-    owner: OnceLock<ThreadId>,
     external: std::sync::atomic::AtomicBool,
     pub(crate) stats: WorkerStats,
     /// Open files for `respond_file_at` (locked by whichever thread answers; normally the
@@ -56,7 +63,6 @@ impl WorkerShared {
             files: Mutex::new(files),
             queue: Mutex::new(Queue { msgs: Vec::new(), dead: false }),
             waker,
-            owner: OnceLock::new(),
             external: std::sync::atomic::AtomicBool::new(false),
             stats: WorkerStats::default(),
         }
@@ -67,12 +73,17 @@ impl WorkerShared {
         self.external.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Called by the worker thread itself, once, before its loop.
     pub(crate) fn set_owner(&self) {
-        let _ = self.owner.set(std::thread::current().id());
+        OWNED.with(|o| o.set(self.addr()));
     }
 
     pub(crate) fn is_owner_thread(&self) -> bool {
-        !self.external.load(std::sync::atomic::Ordering::Acquire) && self.owner.get() == Some(&std::thread::current().id())
+        !self.external.load(std::sync::atomic::Ordering::Acquire) && OWNED.with(Cell::get) == self.addr()
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Queues a message; gives it back if the worker has exited.

@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::engine::conn::{CloseReason, Conn, Ctx, Dispatch, Next, SOURCE_TOKEN_BIT};
 use crate::engine::shared::{Msg, WorkerShared};
-use crate::engine::slots::{busy, busy_if, park, Slot};
+use crate::engine::slots::{busy, busy_if, park, Slot, Spares};
 use crate::engine::request::ClaimState;
 use crate::engine::{Handler, HeadHandler};
 use crate::h1::DateCache;
@@ -29,7 +29,8 @@ macro_rules! worker_ctx {
             shared: &$w.shared,
             date: &$date,
             paths: &mut $w.paths,
-            read_bufs: &mut $w.read_bufs,
+            read_bufs: &mut $w.spares.read_bufs,
+            heads: &mut $w.heads,
             disk: $w.disk.as_deref(),
             hooks: &$w.hooks,
             now: $now,
@@ -59,9 +60,12 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     date: DateCache,
     paths: PathMemory,
-    /// Read buffers of connections that went idle, for the next connection that reads: an
-    /// idle keep-alive connection holds no buffer, a busy one costs no malloc per request.
-    read_bufs: Vec<bytes::BytesMut>,
+    /// Read buffers and `Conn` boxes of connections that went idle, for the next connection
+    /// that wakes up: an idle keep-alive connection holds neither, a busy one costs no malloc
+    /// per request.
+    spares: Spares,
+    /// Response heads are written here (see `conn::HEAD_BUF`).
+    heads: bytes::BytesMut,
     /// Connections that used up their send budget while still writable: driven again after
     /// this turn's events, before waiting.
     posted: Vec<usize>,
@@ -103,7 +107,8 @@ impl Worker {
             timers: BinaryHeap::new(),
             date: DateCache::new(),
             paths,
-            read_bufs: Vec::new(),
+            spares: Spares::default(),
+            heads: bytes::BytesMut::new(),
             posted: Vec::new(),
             draining: None,
             inbox: Vec::new(),
@@ -156,7 +161,7 @@ impl Worker {
                         idle.writable = true;
                         continue;
                     }
-                    if let Some(conn) = busy(&mut self.conns, t) {
+                    if let Some(conn) = busy(&mut self.conns, t, &mut self.spares) {
                         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
                         conn.peer_closing |= event.is_read_closed() || event.is_error();
                         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
@@ -218,19 +223,19 @@ impl Worker {
     fn handle_msg(&mut self, msg: Msg, now: Instant) {
         match msg {
             Msg::Respond { token, conn_id, seq, resp, keep } => {
-                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id, &mut self.spares) {
                     conn.on_response(seq, resp, keep);
                     self.drive(token, now);
                 }
             }
             Msg::ResumeBody { token, conn_id } => {
-                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id, &mut self.spares) {
                     conn.resume_body(now);
                     self.drive(token, now);
                 }
             }
             Msg::DiskDone { token, conn_id, fd, offset, end } => {
-                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id, &mut self.spares) {
                     conn.on_disk_done(fd, offset, end);
                     self.drive(token, now);
                 }
@@ -274,7 +279,7 @@ impl Worker {
                 self.drive(token, now);
             }
             Msg::TransportReady { token, conn_id } => {
-                if let Some(conn) = busy_if(&mut self.conns, token, conn_id) {
+                if let Some(conn) = busy_if(&mut self.conns, token, conn_id, &mut self.spares) {
                     conn.readable = true;
                     conn.writable = true;
                     self.drive(token, now);
@@ -287,7 +292,7 @@ impl Worker {
                 bump(&self.shared.stats.connections_accepted, 1);
                 let _ = stream.set_nodelay(true);
                 if let Some(token) = self.add_conn(stream, peer, now) {
-                    if let Some(conn) = busy(&mut self.conns, token) {
+                    if let Some(conn) = busy(&mut self.conns, token, &mut self.spares) {
                         conn.prefill(&initial);
                     }
                     self.drive(token, now);
@@ -305,7 +310,7 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for t in 0..self.conns.len() {
-            let next = match busy(&mut self.conns, t) {
+            let next = match busy(&mut self.conns, t, &mut self.spares) {
                 Some(conn) => conn.on_drain(),
                 None => continue,
             };
@@ -330,7 +335,7 @@ impl Worker {
                     let _ = sock.set_nodelay(true);
                     // Nothing has arrived yet: the connection waits in its small form.
                     if let Some(token) = self.add_conn(sock, peer, now) {
-                        park(&mut self.conns, token, &mut self.read_bufs);
+                        park(&mut self.conns, token, &mut self.spares);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -376,7 +381,7 @@ impl Worker {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let date: [u8; 29] = self.date.get(unix).try_into().unwrap_or([b' '; 29]);
         loop {
-            let Some(conn) = busy(&mut self.conns, token) else { return };
+            let Some(conn) = busy(&mut self.conns, token, &mut self.spares) else { return };
             let mut ctx = worker_ctx!(self, date, now);
             if let Next::Close(reason) = conn.fill(&mut ctx) {
                 self.close(token, reason);
@@ -392,7 +397,7 @@ impl Worker {
                         _ => None,
                     };
                     self.process_inbox_for(token, now);
-                    let Some(conn) = busy(&mut self.conns, token) else { return };
+                    let Some(conn) = busy(&mut self.conns, token, &mut self.spares) else { return };
                     let mut ctx = worker_ctx!(self, date, now);
                     conn.after_head(back, claimed, &mut ctx);
                     continue;
@@ -421,7 +426,7 @@ impl Worker {
                     // Sending may have freed pipeline slots or revealed more input.
                     let again = (conn.readable && conn.wants_input(&self.config)) || conn.can_parse_more(&self.config);
                     if !again {
-                        conn.park_if_idle(&mut self.read_bufs);
+                        conn.park_if_idle(&mut self.spares.read_bufs);
                         break;
                     }
                 }
@@ -434,7 +439,7 @@ impl Worker {
             self.posted.push(token);
         }
         self.schedule(token);
-        park(&mut self.conns, token, &mut self.read_bufs);
+        park(&mut self.conns, token, &mut self.spares);
     }
 
     /// Gives each connection that yielded its send budget another turn, in order.
@@ -488,7 +493,7 @@ impl Worker {
 
     /// The connection at `token` if it is still the one with `conn_id`.
     fn own_conn(&mut self, token: usize, conn_id: u64) -> Option<&mut Conn> {
-        busy_if(&mut self.conns, token, conn_id)
+        busy_if(&mut self.conns, token, conn_id, &mut self.spares)
     }
 
     fn schedule(&mut self, token: usize) {
@@ -516,7 +521,7 @@ impl Worker {
             match deadline {
                 Some(d) if d <= now => {
                     let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
-                    let Some(conn) = busy(&mut self.conns, token) else { continue };
+                    let Some(conn) = busy(&mut self.conns, token, &mut self.spares) else { continue };
                     let mut ctx = worker_ctx!(self, date, now);
                     if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
                         self.close(token, reason);
@@ -534,7 +539,7 @@ impl Worker {
     /// Gives a connection whose 101 (or CONNECT 2xx) has left to the application: its own
     /// descriptor plus the bytes already read; the engine forgets the connection.
     fn hand_off(&mut self, token: usize, up: crate::engine::response::Upgrade) {
-        let taken = match busy(&mut self.conns, token) {
+        let taken = match busy(&mut self.conns, token, &mut self.spares) {
             Some(conn) => conn.take_for_hand_off(),
             None => return,
         };
@@ -548,7 +553,7 @@ impl Worker {
     fn close(&mut self, token: usize, reason: CloseReason) {
         let mut conn = match self.conns.get_mut(token).map(|slot| std::mem::replace(slot, Slot::Free)) {
             Some(Slot::Busy(conn)) => conn,
-            Some(Slot::Idle(idle)) => Conn::from_idle(idle, token),
+            Some(Slot::Idle(idle)) => Conn::from_idle(idle, token, None),
             _ => return,
         };
         if let Some(sock) = conn.sock.as_mut() {

@@ -8,6 +8,9 @@ use std::mem::MaybeUninit;
 use super::syntax::{is_field_value_byte, is_ows, is_tchar, list_elements, trim_ows};
 use super::{BodyFraming, Limits, ParseError, Version};
 
+/// Bytes of one field's entry in the span table that opens the arena.
+const FIELD_ENTRY: usize = 16;
+
 /// Bytes of one string in the arena; the NUL follows at `start + len`.
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -19,7 +22,9 @@ struct Span {
 ///
 /// Every string (method, target, path, query, field names and values) is stored
 /// NUL-terminated in one owned arena, so the C API can hand out `const char *` valid for the
-/// head's lifetime without allocating. Immutable after parsing; `Send + Sync`.
+/// head's lifetime without allocating. The arena starts with the fields' spans (name start,
+/// name length, value start, value length: four little-endian `u32` per field), so a head
+/// costs one allocation. Immutable after parsing; `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct RequestHead {
     method: http::Method,
@@ -29,10 +34,17 @@ pub struct RequestHead {
     target: Span,
     path: Span,
     query: Option<Span>,
-    headers: Vec<(Span, Span)>,
+    /// Number of fields; their spans open the arena.
+    fields: u32,
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
+    /// The first `Expect` field is not `100-continue` (RFC 9110 §10.1.1: answer 417).
+    expect_unmet: bool,
+    /// An `Upgrade` field was sent.
+    upgrade: bool,
+    /// A field that can make a GET conditional or partial was sent.
+    conditional: bool,
 }
 
 impl RequestHead {
@@ -85,38 +97,51 @@ impl RequestHead {
     pub fn query_cstr(&self) -> Option<&CStr> {
         self.query.map(|q| self.cstr(q))
     }
-    fn find(&self, name: &[u8]) -> Option<&(Span, Span)> {
-        self.headers
-            .iter()
+    /// The spans of field `i` (< `fields`), from the table at the start of the arena.
+    fn field(&self, i: usize) -> (Span, Span) {
+        let at = i * FIELD_ENTRY;
+        let word = |k: usize| {
+            let b = &self.arena[at + 4 * k..at + 4 * k + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        (
+            Span { start: word(0), len: word(1) },
+            Span { start: word(2), len: word(3) },
+        )
+    }
+    fn fields(&self) -> impl Iterator<Item = (Span, Span)> + '_ {
+        (0..self.fields as usize).map(|i| self.field(i))
+    }
+    fn find(&self, name: &[u8]) -> Option<(Span, Span)> {
+        self.fields()
             .find(|(n, _)| self.bytes(*n).eq_ignore_ascii_case(name))
     }
     /// First value of the named field (ASCII case-insensitive), OWS-trimmed.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.find(name.as_bytes()).map(|(_, v)| self.bytes(*v))
+        self.find(name.as_bytes()).map(|(_, v)| self.bytes(v))
     }
     pub fn header_cstr(&self, name: &[u8]) -> Option<&CStr> {
-        self.find(name).map(|(_, v)| self.cstr(*v))
+        self.find(name).map(|(_, v)| self.cstr(v))
     }
     /// All values of the named field, in order (a field may be sent several times).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
+        self.fields()
             .filter(move |(n, _)| self.bytes(*n).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| self.bytes(*v))
+            .map(|(_, v)| self.bytes(v))
     }
     pub fn header_count(&self) -> usize {
-        self.headers.len()
+        self.fields as usize
     }
     /// The i-th field: name as sent, value OWS-trimmed.
     pub fn header_at(&self, i: usize) -> Option<(&str, &[u8])> {
-        self.headers
-            .get(i)
-            .map(|(n, v)| (self.str(*n), self.bytes(*v)))
+        (i < self.header_count())
+            .then(|| self.field(i))
+            .map(|(n, v)| (self.str(n), self.bytes(v)))
     }
     pub fn header_at_cstr(&self, i: usize) -> Option<(&CStr, &CStr)> {
-        self.headers
-            .get(i)
-            .map(|(n, v)| (self.cstr(*n), self.cstr(*v)))
+        (i < self.header_count())
+            .then(|| self.field(i))
+            .map(|(n, v)| (self.cstr(n), self.cstr(v)))
     }
     pub fn framing(&self) -> BodyFraming {
         self.framing
@@ -128,6 +153,20 @@ impl RequestHead {
     /// `Expect: 100-continue` was sent.
     pub fn expect_continue(&self) -> bool {
         self.expect_continue
+    }
+    /// The first `Expect` field asks for something other than `100-continue` (the same as
+    /// `header("expect")` not being `100-continue`, known from parsing).
+    pub fn expect_unmet(&self) -> bool {
+        self.expect_unmet
+    }
+    /// An `Upgrade` field was sent (the same as `header("upgrade").is_some()`).
+    pub fn has_upgrade(&self) -> bool {
+        self.upgrade
+    }
+    /// One of `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `Range`,
+    /// `If-Range` was sent (without one, a file answer needs no precondition or range work).
+    pub fn has_conditional(&self) -> bool {
+        self.conditional
     }
     pub fn is_head(&self) -> bool {
         self.method == http::Method::HEAD
@@ -366,6 +405,7 @@ pub fn parse_request_head(
         query,
         req.headers,
         fields,
+        head,
     );
     Ok(Some((head, shape.end)))
 }
@@ -470,6 +510,8 @@ enum Field {
     TransferEncoding,
     Connection,
     Expect,
+    Upgrade,
+    Conditional,
     Other,
 }
 
@@ -478,10 +520,16 @@ fn field_kind(name: &[u8]) -> Field {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     match name.len() {
         4 if is(b"host") => Field::Host,
+        5 if is(b"range") => Field::Conditional,
         6 if is(b"expect") => Field::Expect,
+        7 if is(b"upgrade") => Field::Upgrade,
+        8 if is(b"if-match") || is(b"if-range") => Field::Conditional,
         10 if is(b"connection") => Field::Connection,
+        13 if is(b"if-none-match") => Field::Conditional,
         14 if is(b"content-length") => Field::ContentLength,
         17 if is(b"transfer-encoding") => Field::TransferEncoding,
+        17 if is(b"if-modified-since") => Field::Conditional,
+        19 if is(b"if-unmodified-since") => Field::Conditional,
         _ => Field::Other,
     }
 }
@@ -491,6 +539,9 @@ struct FieldFacts {
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
+    expect_unmet: bool,
+    upgrade: bool,
+    conditional: bool,
 }
 
 impl FieldFacts {
@@ -504,6 +555,10 @@ impl FieldFacts {
         let mut close = false;
         let mut keep_alive_token = false;
         let mut expect_continue = false;
+        let mut expect_seen = false;
+        let mut expect_unmet = false;
+        let mut upgrade = false;
+        let mut conditional = false;
 
         for h in headers {
             let name = h.name.as_bytes();
@@ -566,7 +621,13 @@ impl FieldFacts {
                 Field::Expect => {
                     expect_continue |=
                         list_elements(value).any(|el| el.eq_ignore_ascii_case(b"100-continue"));
+                    if !expect_seen {
+                        expect_seen = true;
+                        expect_unmet = !value.eq_ignore_ascii_case(b"100-continue");
+                    }
                 }
+                Field::Upgrade => upgrade = true,
+                Field::Conditional => conditional = true,
                 Field::Other => {}
             }
         }
@@ -600,6 +661,9 @@ impl FieldFacts {
             framing,
             keep_alive,
             expect_continue,
+            expect_unmet,
+            upgrade,
+            conditional,
         })
     }
 }
@@ -627,15 +691,41 @@ fn build(
     query: Option<&[u8]>,
     headers: &[httparse::Header<'_>],
     facts: FieldFacts,
+    block: &[u8],
 ) -> RequestHead {
-    let mut size =
-        method_s.len() + target.len() + path.len() + 3 + query.map_or(0, |q| q.len() + 1);
-    for h in headers {
-        size += h.name.len() + trim_ows(h.value).len() + 2;
-    }
-    let mut arena = Vec::with_capacity(size);
+    // The arena is the span table, then the head block copied whole (one memcpy instead of
+    // one per string), then the few strings that cannot be NUL-terminated in place. In the
+    // block each string gets its NUL where its delimiter was: the SP after the method and the
+    // target, the colon after a name, the OWS or CR after a trimmed value. A path that ends
+    // before the target does (at `?`) is copied after the block; so is the `/` of an
+    // absolute-form target without a path.
+    let table = headers.len() * FIELD_ENTRY;
+    let target_end = offset_in(block, target.as_bytes()).map(|o| o + target.len());
+    let in_target = |s: &[u8]| offset_in(block, s).filter(|&o| Some(o + s.len()) == target_end);
+    let path_at = in_target(path);
+    let extra = if path_at.is_none() { path.len() + 1 } else { 0 };
+    let mut arena = Vec::with_capacity(table + block.len() + extra);
+    arena.resize(table, 0);
+    arena.extend_from_slice(block);
     // Heads are bounded by Limits (far below 4 GiB), so u32 offsets cannot truncate.
-    let mut push = |s: &[u8]| {
+    let span = |off: usize, len: usize| Span {
+        start: (table + off) as u32,
+        len: len as u32,
+    };
+    // A string inside the block ends at a delimiter that belongs to no string: NUL it.
+    fn in_place(arena: &mut [u8], table: usize, block: &[u8], s: &[u8]) -> Option<Span> {
+        let off = offset_in(block, s)?;
+        let end = off + s.len();
+        if end >= block.len() {
+            return None;
+        }
+        arena[table + end] = 0;
+        Some(Span {
+            start: (table + off) as u32,
+            len: s.len() as u32,
+        })
+    }
+    fn push(arena: &mut Vec<u8>, s: &[u8]) -> Span {
         let span = Span {
             start: arena.len() as u32,
             len: s.len() as u32,
@@ -643,15 +733,29 @@ fn build(
         arena.extend_from_slice(s);
         arena.push(0);
         span
+    }
+    let place = |arena: &mut Vec<u8>, s: &[u8]| match in_place(arena, table, block, s) {
+        Some(sp) => sp,
+        None => push(arena, s),
     };
-    let method_span = push(method_s.as_bytes());
-    let target_span = push(target.as_bytes());
-    let path_span = push(path);
-    let query_span = query.map(&mut push);
-    let spans = headers
-        .iter()
-        .map(|h| (push(h.name.as_bytes()), push(trim_ows(h.value))))
-        .collect();
+    let method_span = place(&mut arena, method_s.as_bytes());
+    let target_span = place(&mut arena, target.as_bytes());
+    let path_span = match path_at {
+        Some(off) => span(off, path.len()),
+        None => push(&mut arena, path),
+    };
+    let query_span = query.map(|q| match in_target(q) {
+        Some(off) => span(off, q.len()),
+        None => push(&mut arena, q),
+    });
+    for (i, h) in headers.iter().enumerate() {
+        let n = place(&mut arena, h.name.as_bytes());
+        let v = place(&mut arena, trim_ows(h.value));
+        let entry = &mut arena[i * FIELD_ENTRY..(i + 1) * FIELD_ENTRY];
+        for (k, w) in [n.start, n.len, v.start, v.len].into_iter().enumerate() {
+            entry[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
+        }
+    }
     RequestHead {
         method,
         version,
@@ -660,11 +764,20 @@ fn build(
         target: target_span,
         path: path_span,
         query: query_span,
-        headers: spans,
+        fields: headers.len() as u32,
         framing: facts.framing,
         keep_alive: facts.keep_alive,
         expect_continue: facts.expect_continue,
+        expect_unmet: facts.expect_unmet,
+        upgrade: facts.upgrade,
+        conditional: facts.conditional,
     }
+}
+
+/// Where `s` starts within `block`, if it is a slice of it (compared by address).
+fn offset_in(block: &[u8], s: &[u8]) -> Option<usize> {
+    let (b, p) = (block.as_ptr() as usize, s.as_ptr() as usize);
+    (p >= b && p + s.len() <= b + block.len()).then(|| p - b)
 }
 
 #[cfg(test)]
@@ -691,6 +804,41 @@ mod tests {
                 String::from_utf8_lossy(s),
                 r.map(|x| x.1)
             ),
+        }
+    }
+
+    #[test]
+    fn every_string_reads_back_whole_and_nul_terminated() {
+        // Strings NUL-terminated inside the copied block, and those copied after it.
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            ("GET /a/b HTTP/1.1\r\nHost: h\r\n", "/a/b", "/a/b", None),
+            ("GET /a?x=1&y HTTP/1.1\r\nHost: h\r\n", "/a?x=1&y", "/a", Some("x=1&y")),
+            ("GET /a? HTTP/1.1\r\nHost: h\r\n", "/a?", "/a", Some("")),
+            ("GET http://h HTTP/1.1\r\nHost: h\r\n", "http://h", "/", None),
+            ("GET http://h?q HTTP/1.1\r\nHost: h\r\n", "http://h?q", "/", Some("q")),
+            ("GET http://h/p/q HTTP/1.1\r\nHost: h\r\n", "http://h/p/q", "/p/q", None),
+            ("GET http://h/p?q HTTP/1.1\r\nHost: h\r\n", "http://h/p?q", "/p", Some("q")),
+            ("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n", "h:443", "h:443", None),
+            ("OPTIONS * HTTP/1.1\r\nHost: h\r\n", "*", "*", None),
+        ];
+        for &(line, target, path, query) in cases {
+            let text = format!("{line}Empty:\r\nSpaced: \t v  w \t\r\nB:  \r\n\r\n");
+            let h = ok(text.as_bytes());
+            let method = line.split(' ').next().unwrap();
+            assert_eq!((h.method_cstr().to_str().unwrap(), h.target(), h.path(), h.query()), (method, target, path, query), "{line:?}");
+            assert_eq!(h.target_cstr().to_str().unwrap(), target);
+            assert_eq!(h.path_cstr().to_str().unwrap(), path);
+            assert_eq!(h.query_cstr().map(|q| q.to_str().unwrap()), query);
+            let fields: Vec<(String, String)> = (0..h.header_count())
+                .map(|i| {
+                    let (n, v) = h.header_at_cstr(i).unwrap();
+                    let (n2, v2) = h.header_at(i).unwrap();
+                    assert_eq!((n.to_bytes(), v.to_bytes()), (n2.as_bytes(), v2));
+                    (n.to_str().unwrap().to_string(), v.to_str().unwrap().to_string())
+                })
+                .collect();
+            let want = [("Host", target.split('/').nth(2).filter(|_| target.starts_with("http")).unwrap_or(if method == "CONNECT" { "h:443" } else { "h" })), ("Empty", ""), ("Spaced", "v  w"), ("B", "")];
+            assert_eq!(fields, want.map(|(n, v)| (n.to_string(), v.split('?').next().unwrap().to_string())), "{line:?}");
         }
     }
 
@@ -1181,6 +1329,26 @@ mod tests {
         assert!(ok(&req("Expect: 100-Continue\r\n")).expect_continue());
         assert!(!ok(&req("Expect: 200-ok\r\n")).expect_continue());
         assert!(!ok(&req("")).expect_continue());
+        // What the engine answers with 417: the first Expect field, whole, is not 100-continue.
+        for (fields, unmet) in [
+            ("", false),
+            ("Expect: 100-continue\r\n", false),
+            ("Expect:  100-CONTINUE \r\n", false),
+            ("Expect: 200-ok\r\n", true),
+            ("Expect: 100-continue, x\r\n", true),
+            ("Expect: 100-continue\r\nExpect: x\r\n", false),
+            ("Expect: x\r\nExpect: 100-continue\r\n", true),
+        ] {
+            let h = ok(&req(fields));
+            assert_eq!(h.expect_unmet(), unmet, "{fields:?}");
+            assert_eq!(h.expect_unmet(), h.header("expect").is_some_and(|v| !v.eq_ignore_ascii_case(b"100-continue")));
+        }
+        assert!(ok(&req("UPGRADE: x\r\n")).has_upgrade());
+        assert!(!ok(&req("Upgrade-Insecure-Requests: 1\r\n")).has_upgrade());
+        for name in ["If-Match", "if-none-match", "If-Modified-Since", "IF-UNMODIFIED-SINCE", "Range", "If-Range"] {
+            assert!(ok(&req(&format!("{name}: x\r\n"))).has_conditional(), "{name}");
+        }
+        assert!(!ok(&req("Accept-Ranges: bytes\r\nIf-Matches: x\r\nContent-Range: x\r\n")).has_conditional());
     }
 
     #[test]

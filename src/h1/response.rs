@@ -1,5 +1,7 @@
 //! Response framing decisions (RFC 9112 §6.3, RFC 9110 §6.4.1) and head serialization.
 
+use bytes::BytesMut;
+
 use super::Version;
 use super::syntax::fmt_u64;
 
@@ -59,7 +61,7 @@ pub fn response_has_body(request_is_head: bool, status: u16) -> bool {
 /// Connection out of them: those come from `framing` and `keep_alive`). `status` is expected
 /// in 100..=999; an unknown code gets the reason "Unknown".
 pub fn write_response_head(
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
     status: u16,
     headers: &[(http::HeaderName, http::HeaderValue)],
     framing: ResponseFraming,
@@ -87,7 +89,7 @@ pub fn write_response_head(
     let mut num = [0u8; 20];
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(fmt_u64(u64::from(status), &mut num));
-    out.push(b' ');
+    out.extend_from_slice(b" ");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !has_date {
@@ -173,9 +175,9 @@ mod tests {
         ka: bool,
         v: Version,
     ) -> String {
-        let mut out = b"prefix|".to_vec();
+        let mut out = BytesMut::from(&b"prefix|"[..]);
         write_response_head(&mut out, status, headers, framing, ka, v, DATE);
-        String::from_utf8(out).unwrap()
+        String::from_utf8(out.to_vec()).unwrap()
     }
 
     #[test]

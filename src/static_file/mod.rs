@@ -186,7 +186,8 @@ impl FilePlan {
 pub struct PlanContext {
     /// The current time, for two-digit years of obsolete RFC 850 dates.
     pub now: i64,
-    /// The multipart boundary (1..=70 characters of the RFC 2046 bchars, not ending in space).
+    /// The multipart boundary (1..=70 characters of the RFC 2046 bchars, not ending in space);
+    /// empty: a random one is made when needed.
     pub boundary: String,
 }
 
@@ -195,12 +196,23 @@ impl PlanContext {
     /// keys: unpredictable per response without a RNG dependency or global state).
     pub fn new() -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mut a = std::collections::hash_map::RandomState::new().build_hasher();
-        a.write_u128(now.as_nanos());
-        let mut b = std::collections::hash_map::RandomState::new().build_hasher();
-        b.write_u64(a.finish());
-        PlanContext { now: now.as_secs() as i64, boundary: format!("zh{:016x}{:016x}", a.finish(), b.finish()) }
+        PlanContext { now: now.as_secs() as i64, boundary: random_boundary(now) }
     }
+
+    /// The clock only: `plan_with` makes a boundary when an answer needs one (a multipart
+    /// answer is rare; formatting a boundary for every response showed in profiles).
+    fn clock() -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        PlanContext { now: now.as_secs() as i64, boundary: String::new() }
+    }
+}
+
+fn random_boundary(now: std::time::Duration) -> String {
+    let mut a = std::collections::hash_map::RandomState::new().build_hasher();
+    a.write_u128(now.as_nanos());
+    let mut b = std::collections::hash_map::RandomState::new().build_hasher();
+    b.write_u64(a.finish());
+    format!("zh{:016x}{:016x}", a.finish(), b.finish())
 }
 
 impl Default for PlanContext {
@@ -222,7 +234,7 @@ fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, Head
 /// Decides the response to `head` for a file described by `meta` and `info`, with the current
 /// time and a fresh random multipart boundary. See the module docs for the rules.
 pub fn plan_file_response(head: &RequestHead, meta: &FileMeta, info: &FileInfo) -> FilePlan {
-    plan_with(head, meta, info, &PlanContext::new())
+    plan_with(head, meta, info, &PlanContext::clock())
 }
 
 /// [`plan_file_response`] with an explicit clock and boundary.
@@ -232,24 +244,30 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
     let size = meta.size;
 
     // Validators.
+    let generated = |weak: bool| {
+        let mut buf = [0u8; etag::GENERATED_MAX];
+        let n = etag::generate_into(&mut buf, meta.inode, size, meta.mtime_secs, meta.mtime_nanos, weak);
+        HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    };
     let etag_value: Option<HeaderValue> = match &info.etag {
-        ETagChoice::Generate => Some(hv(&etag::generate(meta.inode, size, meta.mtime_secs, meta.mtime_nanos, false))),
-        ETagChoice::GenerateWeak => Some(hv(&etag::generate(meta.inode, size, meta.mtime_secs, meta.mtime_nanos, true))),
+        ETagChoice::Generate => Some(generated(false)),
+        ETagChoice::GenerateWeak => Some(generated(true)),
         ETagChoice::Given(v) => Some(v.clone()),
         ETagChoice::None => None,
     };
-    let current_tag = etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes()));
+    // Without a precondition or Range field steps 1-5 below decide nothing (each looks its
+    // fields up and finds none): skip them, and parsing the current tag they compare with.
+    let conditional = head.has_conditional();
+    let current_tag = if conditional { etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes())) } else { None };
     let last_modified: Option<i64> =
         if info.no_last_modified { None } else { Some(info.last_modified.unwrap_or(meta.mtime_secs)).filter(|&t| t >= 0) };
     let lm_value = last_modified.map(|t| HeaderValue::from_bytes(&format_http_date(t as u64)).unwrap_or_else(|_| HeaderValue::from_static("")));
 
-    let mut validators = Vec::with_capacity(2);
-    if let Some(v) = &etag_value {
-        validators.push((header::ETAG, v.clone()));
-    }
-    if let Some(v) = &lm_value {
-        validators.push((header::LAST_MODIFIED, v.clone()));
-    }
+    // ETag, then Last-Modified. Taken by value where a plan is returned, once `current_tag`
+    // (which borrows the ETag) is no longer used: a HeaderValue clone allocates.
+    let validators = |etag: Option<HeaderValue>, lm: Option<HeaderValue>| {
+        [etag.map(|v| (header::ETAG, v)), lm.map(|v| (header::LAST_MODIFIED, v))].into_iter().flatten()
+    };
     // Only a single field line with a valid date counts (RFC 9110 §13.1.3: "more than one
     // member" → ignore).
     let single_date = |name: &str| -> Option<i64> {
@@ -262,18 +280,22 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
     };
 
     // 1-2: If-Match / If-Unmodified-Since → 412.
-    if let Some(list) = etag::TagList::parse(head.header_values("if-match")) {
-        if !list.matches_strong(current_tag.as_ref()) {
-            return text_plan(412, "412 Precondition Failed\n", Vec::new());
-        }
-    } else if let (Some(date), Some(lm)) = (single_date("if-unmodified-since"), last_modified) {
-        if lm > date {
-            return text_plan(412, "412 Precondition Failed\n", Vec::new());
+    if conditional {
+        if let Some(list) = etag::TagList::parse(head.header_values("if-match")) {
+            if !list.matches_strong(current_tag.as_ref()) {
+                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+            }
+        } else if let (Some(date), Some(lm)) = (single_date("if-unmodified-since"), last_modified) {
+            if lm > date {
+                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+            }
         }
     }
 
     // 3-4: If-None-Match / If-Modified-Since → 304 (or 412 for other methods).
-    let not_modified = if let Some(list) = etag::TagList::parse(head.header_values("if-none-match")) {
+    let not_modified = if !conditional {
+        false
+    } else if let Some(list) = etag::TagList::parse(head.header_values("if-none-match")) {
         if list.matches_weak(current_tag.as_ref()) {
             if !get_or_head {
                 return text_plan(412, "412 Precondition Failed\n", Vec::new());
@@ -288,14 +310,15 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
         false
     };
     if not_modified {
-        let mut headers = validators;
+        let mut headers = Vec::with_capacity(2 + info.headers.len());
+        headers.extend(validators(etag_value, lm_value));
         headers.extend(info.headers.iter().cloned());
         return FilePlan { status: 304, headers, body: Vec::new() };
     }
 
     // 5: Range, unless If-Range says the client's copy is stale.
     let mut decision = RangeDecision::Ignore;
-    if get_or_head {
+    if get_or_head && conditional {
         let mut ranges = head.header_values("range");
         if let (Some(value), None) = (ranges.next(), ranges.next()) {
             let if_range_ok = match head.header("if-range") {
@@ -328,15 +351,21 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
             }
             headers.push((header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{size}", r.start, r.end))));
             headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
-            headers.extend(validators);
+            headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             FilePlan { status: 206, headers, body: vec![BodyPart::File { offset: r.start, len: r.len() }] }
         }
         RangeDecision::Ranges(ranges) => {
-            let b = &ctx.boundary;
+            let fresh;
+            let b = if ctx.boundary.is_empty() {
+                fresh = random_boundary(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default());
+                &fresh
+            } else {
+                &ctx.boundary
+            };
             headers.push((header::CONTENT_TYPE, hv(&format!("multipart/byteranges; boundary={b}"))));
             headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
-            headers.extend(validators);
+            headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             let ct = info.content_type.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned());
             let mut body = Vec::with_capacity(ranges.len() * 2 + 1);
@@ -365,7 +394,7 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
             headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
-            headers.extend(validators);
+            headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             let body = if size > 0 { vec![BodyPart::File { offset: 0, len: size }] } else { Vec::new() };
             FilePlan { status: 200, headers, body }
@@ -380,9 +409,8 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
 /// that long (a file that shrinks later aborts the connection, as for any file region).
 pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
     let mut resp = Response::new(plan.status)?;
-    for (n, v) in &plan.headers {
-        resp.add_header(n.as_str().as_bytes(), v.as_bytes())?;
-    }
+    // Already parsed: moved over, not printed and parsed again.
+    resp.add_parsed_headers(plan.headers)?;
     let files = plan.body.iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
     // Several parts share one descriptor instead of a dup per part.
     let fd = match fd {

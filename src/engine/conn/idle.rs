@@ -12,9 +12,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
-
 use super::Conn;
+use crate::engine::slots::Spares;
+
+/// `Conn` boxes a worker keeps for reuse. Each idle-to-busy wake-up takes one; a worker whose
+/// events wake more connections at once than this allocates the rest.
+const SPARE_CONNS: usize = 64;
+/// Queue capacity (entries) a spare `Conn` keeps; a burst of pipelining beyond it is not kept.
+const SPARE_QUEUE_MAX: usize = 16;
 
 /// An idle keep-alive connection: no buffers, no queues, nothing in flight.
 pub(crate) struct IdleConn {
@@ -57,12 +62,12 @@ impl Conn {
             && !self.yielded
     }
 
-    /// The small form of a connection for which `can_idle` holds; its read buffer goes to the
-    /// worker's spares.
-    pub(crate) fn into_idle(mut self: Box<Self>, spares: &mut Vec<BytesMut>) -> IdleConn {
+    /// The small form of a connection for which `can_idle` holds; its read buffer and its
+    /// emptied box (queues with their capacity) go to the worker's spares.
+    pub(crate) fn into_idle(mut self: Box<Self>, spares: &mut Spares) -> IdleConn {
         debug_assert!(self.can_idle());
-        self.park_if_idle(spares);
-        IdleConn {
+        self.park_if_idle(&mut spares.read_bufs);
+        let idle = IdleConn {
             id: self.id,
             sock: self.sock.take().expect("only socket connections go idle"),
             peer: self.peer,
@@ -73,13 +78,32 @@ impl Conn {
             writable: self.writable,
             deadline: self.deadline,
             scheduled: self.scheduled,
+        };
+        if spares.conns.len() < SPARE_CONNS {
+            // Nothing else of the old connection is worth keeping (the next one starts fresh).
+            if [self.inflight.capacity(), self.out.capacity(), self.marks.capacity(), self.access.capacity()].iter().any(|&c| c > SPARE_QUEUE_MAX) {
+                self.drop_queues();
+            }
+            spares.conns.push(self);
         }
+        idle
     }
 
-    /// The whole connection again, as it was when it went idle.
-    pub(crate) fn from_idle(idle: IdleConn, token: usize) -> Box<Self> {
+    /// The whole connection again, as it was when it went idle; built in `spare` (a box from
+    /// `into_idle`, whose empty queues keep their capacity) when there is one.
+    pub(crate) fn from_idle(idle: IdleConn, token: usize, spare: Option<Box<Self>>) -> Box<Self> {
         let fd = idle.sock.as_raw_fd();
-        let mut conn = Box::new(Self::with_io(idle.id, token, Some(idle.sock), fd, None, idle.peer, idle.last_progress, idle.alive));
+        let fresh = Self::with_io(idle.id, token, Some(idle.sock), fd, None, idle.peer, idle.last_progress, idle.alive);
+        let mut conn = match spare {
+            Some(mut conn) => {
+                // The queues are empty (`can_idle`); only their memory moves over.
+                let (inflight, out, marks, access) = (std::mem::take(&mut conn.inflight), std::mem::take(&mut conn.out), std::mem::take(&mut conn.marks), std::mem::take(&mut conn.access));
+                *conn = fresh;
+                (conn.inflight, conn.out, conn.marks, conn.access) = (inflight, out, marks, access);
+                conn
+            }
+            None => Box::new(fresh),
+        };
         conn.next_seq = idle.next_seq;
         conn.send_seq = idle.next_seq;
         conn.readable = idle.readable;
@@ -126,10 +150,11 @@ mod tests {
         assert!(conn.can_idle());
         let alive = conn.alive.clone();
 
-        let mut spares = Vec::new();
+        let mut spares = Spares::default();
         let idle = conn.into_idle(&mut spares);
         assert_eq!(idle.id, 7);
-        let back = Conn::from_idle(idle, 3);
+        assert_eq!(spares.conns.len(), 1, "the box is kept for the next wake-up");
+        let back = Conn::from_idle(idle, 3, spares.conns.pop());
         assert_eq!((back.id, back.token, back.fd, back.peer), (7, 3, fd, peer));
         assert_eq!((back.next_seq, back.send_seq), (5, 5));
         assert!(back.writable && !back.readable);
