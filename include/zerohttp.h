@@ -289,6 +289,12 @@ typedef struct zh_file_info {
  * Called once, on the worker thread, with the request the body belongs to; the application
  * still owns `req` and must hand it back (typically by responding right here; after an error
  * the connection is gone or closing, and the hand-back may return `ZH_ERR_CLOSED`).
+ * An application may also answer before the body is complete (a 413 from the first
+ * `on_data`, a 202 right after `zh_request_body_to_fd`): the body is still read to its end
+ * and `on_data` / `on_end` / `on_done` still get `req`, valid for each call however long ago
+ * the answer left (a second hand-back returns `ZH_ERR_ALREADY_USED`). When a claimed body
+ * turns out malformed or too large and the request is not answered yet, the engine answers it
+ * (400 / 413, connection closed) and a later hand-back is accepted but not sent.
  */
 typedef void (*zh_body_done_fn)(void *userdata,
                                 struct zh_request *req,

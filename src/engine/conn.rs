@@ -581,13 +581,13 @@ impl Conn {
                 Reading::Chunked { head, mut decoder, mut body } => {
                     match decoder.decode_into(&self.rbuf, &mut body) {
                         Err(e) => {
-                            self.fail(e, ctx);
+                            self.fail_body(e, head.is_none(), ctx);
                             return None;
                         }
                         Ok((used, done)) => {
                             self.rbuf.advance(used);
                             if ctx.config.max_body.is_some_and(|max| body.len() as u64 > max) {
-                                self.fail(ParseError::PayloadTooLarge, ctx);
+                                self.fail_body(ParseError::PayloadTooLarge, head.is_none(), ctx);
                                 return None;
                             }
                             if done {
@@ -604,8 +604,10 @@ impl Conn {
                                 };
                                 match self.start_spool(spool, BodyFraming::Chunked, Some(decoder), &body, ctx) {
                                     Ok(()) => return None,
-                                    Err(_) => {
-                                        self.fail(ParseError::PayloadTooLarge, ctx);
+                                    Err(spool) => {
+                                        let dispatched = matches!(spool, Spool::Request(_));
+                                        drop(spool);
+                                        self.fail_body(ParseError::PayloadTooLarge, dispatched, ctx);
                                         return None;
                                     }
                                 }
@@ -640,7 +642,7 @@ impl Conn {
                                 if let Some(f) = sink.on_end.take() {
                                     f(sink.delivered, Some(body_error(libc::EPROTO)));
                                 }
-                                self.fail(e, ctx);
+                                self.fail_body(e, true, ctx);
                                 return None;
                             }
                         },
@@ -656,7 +658,7 @@ impl Conn {
                         if let Some(f) = sink.on_end.take() {
                             f(sink.delivered, Some(body_error(libc::EMSGSIZE)));
                         }
-                        self.fail(ParseError::PayloadTooLarge, ctx);
+                        self.fail_body(ParseError::PayloadTooLarge, true, ctx);
                         return None;
                     }
                     if !data.is_empty() {
@@ -939,8 +941,10 @@ impl Conn {
         }
         if let Some(e) = parse_error {
             let errno = if e == ParseError::PayloadTooLarge { libc::EMSGSIZE } else { libc::EPROTO };
+            // Claimed, or given back by the head handler (then spooled): the request is out.
+            let dispatched = sink.on_done.is_some() || matches!(sink.spool, Some(Spool::Request(_)));
             sink.finish(Err(body_error(errno)));
-            self.fail(e, ctx);
+            self.fail_body(e, dispatched, ctx);
             return Next::Continue;
         }
         match outcome {
@@ -1042,6 +1046,33 @@ impl Conn {
     fn fail(&mut self, err: ParseError, ctx: &mut Ctx<'_>) {
         let limit = matches!(err, ParseError::PayloadTooLarge | ParseError::UriTooLong | ParseError::HeadersTooLarge);
         self.fail_status(err.status(), limit, ctx);
+    }
+
+    /// A request body that cannot be read (malformed framing, over the limit). Its request is
+    /// answered with the error status — unless it was already handed out (`dispatched`: claimed
+    /// by the head handler or given back to be buffered) and answered, when nothing more is
+    /// sent: one response per request, whoever gives it. Either way the connection closes after.
+    fn fail_body(&mut self, err: ParseError, dispatched: bool, ctx: &mut Ctx<'_>) {
+        if !dispatched {
+            return self.fail(err, ctx);
+        }
+        // Dropped unanswered, a given-back request answers 500 later; its slot is settled here.
+        self.pending_req = None;
+        let stats = &ctx.shared.stats;
+        bump(if err == ParseError::PayloadTooLarge { &stats.errors_limit } else { &stats.errors_parse }, 1);
+        // Nothing is dispatched while a body is read, so the request's slot is the last one,
+        // or gone (answered and sent).
+        match self.inflight.back_mut() {
+            Some(slot) if matches!(slot, Slot::Waiting(_)) => {
+                let Slot::Waiting(meta) = *slot else { unreachable!() };
+                let mut resp = Response::plain(err.status());
+                resp.close = true;
+                *slot = Slot::Ready(meta, resp, None);
+                self.rbuf.clear();
+                self.reading = Reading::Stopped;
+            }
+            _ => self.abandon_body(),
+        }
     }
 
     fn fail_status(&mut self, status: u16, limit: bool, ctx: &mut Ctx<'_>) {

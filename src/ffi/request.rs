@@ -2,6 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use crate::engine::{Request, Response};
 use crate::ffi::response::{take_response, zh_response};
@@ -15,11 +16,16 @@ use crate::h1::{BodyFraming, Version};
 /// owned; every pointer they return is valid until the request is handed back.
 pub struct zh_request {
     req: Request,
+    /// Shares of the allocation: the application's (after the hand-back: the response's, until
+    /// it has left), plus one per claimed-body callback that may still be called with this
+    /// pointer. The last share frees it, so `on_data` / `on_end` after an early answer still
+    /// get a live request.
+    holders: AtomicUsize,
 }
 
 impl zh_request {
     pub(crate) fn new(req: Request) -> Self {
-        zh_request { req }
+        zh_request { req, holders: AtomicUsize::new(1) }
     }
 
     pub(crate) fn request(&self) -> &Request {
@@ -31,20 +37,40 @@ impl zh_request {
     }
 }
 
-/// Frees a handed-back request once its response has left (or the connection is gone), so a
-/// second hand-back that arrives before then is caught as `ZH_ERR_ALREADY_USED`.
-struct HandedBack(*mut zh_request);
+/// One share of a `zh_request` allocation (see `zh_request::holders`); the last one dropped
+/// frees it. Created for the application's share at the hand-back, and by [`hold`] for a body
+/// callback.
+struct Holder(*mut zh_request);
 
-// SAFETY: the pointer is owned exclusively by this value once the request was handed back;
-// it is only dereferenced (freed) in Drop, on whichever thread drops it.
-unsafe impl Send for HandedBack {}
+// SAFETY: the pointee is only freed through the shared counter (whichever thread drops the
+// last share); until then every share may pass the pointer on from any thread.
+unsafe impl Send for Holder {}
 
-impl Drop for HandedBack {
-    fn drop(&mut self) {
-        // SAFETY: created from Box::into_raw in the handler trampoline; ownership came back with
-        // the hand-back and is released exactly once, here.
-        drop(unsafe { Box::from_raw(self.0) });
+impl Holder {
+    fn ptr(&self) -> *mut zh_request {
+        self.0
     }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // SAFETY: this share keeps the allocation alive until the decrement below.
+        let cell = unsafe { &*self.0 };
+        if cell.holders.fetch_sub(1, Ordering::Release) == 1 {
+            // Every other share's uses happen before this free.
+            fence(Ordering::Acquire);
+            // SAFETY: created by Box::into_raw in the handler trampoline; this was the last
+            // share, so nothing else refers to it any more.
+            drop(unsafe { Box::from_raw(self.0) });
+        }
+    }
+}
+
+/// A further share of `req` for a body callback (the caller owns the request, so it is live).
+fn hold(req: *mut zh_request) -> Holder {
+    // SAFETY: non-NULL (checked by the callers) and owned by the application right now.
+    unsafe { &*req }.holders.fetch_add(1, Ordering::Relaxed);
+    Holder(req)
 }
 
 /// Hands the request back with `resp` (the request pointer is checked non-NULL by the caller).
@@ -61,7 +87,7 @@ pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
         return code_of(&e);
     }
     let Some(link) = cell.req.take_link() else { return ZH_ERR_ALREADY_USED };
-    match link.respond(resp, Some(Box::new(HandedBack(req)))) {
+    match link.respond(resp, Some(Box::new(Holder(req)))) {
         Ok(()) => ZH_OK,
         Err(e) => code_of(&e),
     }
@@ -289,6 +315,12 @@ pub extern "C" fn zh_request_trailer_at(req: *const zh_request, index: usize, na
 /// Called once, on the worker thread, with the request the body belongs to; the application
 /// still owns `req` and must hand it back (typically by responding right here; after an error
 /// the connection is gone or closing, and the hand-back may return `ZH_ERR_CLOSED`).
+/// An application may also answer before the body is complete (a 413 from the first
+/// `on_data`, a 202 right after `zh_request_body_to_fd`): the body is still read to its end
+/// and `on_data` / `on_end` / `on_done` still get `req`, valid for each call however long ago
+/// the answer left (a second hand-back returns `ZH_ERR_ALREADY_USED`). When a claimed body
+/// turns out malformed or too large and the request is not answered yet, the engine answers it
+/// (400 / 413, connection closed) and a later hand-back is accepted but not sent.
 pub type zh_body_done_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, req: *mut zh_request, bytes: u64, error: i32)>;
 
 /// The errno `zh_body_done_fn` reports for `e` (table above). The engine ends bodies with OS
@@ -306,12 +338,12 @@ fn body_errno(e: &std::io::Error) -> i32 {
 struct BodyDone {
     f: unsafe extern "C" fn(*mut c_void, *mut zh_request, u64, i32),
     userdata: *mut c_void,
-    req: *mut zh_request,
+    /// Keeps the request alive for the call, even if it was answered and the answer has left.
+    req: Holder,
 }
 
 // SAFETY: zh_request_body_to_fd documents that on_done runs on a worker thread with its
-// userdata; the request pointer stays valid because the application has not handed it back
-// (it owes the response) — it is only passed through.
+// userdata; the request is kept alive by the share in `req` and only passed through.
 unsafe impl Send for BodyDone {}
 
 /// From the head handler only: writes the request body into `fd` (a regular file, opened for
@@ -329,12 +361,12 @@ pub extern "C" fn zh_request_body_to_fd(req: *mut zh_request, fd: i32, offset: u
         if fd < 0 {
             return ZH_ERR_INVALID;
         }
-        let done = BodyDone { f, userdata, req };
+        let done = BodyDone { f, userdata, req: hold(req) };
         let cb: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let done = &done;
             let err = error.as_ref().map_or(0, body_errno);
             // SAFETY: the application's callback with its userdata and its own request pointer.
-            unsafe { (done.f)(done.userdata, done.req, bytes, err) }
+            unsafe { (done.f)(done.userdata, done.req.ptr(), bytes, err) }
         });
         result_of(r.body_to_fd(crate::body::FileFd::Borrowed(fd), offset, cb))
     })
@@ -348,11 +380,12 @@ pub type zh_body_data_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, re
 struct BodyData {
     f: unsafe extern "C" fn(*mut c_void, *mut zh_request, *const u8, usize) -> i32,
     userdata: *mut c_void,
-    req: *mut zh_request,
+    /// As in `BodyDone`.
+    req: Holder,
 }
 
 // SAFETY: as for BodyDone: run on the worker thread with the caller's userdata; the request
-// pointer is only passed through while the application still owns the request.
+// is kept alive by the share in `req` and only passed through.
 unsafe impl Send for BodyData {}
 
 /// From the head handler only: delivers the request body to `on_data` piece by piece as it
@@ -380,20 +413,20 @@ pub extern "C" fn zh_request_body_read(req: *mut zh_request, on_data: zh_body_da
     boundary!(ZH_ERR_PANIC, {
         let Some(r) = request(req) else { return ZH_ERR_NULL };
         let (Some(data_f), Some(end_f)) = (on_data, on_end) else { return ZH_ERR_NULL };
-        let data = BodyData { f: data_f, userdata, req };
-        let end = BodyDone { f: end_f, userdata, req };
+        let data = BodyData { f: data_f, userdata, req: hold(req) };
+        let end = BodyDone { f: end_f, userdata, req: hold(req) };
         let on_data: crate::engine::OnBodyData = Box::new(move |bytes: &[u8]| {
             let d = &data;
             // SAFETY: the caller's callback with its userdata, its request, and a slice valid
             // for the duration of the call.
-            let r = unsafe { (d.f)(d.userdata, d.req, bytes.as_ptr(), bytes.len()) };
+            let r = unsafe { (d.f)(d.userdata, d.req.ptr(), bytes.as_ptr(), bytes.len()) };
             if r == crate::ffi::ZH_PENDING { crate::engine::ReadFlow::Pause } else { crate::engine::ReadFlow::More }
         });
         let on_end: crate::engine::OnBodyDone = Box::new(move |bytes, error| {
             let e = &end;
             let err = error.as_ref().map_or(0, body_errno);
             // SAFETY: the caller's callback with its userdata and its own request pointer.
-            unsafe { (e.f)(e.userdata, e.req, bytes, err) }
+            unsafe { (e.f)(e.userdata, e.req.ptr(), bytes, err) }
         });
         result_of(r.body_read(on_data, on_end))
     })
