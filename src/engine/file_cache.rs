@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::static_file::{FileMeta, Validators};
 use crate::transfer::{file_stat, open_beneath, relative, stat_at, FileStat};
 
 /// An entry unused for this many validity intervals is closed by the sweep.
@@ -43,6 +44,9 @@ pub enum Lookup {
 pub struct CachedFile {
     pub fd: Arc<OwnedFd>,
     pub stat: FileStat,
+    /// A regular file's ETag and Last-Modified, formatted when it was opened (they depend only
+    /// on inode, size and mtime, which a revalidation checks): a hit does not format them.
+    pub validators: Option<Validators>,
 }
 
 struct Entry {
@@ -70,7 +74,8 @@ fn same_file(a: &FileStat, b: &FileStat) -> bool {
 pub fn open_file(dirfd: RawFd, path: &CStr) -> io::Result<CachedFile> {
     let fd = open_beneath(dirfd, path)?;
     let stat = file_stat(fd.as_raw_fd())?;
-    Ok(CachedFile { fd: Arc::new(fd), stat })
+    let validators = stat.is_regular.then(|| Validators::of(&FileMeta::from(stat)));
+    Ok(CachedFile { fd: Arc::new(fd), stat, validators })
 }
 
 impl FileCache {
@@ -244,10 +249,14 @@ mod tests {
         let (new, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(300)).unwrap();
         assert_eq!((how, new.stat.size), (Lookup::Opened, 9));
         assert_ne!(new.stat.inode, old.stat.inode);
+        let etag = |f: &CachedFile| f.validators.clone().and_then(|v| v.take_for_test(&FileMeta::from(f.stat)));
+        assert_ne!(etag(&new), etag(&old), "a new file gets new validators");
         // In-place change of size: same inode, different size → reopened.
         std::fs::write(dir.path.join("a"), "x").unwrap();
         let (again, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(600)).unwrap();
         assert_eq!((how, again.stat.size), (Lookup::Opened, 1));
+        assert_ne!(etag(&again), etag(&new));
+        assert!(etag(&again).is_some(), "the validators describe the file handed out");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod date;
 pub mod etag;
 /// cbindgen:ignore
 pub mod range;
+pub mod validators;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -46,11 +47,12 @@ use http::header::{self, HeaderName, HeaderValue};
 use crate::body::FileFd;
 use crate::engine::{Request, Response};
 use crate::error::Error;
-use crate::h1::{format_http_date, RequestHead};
+use crate::h1::RequestHead;
 
 pub use date::{parse_http_date, parse_http_date_at};
 pub use etag::EntityTag;
 pub use range::{ByteRange, RangeDecision};
+pub use validators::Validators;
 
 /// What the planner needs to know about the file (from `fstat`, possibly overridden by the
 /// caller).
@@ -231,27 +233,32 @@ fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, Head
     FilePlan { status, headers, body: vec![BodyPart::Memory(Bytes::from_static(text.as_bytes()))] }
 }
 
+/// [`plan_file_response`] with an explicit clock and boundary.
+pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext) -> FilePlan {
+    plan_cached(head, meta, info, ctx, None)
+}
+
 /// Decides the response to `head` for a file described by `meta` and `info`, with the current
 /// time and a fresh random multipart boundary. See the module docs for the rules.
 pub fn plan_file_response(head: &RequestHead, meta: &FileMeta, info: &FileInfo) -> FilePlan {
-    plan_with(head, meta, info, &PlanContext::clock())
+    plan_cached(head, meta, info, &PlanContext::clock(), None)
 }
 
-/// [`plan_file_response`] with an explicit clock and boundary.
-pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext) -> FilePlan {
+/// [`plan_with`] with the file's validators already formatted (by the open-file cache): used
+/// where they were made from `meta`, formatted here otherwise.
+pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext, cached: Option<Validators>) -> FilePlan {
     let method = head.method();
     let get_or_head = *method == http::Method::GET || *method == http::Method::HEAD;
     let size = meta.size;
 
-    // Validators.
-    let generated = |weak: bool| {
-        let mut buf = [0u8; etag::GENERATED_MAX];
-        let n = etag::generate_into(&mut buf, meta.inode, size, meta.mtime_secs, meta.mtime_nanos, weak);
-        HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Validators: the cached ones where they describe this file, else formatted now.
+    let (mut cached_etag, mut cached_lm) = match cached.and_then(|v| v.take_for(meta)) {
+        Some((etag, lm)) => (Some(etag), lm),
+        None => (None, None),
     };
     let etag_value: Option<HeaderValue> = match &info.etag {
-        ETagChoice::Generate => Some(generated(false)),
-        ETagChoice::GenerateWeak => Some(generated(true)),
+        ETagChoice::Generate => Some(cached_etag.take().unwrap_or_else(|| validators::generated_etag(meta, false))),
+        ETagChoice::GenerateWeak => Some(validators::generated_etag(meta, true)),
         ETagChoice::Given(v) => Some(v.clone()),
         ETagChoice::None => None,
     };
@@ -261,7 +268,10 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
     let current_tag = if conditional { etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes())) } else { None };
     let last_modified: Option<i64> =
         if info.no_last_modified { None } else { Some(info.last_modified.unwrap_or(meta.mtime_secs)).filter(|&t| t >= 0) };
-    let lm_value = last_modified.map(|t| HeaderValue::from_bytes(&format_http_date(t as u64)).unwrap_or_else(|_| HeaderValue::from_static("")));
+    let lm_value = last_modified.map(|t| {
+        let cached = if t == meta.mtime_secs { cached_lm.take() } else { None };
+        cached.unwrap_or_else(|| validators::http_date(t))
+    });
 
     // ETag, then Last-Modified. Taken by value where a plan is returned, once `current_tag`
     // (which borrows the ETag) is no longer used: a HeaderValue clone allocates.
@@ -520,7 +530,8 @@ pub fn file_at_response(req: &Request, dirfd: std::os::fd::RawFd, path: &std::ff
         return Err(OpenFailure::Forbidden);
     }
     let meta = meta_from_stat(file.stat, size).map_err(OpenFailure::Other)?;
-    build_response(plan_file_response(req.head(), &meta, info), FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
+    let plan = plan_cached(req.head(), &meta, info, &PlanContext::clock(), file.validators);
+    build_response(plan, FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
 }
 
 /// [`file_at_response`], then respond with it.
