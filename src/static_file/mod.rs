@@ -32,6 +32,7 @@
 //! error cacheable).
 #![forbid(unsafe_code)]
 
+pub mod content_type;
 pub mod date;
 pub mod etag;
 /// cbindgen:ignore
@@ -102,9 +103,13 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    /// Sets the content type.
+    /// Sets the content type (a well-known value without copying it).
     pub fn set_content_type(&mut self, value: &[u8]) -> Result<(), Error> {
-        self.content_type = Some(HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid Content-Type value"))?);
+        let v = match content_type::well_known(value) {
+            Some(v) => v,
+            None => HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid Content-Type value"))?,
+        };
+        self.content_type = Some(v);
         Ok(())
     }
 
