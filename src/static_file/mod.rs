@@ -205,13 +205,11 @@ impl PlanContext {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         PlanContext { now: now.as_secs() as i64, boundary: random_boundary(now) }
     }
+}
 
-    /// The clock only: `plan_with` makes a boundary when an answer needs one (a multipart
-    /// answer is rare; formatting a boundary for every response showed in profiles).
-    fn clock() -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        PlanContext { now: now.as_secs() as i64, boundary: String::new() }
-    }
+/// The wall clock in unix seconds.
+fn wall_clock_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
 fn random_boundary(now: std::time::Duration) -> String {
@@ -240,18 +238,20 @@ fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, Head
 
 /// [`plan_file_response`] with an explicit clock and boundary.
 pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext) -> FilePlan {
-    plan_cached(head, meta, info, ctx, None)
+    plan_cached(head, meta, info, Some(ctx), None)
 }
 
 /// Decides the response to `head` for a file described by `meta` and `info`, with the current
 /// time and a fresh random multipart boundary. See the module docs for the rules.
 pub fn plan_file_response(head: &RequestHead, meta: &FileMeta, info: &FileInfo) -> FilePlan {
-    plan_cached(head, meta, info, &PlanContext::clock(), None)
+    plan_cached(head, meta, info, None, None)
 }
 
 /// [`plan_with`] with the file's validators already formatted (by the open-file cache): used
-/// where they were made from `meta`, formatted here otherwise.
-pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext, cached: Option<Validators>) -> FilePlan {
+/// where they were made from `meta`, formatted here otherwise. `ctx` `None`: the wall clock,
+/// read only when a date in a precondition or `If-Range` is parsed (most requests have none:
+/// `clock_gettime` on every response showed in profiles), and a random multipart boundary.
+pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Option<&PlanContext>, cached: Option<Validators>) -> FilePlan {
     let method = head.method();
     let get_or_head = *method == http::Method::GET || *method == http::Method::HEAD;
     let size = meta.size;
@@ -270,6 +270,9 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &P
     // Without a precondition or Range field steps 1-5 below decide nothing (each looks its
     // fields up and finds none): skip them, and parsing the current tag they compare with.
     let conditional = head.has_conditional();
+    // Only dates (obsolete two-digit years) need the current time: read once, and only for a
+    // request with a precondition or Range field.
+    let now = if conditional { ctx.map_or_else(wall_clock_secs, |c| c.now) } else { 0 };
     let current_tag = if conditional { etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes())) } else { None };
     let last_modified: Option<i64> =
         if info.no_last_modified { None } else { Some(info.last_modified.unwrap_or(meta.mtime_secs)).filter(|&t| t >= 0) };
@@ -291,7 +294,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &P
         if vals.next().is_some() {
             return None;
         }
-        parse_http_date_at(first, ctx.now)
+        parse_http_date_at(first, now)
     };
 
     // 1-2: If-Match / If-Unmodified-Since → 412.
@@ -343,7 +346,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &P
                     if v.starts_with(b"\"") || v.starts_with(b"W/") {
                         EntityTag::parse(v).is_some_and(|t| current_tag.as_ref().is_some_and(|c| t.strong_eq(c)))
                     } else {
-                        matches!((parse_http_date_at(v, ctx.now), last_modified), (Some(d), Some(lm)) if d == lm)
+                        matches!((parse_http_date_at(v, now), last_modified), (Some(d), Some(lm)) if d == lm)
                     }
                 }
             };
@@ -372,11 +375,12 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &P
         }
         RangeDecision::Ranges(ranges) => {
             let fresh;
-            let b = if ctx.boundary.is_empty() {
+            let given = ctx.map_or("", |c| c.boundary.as_str());
+            let b = if given.is_empty() {
                 fresh = random_boundary(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default());
                 &fresh
             } else {
-                &ctx.boundary
+                given
             };
             headers.push((header::CONTENT_TYPE, hv(&format!("multipart/byteranges; boundary={b}"))));
             headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
@@ -535,7 +539,7 @@ pub fn file_at_response(req: &Request, dirfd: std::os::fd::RawFd, path: &std::ff
         return Err(OpenFailure::Forbidden);
     }
     let meta = meta_from_stat(file.stat, size).map_err(OpenFailure::Other)?;
-    let plan = plan_cached(req.head(), &meta, info, &PlanContext::clock(), file.validators);
+    let plan = plan_cached(req.head(), &meta, info, None, file.validators);
     build_response(plan, FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
 }
 

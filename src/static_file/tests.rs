@@ -347,20 +347,20 @@ fn cached_validators_give_the_same_plan_and_are_not_used_for_other_metadata() {
     let cases: &[&[(&str, &str)]] = &[&[], &[("If-None-Match", "\"nope\"")], &[("Range", "bytes=0-9"), ("If-Range", LM)]];
     for headers in cases {
         let h = head("GET", headers);
-        let cached = plan_cached(&h, &meta(), &info(), &ctx(), Some(Validators::of(&meta())));
+        let cached = plan_cached(&h, &meta(), &info(), Some(&ctx()), Some(Validators::of(&meta())));
         assert_eq!(cached, plan_with(&h, &meta(), &info(), &ctx()));
     }
     // Validators of another version of the file (or a size override) are ignored.
     for other in [FileMeta { size: SIZE + 1, ..meta() }, FileMeta { mtime_nanos: 7, ..meta() }, FileMeta { inode: 43, ..meta() }] {
-        let p = plan_cached(&head("GET", &[]), &meta(), &info(), &ctx(), Some(Validators::of(&other)));
+        let p = plan_cached(&head("GET", &[]), &meta(), &info(), Some(&ctx()), Some(Validators::of(&other)));
         assert_eq!(p.header(&header::ETAG).unwrap().as_bytes(), etag().as_bytes());
     }
     let newer = FileMeta { mtime_secs: MTIME + 1, ..meta() };
-    let p = plan_cached(&head("GET", &[]), &meta(), &info(), &ctx(), Some(Validators::of(&newer)));
+    let p = plan_cached(&head("GET", &[]), &meta(), &info(), Some(&ctx()), Some(Validators::of(&newer)));
     assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), LM.as_bytes());
     // A caller's Last-Modified wins over the cached one.
     let mut i = info();
     i.last_modified = Some(MTIME - 1);
-    let p = plan_cached(&head("GET", &[]), &meta(), &i, &ctx(), Some(Validators::of(&meta())));
+    let p = plan_cached(&head("GET", &[]), &meta(), &i, Some(&ctx()), Some(Validators::of(&meta())));
     assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), BEFORE.as_bytes());
 }
