@@ -216,7 +216,7 @@ mod path_hash {
         /// Keys from the standard library's per-instance random hash keys (no RNG dependency).
         pub(super) fn random() -> PathHash {
             let s = std::collections::hash_map::RandomState::new();
-            PathHash { k0: s.hash_one(0x5a17_u64), k1: s.hash_one(0x0ddb_a11_u64) }
+            PathHash { k0: s.hash_one(0x5a17_u64), k1: s.hash_one(0x0dd_ba11_u64) }
         }
     }
 
