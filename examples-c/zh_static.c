@@ -27,7 +27,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdbool.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "example_common.h"
@@ -49,8 +48,9 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Percent-decodes src into dst (capacity cap). Returns 0, or the HTTP status to answer. */
-static int percent_decode(const char *src, char *dst, size_t cap) {
+/* Percent-decodes src into dst (capacity cap); *len gets the decoded length. Returns 0, or the
+ * HTTP status to answer. */
+static int percent_decode(const char *src, char *dst, size_t cap, size_t *len) {
   size_t n = 0;
   for (const char *p = src; *p != '\0'; p++) {
     char c = *p;
@@ -66,6 +66,7 @@ static int percent_decode(const char *src, char *dst, size_t cap) {
     dst[n++] = c;
   }
   dst[n] = '\0';
+  *len = n;
   return 0;
 }
 
@@ -81,39 +82,57 @@ static bool has_dotdot_segment(const char *path) {
   }
 }
 
-static const char *content_type_for(const char *name) {
-  static const struct {
-    const char *ext;
-    const char *type;
-  } types[] = {
-      {"html", "text/html; charset=utf-8"},
-      {"htm", "text/html; charset=utf-8"},
-      {"css", "text/css; charset=utf-8"},
-      {"js", "text/javascript; charset=utf-8"},
-      {"mjs", "text/javascript; charset=utf-8"},
-      {"json", "application/json"},
-      {"txt", "text/plain; charset=utf-8"},
-      {"png", "image/png"},
-      {"jpg", "image/jpeg"},
-      {"jpeg", "image/jpeg"},
-      {"gif", "image/gif"},
-      {"svg", "image/svg+xml"},
-      {"ico", "image/x-icon"},
-      {"wasm", "application/wasm"},
-      {"pdf", "application/pdf"},
-      {"mp4", "video/mp4"},
-      {"webm", "video/webm"},
-      {"woff2", "font/woff2"},
-  };
-  const char *base = strrchr(name, '/');
-  base = base ? base + 1 : name;
-  const char *dot = strrchr(base, '.');
-  if (dot != NULL && dot != base) {
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-      if (strcasecmp(dot + 1, types[i].ext) == 0) return types[i].type;
-    }
+#define OCTET_STREAM "application/octet-stream"
+
+/* Content-Type from the extension of name (len bytes): the part after the last '.' of the last
+ * segment, unless that '.' starts the segment (".profile" has none), ASCII case-insensitive.
+ * Runs on every request, so no scan of a table with strcasecmp: the extension (at most 5 bytes
+ * in the table) is lowercased once, then one switch on its length and a memcmp or two. */
+static const char *content_type_for(const char *name, size_t len) {
+  const char *end = name + len;
+  const char *ext = end;
+  while (ext > name && ext[-1] != '.' && ext[-1] != '/') ext--;
+  if (ext == name || ext[-1] != '.') return OCTET_STREAM; /* no dot in the last segment */
+  const char *dot = ext - 1;
+  if (dot == name || dot[-1] == '/') return OCTET_STREAM; /* a leading dot */
+  size_t n = (size_t)(end - ext);
+  if (n == 0 || n > 5) return OCTET_STREAM;
+  char e[5];
+  for (size_t i = 0; i < n; i++) {
+    char c = ext[i];
+    e[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
   }
-  return "application/octet-stream";
+#define IS(lit) (memcmp(e, lit, sizeof lit - 1) == 0)
+  switch (n) {
+    case 2:
+      if (IS("js")) return "text/javascript; charset=utf-8";
+      break;
+    case 3:
+      if (IS("htm")) return "text/html; charset=utf-8";
+      if (IS("css")) return "text/css; charset=utf-8";
+      if (IS("mjs")) return "text/javascript; charset=utf-8";
+      if (IS("txt")) return "text/plain; charset=utf-8";
+      if (IS("png")) return "image/png";
+      if (IS("jpg")) return "image/jpeg";
+      if (IS("gif")) return "image/gif";
+      if (IS("svg")) return "image/svg+xml";
+      if (IS("ico")) return "image/x-icon";
+      if (IS("pdf")) return "application/pdf";
+      if (IS("mp4")) return "video/mp4";
+      break;
+    case 4:
+      if (IS("html")) return "text/html; charset=utf-8";
+      if (IS("json")) return "application/json";
+      if (IS("jpeg")) return "image/jpeg";
+      if (IS("wasm")) return "application/wasm";
+      if (IS("webm")) return "video/webm";
+      break;
+    case 5:
+      if (IS("woff2")) return "font/woff2";
+      break;
+  }
+#undef IS
+  return OCTET_STREAM;
 }
 
 /* Sends a short text/plain response with one extra header (name may be NULL). */
@@ -154,11 +173,11 @@ static void respond_hello(zh_request *req) {
  * Last-Modified, Accept-Ranges). Returns ZH_OK when the request was answered; otherwise the
  * request is still ours and the result says why (ZH_ERR_NOT_FOUND, ZH_ERR_FORBIDDEN,
  * ZH_ERR_IS_DIRECTORY, ZH_ERR_IO). */
-static zh_result respond_file(zh_request *req, const char *rel) {
+static zh_result respond_file(zh_request *req, const char *rel, size_t rlen) {
   zh_file_info info;
   memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
-  info.content_type = content_type_for(rel);
+  info.content_type = content_type_for(rel, rlen);
   info.last_modified = -1; /* from fstat */
   info.size = -1;          /* from fstat */
   zh_result rc = zh_respond_file_at(req, g.root_fd, rel, 0, &info);
@@ -197,8 +216,10 @@ static void on_request(void *userdata, zh_request *req) {
     return;
   }
 
-  char decoded[MAX_PATH_BYTES];
-  int status = percent_decode(path, decoded, sizeof decoded);
+  /* Decoded in place of the relative path: room past MAX_PATH_BYTES to append "/index.html". */
+  char decoded[MAX_PATH_BYTES + 16];
+  size_t dlen = 0;
+  int status = percent_decode(path, decoded, MAX_PATH_BYTES, &dlen);
   if (status != 0) {
     zh_request_reject(req, (uint16_t)status);
     return;
@@ -208,13 +229,17 @@ static void on_request(void *userdata, zh_request *req) {
     return;
   }
 
-  /* Relative to ROOT: drop the leading slashes; "" means ROOT itself. Room for "index.html". */
-  char rel[MAX_PATH_BYTES + 16];
-  const char *r = decoded;
-  while (*r == '/') r++;
-  snprintf(rel, sizeof rel, "%s", *r ? r : ".");
+  /* Relative to ROOT: drop the leading slashes; "" means ROOT itself ("."). No copy. */
+  char *rel = decoded;
+  while (*rel == '/') rel++;
+  size_t rlen = dlen - (size_t)(rel - decoded);
+  if (rlen == 0) {
+    rel = decoded;
+    memcpy(rel, ".", 2);
+    rlen = 1;
+  }
 
-  zh_result rc = respond_file(req, rel);
+  zh_result rc = respond_file(req, rel, rlen);
   if (rc == ZH_OK) return;
   if (rc != ZH_ERR_IS_DIRECTORY) {
     zh_request_reject(req, status_for(rc));
@@ -234,13 +259,14 @@ static void on_request(void *userdata, zh_request *req) {
     respond_text(req, 301, "Location", location, "Moved Permanently\n");
     return;
   }
-  size_t rlen = strlen(rel);
-  if (strcmp(rel, ".") == 0) {
-    snprintf(rel, sizeof rel, "index.html");
-  } else {
-    snprintf(rel + rlen, sizeof rel - rlen, "%sindex.html", rel[rlen - 1] == '/' ? "" : "/");
+  if (rlen == 1 && rel[0] == '.') {
+    rlen = 0; /* ROOT itself: "index.html", not "./index.html" */
+  } else if (rel[rlen - 1] != '/') {
+    rel[rlen++] = '/';
   }
-  rc = respond_file(req, rel);
+  memcpy(rel + rlen, "index.html", sizeof "index.html"); /* fits: rlen < MAX_PATH_BYTES */
+  rlen += sizeof "index.html" - 1;
+  rc = respond_file(req, rel, rlen);
   if (rc == ZH_OK) return;
   /* No index: no listing. A directory named index.html is not served either. */
   zh_request_reject(req, rc == ZH_ERR_NOT_FOUND || rc == ZH_ERR_IS_DIRECTORY ? 403 : status_for(rc));

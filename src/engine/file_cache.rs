@@ -20,6 +20,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use self::path_hash::PathHash;
+use crate::static_file::{FileMeta, Validators};
 use crate::transfer::{file_stat, open_beneath, relative, stat_at, FileStat};
 
 /// An entry unused for this many validity intervals is closed by the sweep.
@@ -43,6 +45,9 @@ pub enum Lookup {
 pub struct CachedFile {
     pub fd: Arc<OwnedFd>,
     pub stat: FileStat,
+    /// A regular file's ETag and Last-Modified, formatted when it was opened (they depend only
+    /// on inode, size and mtime, which a revalidation checks): a hit does not format them.
+    pub validators: Option<Validators>,
 }
 
 struct Entry {
@@ -56,7 +61,9 @@ pub struct FileCache {
     valid: Duration,
     /// Entries per directory fd (callers use one or a few roots; a map keyed by `CString`
     /// alone is found with a borrowed `&CStr`, so a hit allocates nothing).
-    dirs: Vec<(RawFd, HashMap<CString, Entry>)>,
+    dirs: Vec<(RawFd, HashMap<CString, Entry, PathHash>)>,
+    /// The keyed path hash of every map (see [`path_hash`]).
+    hash: PathHash,
     len: usize,
     next_sweep: Option<Instant>,
 }
@@ -70,13 +77,14 @@ fn same_file(a: &FileStat, b: &FileStat) -> bool {
 pub fn open_file(dirfd: RawFd, path: &CStr) -> io::Result<CachedFile> {
     let fd = open_beneath(dirfd, path)?;
     let stat = file_stat(fd.as_raw_fd())?;
-    Ok(CachedFile { fd: Arc::new(fd), stat })
+    let validators = stat.is_regular.then(|| Validators::of(&FileMeta::from(stat)));
+    Ok(CachedFile { fd: Arc::new(fd), stat, validators })
 }
 
 impl FileCache {
     /// `capacity` 0 makes a cache that keeps nothing (every lookup opens).
     pub fn new(capacity: usize, valid: Duration) -> Self {
-        FileCache { capacity, valid, dirs: Vec::new(), len: 0, next_sweep: None }
+        FileCache { capacity, valid, dirs: Vec::new(), hash: PathHash::random(), len: 0, next_sweep: None }
     }
 
     pub fn len(&self) -> usize {
@@ -87,11 +95,11 @@ impl FileCache {
         self.len == 0
     }
 
-    fn dir(&mut self, dirfd: RawFd) -> &mut HashMap<CString, Entry> {
+    fn dir(&mut self, dirfd: RawFd) -> &mut HashMap<CString, Entry, PathHash> {
         let i = match self.dirs.iter().position(|(d, _)| *d == dirfd) {
             Some(i) => i,
             None => {
-                self.dirs.push((dirfd, HashMap::new()));
+                self.dirs.push((dirfd, HashMap::with_hasher(self.hash.clone())));
                 self.dirs.len() - 1
             }
         };
@@ -183,6 +191,87 @@ impl FileCache {
     }
 }
 
+/// The cache's path hash: keyed, and cheap for short paths.
+///
+/// The standard `HashMap` hashes with SipHash-1-3, ~420 instructions per lookup of a short
+/// path, a visible share of a cached file response. This is a folded 64×64→128-bit multiply per
+/// 8 bytes of the key (the construction of foldhash/wyhash), keyed with two random words per
+/// cache, so the bucket of a path cannot be predicted from outside. It is not a cryptographic
+/// PRF, and it need not be: what flooding could achieve here is bounded anyway. Paths are
+/// attacker-chosen (`/a`, `/./a`, `//a` are distinct keys for one file), but an entry is only
+/// inserted for a path that opened as a regular file beneath the root, the map never holds more
+/// than `capacity` entries (least recently used out first), and a lookup of a missing path
+/// inserts nothing. Even keys that all collided would make a lookup compare at most `capacity`
+/// keys, not grow without bound as a flooded request-header map would.
+mod path_hash {
+    use std::hash::{BuildHasher, Hasher};
+
+    #[derive(Clone, Debug)]
+    pub(super) struct PathHash {
+        k0: u64,
+        k1: u64,
+    }
+
+    impl PathHash {
+        /// Keys from the standard library's per-instance random hash keys (no RNG dependency).
+        pub(super) fn random() -> PathHash {
+            let s = std::collections::hash_map::RandomState::new();
+            PathHash { k0: s.hash_one(0x5a17_u64), k1: s.hash_one(0x0dd_ba11_u64) }
+        }
+    }
+
+    impl BuildHasher for PathHash {
+        type Hasher = Folded;
+        fn build_hasher(&self) -> Folded {
+            Folded { h: self.k0, k0: self.k0, k1: self.k1 }
+        }
+    }
+
+    pub(super) struct Folded {
+        h: u64,
+        k0: u64,
+        k1: u64,
+    }
+
+    /// The full 128-bit product folded to 64 bits: every input bit reaches every output bit.
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a) * u128::from(b);
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+
+    impl Folded {
+        fn word(&mut self, w: u64) {
+            // Both factors are masked with a secret: the key bytes cannot zero a factor.
+            self.h = fold(w ^ self.k0, self.h ^ self.k1);
+        }
+    }
+
+    impl Hasher for Folded {
+        fn write(&mut self, bytes: &[u8]) {
+            let mut words = bytes.chunks_exact(8);
+            for w in &mut words {
+                self.word(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+            }
+            let rest = words.remainder();
+            if !rest.is_empty() {
+                let mut last = [0u8; 8];
+                last[..rest.len()].copy_from_slice(rest);
+                // The tail's length goes in too, so "a" and "a\0" differ.
+                self.word(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+            }
+        }
+
+        fn write_usize(&mut self, n: usize) {
+            self.word(n as u64);
+        }
+
+        fn finish(&self) -> u64 {
+            // One more round so the last word's bits are spread over the whole result.
+            fold(self.h ^ self.k1, self.k0 | 1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,10 +333,14 @@ mod tests {
         let (new, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(300)).unwrap();
         assert_eq!((how, new.stat.size), (Lookup::Opened, 9));
         assert_ne!(new.stat.inode, old.stat.inode);
+        let etag = |f: &CachedFile| f.validators.clone().and_then(|v| v.take_for_test(&FileMeta::from(f.stat)));
+        assert_ne!(etag(&new), etag(&old), "a new file gets new validators");
         // In-place change of size: same inode, different size → reopened.
         std::fs::write(dir.path.join("a"), "x").unwrap();
         let (again, how) = c.get(dir.raw(), c"a", t0 + Duration::from_millis(600)).unwrap();
         assert_eq!((how, again.stat.size), (Lookup::Opened, 1));
+        assert_ne!(etag(&again), etag(&new));
+        assert!(etag(&again).is_some(), "the validators describe the file handed out");
     }
 
     #[test]
@@ -267,6 +360,19 @@ mod tests {
         c.sweep_if_due(later);
         assert!(c.is_empty(), "inactive entries are closed");
         assert_eq!(c.next_sweep(), None);
+    }
+
+    #[test]
+    fn the_path_hash_is_keyed_and_tells_paths_apart() {
+        use std::hash::BuildHasher;
+        let (a, b) = (PathHash::random(), PathHash::random());
+        let paths: [&CStr; 6] = [c"a", c"b", c"ab", c"a/b/c/d/e/f/g/h", c"a/b/c/d/e/f/g/i", c"a/b/c/d/e/f/g/h/"];
+        let hashes: std::collections::HashSet<u64> = paths.iter().map(|p| a.hash_one(p)).collect();
+        assert_eq!(hashes.len(), paths.len());
+        assert_ne!(a.hash_one(c"index.html"), b.hash_one(c"index.html"), "another cache, another key");
+        // A borrowed &CStr finds the CString key.
+        let owned = CString::from(c"x/y.bin");
+        assert_eq!(a.hash_one(&owned), a.hash_one(c"x/y.bin"));
     }
 
     #[test]

@@ -32,10 +32,12 @@
 //! error cacheable).
 #![forbid(unsafe_code)]
 
+pub mod content_type;
 pub mod date;
 pub mod etag;
 /// cbindgen:ignore
 pub mod range;
+pub mod validators;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -46,11 +48,12 @@ use http::header::{self, HeaderName, HeaderValue};
 use crate::body::FileFd;
 use crate::engine::{Request, Response};
 use crate::error::Error;
-use crate::h1::{format_http_date, RequestHead};
+use crate::h1::RequestHead;
 
 pub use date::{parse_http_date, parse_http_date_at};
 pub use etag::EntityTag;
 pub use range::{ByteRange, RangeDecision};
+pub use validators::Validators;
 
 /// What the planner needs to know about the file (from `fstat`, possibly overridden by the
 /// caller).
@@ -100,9 +103,13 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    /// Sets the content type.
+    /// Sets the content type (a well-known value without copying it).
     pub fn set_content_type(&mut self, value: &[u8]) -> Result<(), Error> {
-        self.content_type = Some(HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid Content-Type value"))?);
+        let v = match content_type::well_known(value) {
+            Some(v) => v,
+            None => HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid Content-Type value"))?,
+        };
+        self.content_type = Some(v);
         Ok(())
     }
 
@@ -198,13 +205,11 @@ impl PlanContext {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         PlanContext { now: now.as_secs() as i64, boundary: random_boundary(now) }
     }
+}
 
-    /// The clock only: `plan_with` makes a boundary when an answer needs one (a multipart
-    /// answer is rare; formatting a boundary for every response showed in profiles).
-    fn clock() -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        PlanContext { now: now.as_secs() as i64, boundary: String::new() }
-    }
+/// The wall clock in unix seconds.
+fn wall_clock_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
 fn random_boundary(now: std::time::Duration) -> String {
@@ -221,6 +226,10 @@ impl Default for PlanContext {
     }
 }
 
+/// `Accept-Ranges: bytes`, on every 200 and 206. A `const`: `HeaderValue::from_static` checks
+/// its bytes when it runs, and at compile time that costs nothing per response.
+const BYTES: HeaderValue = HeaderValue::from_static("bytes");
+
 fn hv(s: &str) -> HeaderValue {
     // Only called with values built from digits, hex, quotes and ASCII punctuation.
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
@@ -231,37 +240,50 @@ fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, Head
     FilePlan { status, headers, body: vec![BodyPart::Memory(Bytes::from_static(text.as_bytes()))] }
 }
 
+/// [`plan_file_response`] with an explicit clock and boundary.
+pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext) -> FilePlan {
+    plan_cached(head, meta, info, Some(ctx), None)
+}
+
 /// Decides the response to `head` for a file described by `meta` and `info`, with the current
 /// time and a fresh random multipart boundary. See the module docs for the rules.
 pub fn plan_file_response(head: &RequestHead, meta: &FileMeta, info: &FileInfo) -> FilePlan {
-    plan_with(head, meta, info, &PlanContext::clock())
+    plan_cached(head, meta, info, None, None)
 }
 
-/// [`plan_file_response`] with an explicit clock and boundary.
-pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &PlanContext) -> FilePlan {
+/// [`plan_with`] with the file's validators already formatted (by the open-file cache): used
+/// where they were made from `meta`, formatted here otherwise. `ctx` `None`: the wall clock,
+/// read only when a date in a precondition or `If-Range` is parsed (most requests have none:
+/// `clock_gettime` on every response showed in profiles), and a random multipart boundary.
+pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Option<&PlanContext>, cached: Option<Validators>) -> FilePlan {
     let method = head.method();
     let get_or_head = *method == http::Method::GET || *method == http::Method::HEAD;
     let size = meta.size;
 
-    // Validators.
-    let generated = |weak: bool| {
-        let mut buf = [0u8; etag::GENERATED_MAX];
-        let n = etag::generate_into(&mut buf, meta.inode, size, meta.mtime_secs, meta.mtime_nanos, weak);
-        HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Validators: the cached ones where they describe this file, else formatted now.
+    let (mut cached_etag, mut cached_lm) = match cached.and_then(|v| v.take_for(meta)) {
+        Some((etag, lm)) => (Some(etag), lm),
+        None => (None, None),
     };
     let etag_value: Option<HeaderValue> = match &info.etag {
-        ETagChoice::Generate => Some(generated(false)),
-        ETagChoice::GenerateWeak => Some(generated(true)),
+        ETagChoice::Generate => Some(cached_etag.take().unwrap_or_else(|| validators::generated_etag(meta, false))),
+        ETagChoice::GenerateWeak => Some(validators::generated_etag(meta, true)),
         ETagChoice::Given(v) => Some(v.clone()),
         ETagChoice::None => None,
     };
     // Without a precondition or Range field steps 1-5 below decide nothing (each looks its
     // fields up and finds none): skip them, and parsing the current tag they compare with.
     let conditional = head.has_conditional();
+    // Only dates (obsolete two-digit years) need the current time: read once, and only for a
+    // request with a precondition or Range field.
+    let now = if conditional { ctx.map_or_else(wall_clock_secs, |c| c.now) } else { 0 };
     let current_tag = if conditional { etag_value.as_ref().and_then(|v| EntityTag::parse(v.as_bytes())) } else { None };
     let last_modified: Option<i64> =
         if info.no_last_modified { None } else { Some(info.last_modified.unwrap_or(meta.mtime_secs)).filter(|&t| t >= 0) };
-    let lm_value = last_modified.map(|t| HeaderValue::from_bytes(&format_http_date(t as u64)).unwrap_or_else(|_| HeaderValue::from_static("")));
+    let lm_value = last_modified.map(|t| {
+        let cached = if t == meta.mtime_secs { cached_lm.take() } else { None };
+        cached.unwrap_or_else(|| validators::http_date(t))
+    });
 
     // ETag, then Last-Modified. Taken by value where a plan is returned, once `current_tag`
     // (which borrows the ETag) is no longer used: a HeaderValue clone allocates.
@@ -276,7 +298,7 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
         if vals.next().is_some() {
             return None;
         }
-        parse_http_date_at(first, ctx.now)
+        parse_http_date_at(first, now)
     };
 
     // 1-2: If-Match / If-Unmodified-Since → 412.
@@ -328,7 +350,7 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
                     if v.starts_with(b"\"") || v.starts_with(b"W/") {
                         EntityTag::parse(v).is_some_and(|t| current_tag.as_ref().is_some_and(|c| t.strong_eq(c)))
                     } else {
-                        matches!((parse_http_date_at(v, ctx.now), last_modified), (Some(d), Some(lm)) if d == lm)
+                        matches!((parse_http_date_at(v, now), last_modified), (Some(d), Some(lm)) if d == lm)
                     }
                 }
             };
@@ -350,21 +372,22 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
             headers.push((header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{size}", r.start, r.end))));
-            headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+            headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             FilePlan { status: 206, headers, body: vec![BodyPart::File { offset: r.start, len: r.len() }] }
         }
         RangeDecision::Ranges(ranges) => {
             let fresh;
-            let b = if ctx.boundary.is_empty() {
+            let given = ctx.map_or("", |c| c.boundary.as_str());
+            let b = if given.is_empty() {
                 fresh = random_boundary(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default());
                 &fresh
             } else {
-                &ctx.boundary
+                given
             };
             headers.push((header::CONTENT_TYPE, hv(&format!("multipart/byteranges; boundary={b}"))));
-            headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+            headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             let ct = info.content_type.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned());
@@ -393,7 +416,7 @@ pub fn plan_with(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: &Pla
             if let Some(ct) = &info.content_type {
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
-            headers.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+            headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             let body = if size > 0 { vec![BodyPart::File { offset: 0, len: size }] } else { Vec::new() };
@@ -520,7 +543,8 @@ pub fn file_at_response(req: &Request, dirfd: std::os::fd::RawFd, path: &std::ff
         return Err(OpenFailure::Forbidden);
     }
     let meta = meta_from_stat(file.stat, size).map_err(OpenFailure::Other)?;
-    build_response(plan_file_response(req.head(), &meta, info), FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
+    let plan = plan_cached(req.head(), &meta, info, None, file.validators);
+    build_response(plan, FileFd::Shared(file.fd)).map_err(OpenFailure::Other)
 }
 
 /// [`file_at_response`], then respond with it.

@@ -341,3 +341,26 @@ fn build_response_dups_owned_fds_per_region() {
     let resp = build_response(p304, FileFd::Owned(f)).unwrap();
     assert_eq!((resp.status(), resp.body_len()), (304, 0));
 }
+
+#[test]
+fn cached_validators_give_the_same_plan_and_are_not_used_for_other_metadata() {
+    let cases: &[&[(&str, &str)]] = &[&[], &[("If-None-Match", "\"nope\"")], &[("Range", "bytes=0-9"), ("If-Range", LM)]];
+    for headers in cases {
+        let h = head("GET", headers);
+        let cached = plan_cached(&h, &meta(), &info(), Some(&ctx()), Some(Validators::of(&meta())));
+        assert_eq!(cached, plan_with(&h, &meta(), &info(), &ctx()));
+    }
+    // Validators of another version of the file (or a size override) are ignored.
+    for other in [FileMeta { size: SIZE + 1, ..meta() }, FileMeta { mtime_nanos: 7, ..meta() }, FileMeta { inode: 43, ..meta() }] {
+        let p = plan_cached(&head("GET", &[]), &meta(), &info(), Some(&ctx()), Some(Validators::of(&other)));
+        assert_eq!(p.header(&header::ETAG).unwrap().as_bytes(), etag().as_bytes());
+    }
+    let newer = FileMeta { mtime_secs: MTIME + 1, ..meta() };
+    let p = plan_cached(&head("GET", &[]), &meta(), &info(), Some(&ctx()), Some(Validators::of(&newer)));
+    assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), LM.as_bytes());
+    // A caller's Last-Modified wins over the cached one.
+    let mut i = info();
+    i.last_modified = Some(MTIME - 1);
+    let p = plan_cached(&head("GET", &[]), &meta(), &i, Some(&ctx()), Some(Validators::of(&meta())));
+    assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), BEFORE.as_bytes());
+}
