@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
-use crate::engine::{Request, Response};
+use crate::engine::{Keep, Request, Response};
 use crate::ffi::response::{take_response, zh_response};
 use crate::ffi::result::*;
 use crate::ffi::{cstr_bytes, result_of, write_out};
@@ -19,7 +19,9 @@ pub struct zh_request {
     /// Shares of the allocation: the application's (after the hand-back: the response's, until
     /// it has left), plus one per claimed-body callback that may still be called with this
     /// pointer. The last share frees it, so `on_data` / `on_end` after an early answer still
-    /// get a live request.
+    /// get a live request. When the application's share is the only one at the hand-back, the
+    /// response keeps the allocation itself and the count is no longer read (see
+    /// [`app_share`]).
     holders: AtomicUsize,
 }
 
@@ -38,8 +40,8 @@ impl zh_request {
 }
 
 /// One share of a `zh_request` allocation (see `zh_request::holders`); the last one dropped
-/// frees it. Created for the application's share at the hand-back, and by [`hold`] for a body
-/// callback.
+/// frees it. Created by [`hold`] for a body callback, and for the application's share at a
+/// hand-back that comes while a body callback still holds one (see [`app_share`]).
 struct Holder(*mut zh_request);
 
 // SAFETY: the pointee is only freed through the shared counter (whichever thread drops the
@@ -73,6 +75,25 @@ fn hold(req: *mut zh_request) -> Holder {
     Holder(req)
 }
 
+/// The application's share of `req` as it passes to the response at the hand-back. Usually it
+/// is the only share (no body callback was registered, or every one has run): then the
+/// allocation itself becomes the response's keep, which costs no allocation (a `Box<T>` turns
+/// into a `Box<dyn Any>` in place). Only while a body callback still holds a share does the
+/// hand-back box a counted [`Holder`].
+fn app_share(req: *mut zh_request) -> Keep {
+    // SAFETY: checked non-NULL by the callers; the application owns it until this hand-back.
+    let cell = unsafe { &*req };
+    // Shares are only added by `hold`, from the owner's own calls before this hand-back (a body
+    // claim after it is refused), so a count of 1 seen here cannot grow any more. Acquire: the
+    // body callbacks' uses (on the worker) happen before a free that follows here.
+    if cell.holders.load(Ordering::Acquire) == 1 {
+        // SAFETY: created by Box::into_raw in the handler trampoline, and this is the last
+        // share: from now on only the response's keep refers to it, and frees it once dropped.
+        return unsafe { Box::from_raw(req) };
+    }
+    Box::new(Holder(req))
+}
+
 /// Hands the request back with `resp` (the request pointer is checked non-NULL by the caller).
 pub(crate) fn hand_back_with(req: *mut zh_request, resp: Response) -> zh_result {
     hand_back(req, resp)
@@ -87,7 +108,7 @@ pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
         return code_of(&e);
     }
     let Some(link) = cell.req.take_link() else { return ZH_ERR_ALREADY_USED };
-    match link.respond(resp, Some(Box::new(Holder(req)))) {
+    match link.respond(resp, Some(app_share(req))) {
         Ok(()) => ZH_OK,
         Err(e) => code_of(&e),
     }
