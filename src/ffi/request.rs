@@ -153,29 +153,36 @@ fn request<'a>(req: *const zh_request) -> Option<&'a Request> {
     unsafe { req.as_ref() }.map(|c| &c.req)
 }
 
+/// A string of the request head as C sees it: `s` ends with its NUL (the `*_with_nul`
+/// accessors of `RequestHead`), so no `CStr` needs to be built (and the string scanned) per call.
+fn c_ptr(s: &[u8]) -> *const c_char {
+    debug_assert_eq!(s.last(), Some(&0));
+    s.as_ptr().cast()
+}
+
 /// The method as sent ("GET"), NUL-terminated; NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_method(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().method_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().method_with_nul())) })
 }
 
 /// The request target as sent ("/a/b?x=1"); NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_target(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().target_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().target_with_nul())) })
 }
 
 /// The path part of the target ("/a/b"), not percent-decoded; NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_path(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().path_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().path_with_nul())) })
 }
 
 /// The query after the first '?' ("x=1"), or NULL when the target has none (or `req` is NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_query(req: *const zh_request) -> *const c_char {
     boundary!(ptr::null(), {
-        request(req).and_then(|r| r.head().query_cstr()).map_or(ptr::null(), |q| q.as_ptr())
+        request(req).and_then(|r| r.head().query_with_nul()).map_or(ptr::null(), c_ptr)
     })
 }
 
@@ -197,7 +204,7 @@ pub extern "C" fn zh_request_version(req: *const zh_request) -> u32 {
 pub extern "C" fn zh_request_header(req: *const zh_request, name: *const c_char) -> *const c_char {
     boundary!(ptr::null(), {
         let (Some(r), Some(name)) = (request(req), cstr_bytes(name)) else { return ptr::null() };
-        r.head().header_cstr(name).map_or(ptr::null(), |v| v.as_ptr())
+        r.head().header_with_nul(name).map_or(ptr::null(), c_ptr)
     })
 }
 
@@ -216,10 +223,10 @@ pub extern "C" fn zh_request_header_at(req: *const zh_request, index: usize, nam
         if name_out.is_null() || value_out.is_null() {
             return ZH_ERR_NULL;
         }
-        match r.head().header_at_cstr(index) {
+        match r.head().header_at_with_nul(index) {
             Some((n, v)) => {
-                write_out(name_out, n.as_ptr());
-                write_out(value_out, v.as_ptr());
+                write_out(name_out, c_ptr(n));
+                write_out(value_out, c_ptr(v));
                 ZH_OK
             }
             None => ZH_ERR_RANGE,
