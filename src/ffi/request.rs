@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
-use crate::engine::{Request, Response};
+use crate::engine::{Keep, Request, Response};
 use crate::ffi::response::{take_response, zh_response};
 use crate::ffi::result::*;
 use crate::ffi::{cstr_bytes, result_of, write_out};
@@ -19,7 +19,9 @@ pub struct zh_request {
     /// Shares of the allocation: the application's (after the hand-back: the response's, until
     /// it has left), plus one per claimed-body callback that may still be called with this
     /// pointer. The last share frees it, so `on_data` / `on_end` after an early answer still
-    /// get a live request.
+    /// get a live request. When the application's share is the only one at the hand-back, the
+    /// response keeps the allocation itself and the count is no longer read (see
+    /// [`app_share`]).
     holders: AtomicUsize,
 }
 
@@ -38,8 +40,8 @@ impl zh_request {
 }
 
 /// One share of a `zh_request` allocation (see `zh_request::holders`); the last one dropped
-/// frees it. Created for the application's share at the hand-back, and by [`hold`] for a body
-/// callback.
+/// frees it. Created by [`hold`] for a body callback, and for the application's share at a
+/// hand-back that comes while a body callback still holds one (see [`app_share`]).
 struct Holder(*mut zh_request);
 
 // SAFETY: the pointee is only freed through the shared counter (whichever thread drops the
@@ -73,6 +75,25 @@ fn hold(req: *mut zh_request) -> Holder {
     Holder(req)
 }
 
+/// The application's share of `req` as it passes to the response at the hand-back. Usually it
+/// is the only share (no body callback was registered, or every one has run): then the
+/// allocation itself becomes the response's keep, which costs no allocation (a `Box<T>` turns
+/// into a `Box<dyn Any>` in place). Only while a body callback still holds a share does the
+/// hand-back box a counted [`Holder`].
+fn app_share(req: *mut zh_request) -> Keep {
+    // SAFETY: checked non-NULL by the callers; the application owns it until this hand-back.
+    let cell = unsafe { &*req };
+    // Shares are only added by `hold`, from the owner's own calls before this hand-back (a body
+    // claim after it is refused), so a count of 1 seen here cannot grow any more. Acquire: the
+    // body callbacks' uses (on the worker) happen before a free that follows here.
+    if cell.holders.load(Ordering::Acquire) == 1 {
+        // SAFETY: created by Box::into_raw in the handler trampoline, and this is the last
+        // share: from now on only the response's keep refers to it, and frees it once dropped.
+        return unsafe { Box::from_raw(req) };
+    }
+    Box::new(Holder(req))
+}
+
 /// Hands the request back with `resp` (the request pointer is checked non-NULL by the caller).
 pub(crate) fn hand_back_with(req: *mut zh_request, resp: Response) -> zh_result {
     hand_back(req, resp)
@@ -87,7 +108,7 @@ pub(crate) fn hand_back(req: *mut zh_request, resp: Response) -> zh_result {
         return code_of(&e);
     }
     let Some(link) = cell.req.take_link() else { return ZH_ERR_ALREADY_USED };
-    match link.respond(resp, Some(Box::new(Holder(req)))) {
+    match link.respond(resp, Some(app_share(req))) {
         Ok(()) => ZH_OK,
         Err(e) => code_of(&e),
     }
@@ -132,29 +153,36 @@ fn request<'a>(req: *const zh_request) -> Option<&'a Request> {
     unsafe { req.as_ref() }.map(|c| &c.req)
 }
 
+/// A string of the request head as C sees it: `s` ends with its NUL (the `*_with_nul`
+/// accessors of `RequestHead`), so no `CStr` needs to be built (and the string scanned) per call.
+fn c_ptr(s: &[u8]) -> *const c_char {
+    debug_assert_eq!(s.last(), Some(&0));
+    s.as_ptr().cast()
+}
+
 /// The method as sent ("GET"), NUL-terminated; NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_method(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().method_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().method_with_nul())) })
 }
 
 /// The request target as sent ("/a/b?x=1"); NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_target(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().target_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().target_with_nul())) })
 }
 
 /// The path part of the target ("/a/b"), not percent-decoded; NULL if `req` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_path(req: *const zh_request) -> *const c_char {
-    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| r.head().path_cstr().as_ptr()) })
+    boundary!(ptr::null(), { request(req).map_or(ptr::null(), |r| c_ptr(r.head().path_with_nul())) })
 }
 
 /// The query after the first '?' ("x=1"), or NULL when the target has none (or `req` is NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_request_query(req: *const zh_request) -> *const c_char {
     boundary!(ptr::null(), {
-        request(req).and_then(|r| r.head().query_cstr()).map_or(ptr::null(), |q| q.as_ptr())
+        request(req).and_then(|r| r.head().query_with_nul()).map_or(ptr::null(), c_ptr)
     })
 }
 
@@ -176,7 +204,7 @@ pub extern "C" fn zh_request_version(req: *const zh_request) -> u32 {
 pub extern "C" fn zh_request_header(req: *const zh_request, name: *const c_char) -> *const c_char {
     boundary!(ptr::null(), {
         let (Some(r), Some(name)) = (request(req), cstr_bytes(name)) else { return ptr::null() };
-        r.head().header_cstr(name).map_or(ptr::null(), |v| v.as_ptr())
+        r.head().header_with_nul(name).map_or(ptr::null(), c_ptr)
     })
 }
 
@@ -195,10 +223,10 @@ pub extern "C" fn zh_request_header_at(req: *const zh_request, index: usize, nam
         if name_out.is_null() || value_out.is_null() {
             return ZH_ERR_NULL;
         }
-        match r.head().header_at_cstr(index) {
+        match r.head().header_at_with_nul(index) {
             Some((n, v)) => {
-                write_out(name_out, n.as_ptr());
-                write_out(value_out, v.as_ptr());
+                write_out(name_out, c_ptr(n));
+                write_out(value_out, c_ptr(v));
                 ZH_OK
             }
             None => ZH_ERR_RANGE,

@@ -125,8 +125,19 @@ impl Drop for Lent {
     }
 }
 
-/// Wraps lent memory (non-NULL `ptr`) so its release runs when the bytes are dropped.
+/// Wraps lent memory (non-NULL `ptr`) so its release runs when the bytes are dropped. Without a
+/// release there is nothing to run, so the bytes borrow the memory as static: no owner box.
 pub(crate) fn lent_bytes(ptr: *const c_void, len: usize, release: zh_release_fn, userdata: *mut c_void) -> Bytes {
+    if release.is_none() {
+        // SAFETY: `ptr` is non-NULL (checked by the callers) with `len` readable bytes. The
+        // contract of zh_response_add_lent / zh_stream_add_lent: the memory stays valid and
+        // unchanged until `release` runs, and a NULL `release` means static memory, which never
+        // stops being valid; so extending the borrow to 'static states that contract. The
+        // engine reads these bytes only while it would have kept a `Lent` alive (both live in
+        // the same chunk), so memory that merely outlives the response is never read later.
+        let data: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+        return Bytes::from_static(data);
+    }
     Bytes::from_owner(Lent { ptr: ptr.cast(), len, release, userdata })
 }
 

@@ -65,6 +65,14 @@ impl RequestHead {
         CStr::from_bytes_with_nul(&self.arena[start..=start + s.len as usize]).unwrap_or(c"")
     }
 
+    /// `s` with its NUL: what the C API hands out as a `const char *`. Parsing put a NUL at
+    /// the end of every span and rejected interior ones, so unlike [`RequestHead::cstr`] this
+    /// does not scan the string again (the C accessors are called per request).
+    fn with_nul(&self, s: Span) -> &[u8] {
+        let start = s.start as usize;
+        &self.arena[start..=start + s.len as usize]
+    }
+
     pub fn method(&self) -> &http::Method {
         &self.method
     }
@@ -96,6 +104,30 @@ impl RequestHead {
     }
     pub fn query_cstr(&self) -> Option<&CStr> {
         self.query.map(|q| self.cstr(q))
+    }
+    /// The method, target, path and query as NUL-terminated bytes, without the scan that
+    /// building a `CStr` costs (see [`RequestHead::with_nul`]).
+    pub(crate) fn method_with_nul(&self) -> &[u8] {
+        self.with_nul(self.method_s)
+    }
+    pub(crate) fn target_with_nul(&self) -> &[u8] {
+        self.with_nul(self.target)
+    }
+    pub(crate) fn path_with_nul(&self) -> &[u8] {
+        self.with_nul(self.path)
+    }
+    pub(crate) fn query_with_nul(&self) -> Option<&[u8]> {
+        self.query.map(|q| self.with_nul(q))
+    }
+    /// Like [`RequestHead::header_cstr`] and [`RequestHead::header_at_cstr`], NUL-terminated
+    /// bytes without the rescan.
+    pub(crate) fn header_with_nul(&self, name: &[u8]) -> Option<&[u8]> {
+        self.find(name).map(|(_, v)| self.with_nul(v))
+    }
+    pub(crate) fn header_at_with_nul(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        (i < self.header_count())
+            .then(|| self.field(i))
+            .map(|(n, v)| (self.with_nul(n), self.with_nul(v)))
     }
     /// The spans of field `i` (< `fields`), from the table at the start of the arena.
     fn field(&self, i: usize) -> (Span, Span) {
@@ -786,6 +818,27 @@ mod tests {
 
     fn parse(s: &[u8]) -> Result<Option<(RequestHead, usize)>, ParseError> {
         parse_request_head(s, &Limits::default())
+    }
+
+    #[test]
+    fn with_nul_accessors_match_the_cstr_ones() {
+        for raw in [
+            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-A:  v \r\n\r\n"[..],
+            b"GET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS * HTTP/1.0\r\n\r\n",
+        ] {
+            let h = ok(raw);
+            assert_eq!(h.method_with_nul(), h.method_cstr().to_bytes_with_nul());
+            assert_eq!(h.target_with_nul(), h.target_cstr().to_bytes_with_nul());
+            assert_eq!(h.path_with_nul(), h.path_cstr().to_bytes_with_nul());
+            assert_eq!(h.query_with_nul(), h.query_cstr().map(CStr::to_bytes_with_nul));
+            assert_eq!(h.header_with_nul(b"HOST"), h.header_cstr(b"HOST").map(CStr::to_bytes_with_nul));
+            for i in 0..=h.header_count() {
+                let want = h.header_at_cstr(i).map(|(n, v)| (n.to_bytes_with_nul(), v.to_bytes_with_nul()));
+                assert_eq!(h.header_at_with_nul(i), want);
+            }
+        }
     }
 
     fn ok(s: &[u8]) -> RequestHead {

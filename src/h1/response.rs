@@ -73,23 +73,34 @@ pub fn write_response_head(
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Unknown");
-    let has_date = headers.iter().any(|(n, _)| n == http::header::DATE);
-
-    // One reservation up front: the per-request path should not grow the Vec repeatedly.
+    // One pass over the headers: whether the caller sent a Date, and the size to reserve.
+    let mut has_date = false;
     let mut need = 9 + 3 + 1 + reason.len() + 2 + 2;
+    for (n, v) in headers {
+        has_date |= n == http::header::DATE;
+        need += n.as_str().len() + 2 + v.len() + 2;
+    }
     if !has_date {
         need += 6 + date.len() + 2;
     }
-    for (n, v) in headers {
-        need += n.as_str().len() + 2 + v.len() + 2;
-    }
     need += 48; // framing + Connection, worst case
+    // One reservation up front: the per-request path should not grow the Vec repeatedly.
     out.reserve(need);
 
     let mut num = [0u8; 20];
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(fmt_u64(u64::from(status), &mut num));
-    out.extend_from_slice(b" ");
+    // The status line's fixed parts in one piece: "HTTP/1.1 " and a three-digit status (all
+    // a Response can carry) formatted in place, then the space.
+    match status {
+        100..=999 => {
+            let d = |k: u16| b'0' + (status / k % 10) as u8;
+            out.extend_from_slice(&[b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'1', b' ', d(100), d(10), d(1), b' ']);
+        }
+        _ => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(fmt_u64(u64::from(status), &mut num));
+            out.extend_from_slice(b" ");
+        }
+    }
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !has_date {
@@ -224,6 +235,13 @@ mod tests {
             "prefix|HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
              Content-Length: 18446744073709551615\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn status_line_digits() {
+        for (st, line) in [(101, "HTTP/1.1 101 Switching Protocols\r\n"), (200, "HTTP/1.1 200 OK\r\n"), (999, "HTTP/1.1 999 Unknown\r\n"), (42, "HTTP/1.1 42 Unknown\r\n"), (1000, "HTTP/1.1 1000 Unknown\r\n")] {
+            assert!(head(st, &[], NoBody, true, Http11).starts_with(&format!("prefix|{line}")), "{st}");
+        }
     }
 
     #[test]
