@@ -168,18 +168,56 @@ impl BodyPart {
     }
 }
 
+/// A planned body. Most responses have at most one part (a `200`, a single-range `206`, an
+/// error text): those hold it inline, so planning them allocates no list; only a
+/// multipart/byteranges body needs one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanBody {
+    /// No body (`304`, an empty file).
+    #[default]
+    Empty,
+    One(BodyPart),
+    /// A multipart/byteranges body: part headers and file regions, in order.
+    Parts(Vec<BodyPart>),
+}
+
+impl PlanBody {
+    /// The parts, in order.
+    pub fn as_slice(&self) -> &[BodyPart] {
+        match self {
+            PlanBody::Empty => &[],
+            PlanBody::One(p) => std::slice::from_ref(p),
+            PlanBody::Parts(v) => v,
+        }
+    }
+}
+
+impl IntoIterator for PlanBody {
+    type Item = BodyPart;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<BodyPart>, std::vec::IntoIter<BodyPart>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, many) = match self {
+            PlanBody::Empty => (None, Vec::new()),
+            PlanBody::One(p) => (Some(p), Vec::new()),
+            PlanBody::Parts(v) => (None, v),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
 /// The planner's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilePlan {
     pub status: u16,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Vec<BodyPart>,
+    pub body: PlanBody,
 }
 
 impl FilePlan {
     /// The body length (the `Content-Length` the engine will send, also for HEAD).
     pub fn body_len(&self) -> u64 {
-        self.body.iter().map(BodyPart::len).sum()
+        self.body.as_slice().iter().map(BodyPart::len).sum()
     }
 
     /// The first header `name`.
@@ -237,7 +275,7 @@ fn hv(s: &str) -> HeaderValue {
 
 fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, HeaderValue)>) -> FilePlan {
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")));
-    FilePlan { status, headers, body: vec![BodyPart::Memory(Bytes::from_static(text.as_bytes()))] }
+    FilePlan { status, headers, body: PlanBody::One(BodyPart::Memory(Bytes::from_static(text.as_bytes()))) }
 }
 
 /// [`plan_file_response`] with an explicit clock and boundary.
@@ -335,7 +373,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
         let mut headers = Vec::with_capacity(2 + info.headers.len());
         headers.extend(validators(etag_value, lm_value));
         headers.extend(info.headers.iter().cloned());
-        return FilePlan { status: 304, headers, body: Vec::new() };
+        return FilePlan { status: 304, headers, body: PlanBody::Empty };
     }
 
     // 5: Range, unless If-Range says the client's copy is stale.
@@ -375,7 +413,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
-            FilePlan { status: 206, headers, body: vec![BodyPart::File { offset: r.start, len: r.len() }] }
+            FilePlan { status: 206, headers, body: PlanBody::One(BodyPart::File { offset: r.start, len: r.len() }) }
         }
         RangeDecision::Ranges(ranges) => {
             let fresh;
@@ -410,7 +448,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
                 body.push(BodyPart::File { offset: r.start, len: r.len() });
             }
             body.push(BodyPart::Memory(Bytes::from(format!("\r\n--{b}--\r\n"))));
-            FilePlan { status: 206, headers, body }
+            FilePlan { status: 206, headers, body: PlanBody::Parts(body) }
         }
         RangeDecision::Ignore => {
             if let Some(ct) = &info.content_type {
@@ -419,7 +457,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
-            let body = if size > 0 { vec![BodyPart::File { offset: 0, len: size }] } else { Vec::new() };
+            let body = if size > 0 { PlanBody::One(BodyPart::File { offset: 0, len: size }) } else { PlanBody::Empty };
             FilePlan { status: 200, headers, body }
         }
     }
@@ -434,7 +472,7 @@ pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
     let mut resp = Response::new(plan.status)?;
     // Already parsed: moved over, not printed and parsed again.
     resp.add_parsed_headers(plan.headers)?;
-    let files = plan.body.iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
+    let files = plan.body.as_slice().iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
     // Several parts share one descriptor instead of a dup per part.
     let fd = match fd {
         FileFd::Owned(o) if files > 1 => FileFd::Shared(Arc::new(o)),
