@@ -210,7 +210,12 @@ impl IntoIterator for PlanBody {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilePlan {
     pub status: u16,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Private so that what [`build_response`] trusts cannot change after planning.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Some headers were copied from [`FileInfo::headers`], a public field that may hold
+    /// anything (a framing header, `Connection`): those still need the response's checks. The
+    /// planner's own headers never do.
+    caller_headers: bool,
     pub body: PlanBody,
 }
 
@@ -218,6 +223,11 @@ impl FilePlan {
     /// The body length (the `Content-Length` the engine will send, also for HEAD).
     pub fn body_len(&self) -> u64 {
         self.body.as_slice().iter().map(BodyPart::len).sum()
+    }
+
+    /// The headers, in the order they will be sent.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
     }
 
     /// The first header `name`.
@@ -275,7 +285,7 @@ fn hv(s: &str) -> HeaderValue {
 
 fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, HeaderValue)>) -> FilePlan {
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")));
-    FilePlan { status, headers, body: PlanBody::One(BodyPart::Memory(Bytes::from_static(text.as_bytes()))) }
+    FilePlan { status, headers, caller_headers: false, body: PlanBody::One(BodyPart::Memory(Bytes::from_static(text.as_bytes()))) }
 }
 
 /// [`plan_file_response`] with an explicit clock and boundary.
@@ -370,10 +380,11 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
         false
     };
     if not_modified {
+        let caller_headers = !info.headers.is_empty();
         let mut headers = Vec::with_capacity(2 + info.headers.len());
         headers.extend(validators(etag_value, lm_value));
         headers.extend(info.headers.iter().cloned());
-        return FilePlan { status: 304, headers, body: PlanBody::Empty };
+        return FilePlan { status: 304, headers, caller_headers, body: PlanBody::Empty };
     }
 
     // 5: Range, unless If-Range says the client's copy is stale.
@@ -398,6 +409,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
         }
     }
 
+    let caller_headers = !info.headers.is_empty();
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(6 + info.headers.len());
     match decision {
         RangeDecision::Unsatisfiable => {
@@ -413,7 +425,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             headers.push((header::ACCEPT_RANGES, BYTES));
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
-            FilePlan { status: 206, headers, body: PlanBody::One(BodyPart::File { offset: r.start, len: r.len() }) }
+            FilePlan { status: 206, headers, caller_headers, body: PlanBody::One(BodyPart::File { offset: r.start, len: r.len() }) }
         }
         RangeDecision::Ranges(ranges) => {
             let fresh;
@@ -448,7 +460,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
                 body.push(BodyPart::File { offset: r.start, len: r.len() });
             }
             body.push(BodyPart::Memory(Bytes::from(format!("\r\n--{b}--\r\n"))));
-            FilePlan { status: 206, headers, body: PlanBody::Parts(body) }
+            FilePlan { status: 206, headers, caller_headers, body: PlanBody::Parts(body) }
         }
         RangeDecision::Ignore => {
             if let Some(ct) = &info.content_type {
@@ -458,7 +470,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             headers.extend(validators(etag_value, lm_value));
             headers.extend(info.headers.iter().cloned());
             let body = if size > 0 { PlanBody::One(BodyPart::File { offset: 0, len: size }) } else { PlanBody::Empty };
-            FilePlan { status: 200, headers, body }
+            FilePlan { status: 200, headers, caller_headers, body }
         }
     }
 }
@@ -471,7 +483,17 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
 pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
     let mut resp = Response::new(plan.status)?;
     // Already parsed: moved over, not printed and parsed again.
-    resp.add_parsed_headers(plan.headers)?;
+    if plan.caller_headers {
+        resp.add_parsed_headers(plan.headers)?;
+    } else {
+        // Only the planner's own headers (Content-Type, Content-Range, Accept-Ranges, ETag,
+        // Last-Modified): never a framing or `Connection` header, the only ones
+        // `add_parsed_headers` looks for, and the response has none yet — so the list moves in
+        // as it is, without looking at each header again.
+        debug_assert!(plan.headers.iter().all(|(n, _)| ![header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION].contains(n)));
+        debug_assert!(resp.headers.is_empty());
+        resp.headers = plan.headers;
+    }
     let files = plan.body.as_slice().iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
     // Several parts share one descriptor instead of a dup per part.
     let fd = match fd {

@@ -45,11 +45,11 @@ fn get(headers: &[(&str, &str)]) -> FilePlan {
 }
 
 fn hdr<'a>(p: &'a FilePlan, name: &str) -> Option<&'a str> {
-    p.headers.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.to_str().unwrap())
+    p.headers().iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.to_str().unwrap())
 }
 
 fn names(p: &FilePlan) -> Vec<&str> {
-    p.headers.iter().map(|(n, _)| n.as_str()).collect()
+    p.headers().iter().map(|(n, _)| n.as_str()).collect()
 }
 
 fn whole() -> Vec<BodyPart> {
@@ -364,4 +364,31 @@ fn cached_validators_give_the_same_plan_and_are_not_used_for_other_metadata() {
     i.last_modified = Some(MTIME - 1);
     let p = plan_cached(&head("GET", &[]), &meta(), &i, Some(&ctx()), Some(Validators::of(&meta())));
     assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), BEFORE.as_bytes());
+}
+
+#[test]
+fn build_response_checks_caller_headers_only() {
+    let fd = || FileFd::Borrowed(0);
+    // The planner's own headers move in unchanged.
+    let p = get(&[]);
+    let want = p.headers().to_vec();
+    let resp = build_response(p, fd()).unwrap();
+    assert_eq!((resp.headers.as_slice(), resp.close), (want.as_slice(), false));
+    // FileInfo::headers is a public field, not limited to what add_header accepts: still
+    // checked like Response::add_header (framing refused, Connection noted and dropped).
+    let mut i = info();
+    i.headers.push((header::CONNECTION, HeaderValue::from_static("close")));
+    i.headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+    let resp = build_response(plan_with(&head("GET", &[]), &meta(), &i, &ctx()), fd()).unwrap();
+    assert!(resp.close);
+    assert!(resp.headers.iter().all(|(n, _)| n != header::CONNECTION));
+    assert!(resp.headers.iter().any(|(n, _)| n == header::CACHE_CONTROL));
+    for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
+        let mut i = info();
+        i.headers.push((framing, HeaderValue::from_static("1")));
+        for h in [&[][..], &[("If-None-Match", "*")], &[("Range", "bytes=0-0")], &[("Range", "bytes=0-0,5-5")]] {
+            let p = plan_with(&head("GET", h), &meta(), &i, &ctx());
+            assert!(matches!(build_response(p, fd()), Err(Error::Header(_))), "{h:?}");
+        }
+    }
 }
