@@ -334,9 +334,15 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
     });
 
     // ETag, then Last-Modified. Taken by value where a plan is returned, once `current_tag`
-    // (which borrows the ETag) is no longer used: a HeaderValue clone allocates.
-    let validators = |etag: Option<HeaderValue>, lm: Option<HeaderValue>| {
-        [etag.map(|v| (header::ETAG, v)), lm.map(|v| (header::LAST_MODIFIED, v))].into_iter().flatten()
+    // (which borrows the ETag) is no longer used: a HeaderValue clone allocates. Pushed one by
+    // one: extending from a flattened array of options cost ~150 instructions per response.
+    let push_validators = |headers: &mut Vec<(HeaderName, HeaderValue)>, etag: Option<HeaderValue>, lm: Option<HeaderValue>| {
+        if let Some(v) = etag {
+            headers.push((header::ETAG, v));
+        }
+        if let Some(v) = lm {
+            headers.push((header::LAST_MODIFIED, v));
+        }
     };
     // Only a single field line with a valid date counts (RFC 9110 §13.1.3: "more than one
     // member" → ignore).
@@ -382,7 +388,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
     if not_modified {
         let caller_headers = !info.headers.is_empty();
         let mut headers = Vec::with_capacity(2 + info.headers.len());
-        headers.extend(validators(etag_value, lm_value));
+        push_validators(&mut headers, etag_value, lm_value);
         headers.extend(info.headers.iter().cloned());
         return FilePlan { status: 304, headers, caller_headers, body: PlanBody::Empty };
     }
@@ -423,7 +429,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             }
             headers.push((header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{size}", r.start, r.end))));
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
             FilePlan { status: 206, headers, caller_headers, body: PlanBody::One(BodyPart::File { offset: r.start, len: r.len() }) }
         }
@@ -438,7 +444,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             };
             headers.push((header::CONTENT_TYPE, hv(&format!("multipart/byteranges; boundary={b}"))));
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
             let ct = info.content_type.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned());
             let mut body = Vec::with_capacity(ranges.len() * 2 + 1);
@@ -467,7 +473,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
             let body = if size > 0 { PlanBody::One(BodyPart::File { offset: 0, len: size }) } else { PlanBody::Empty };
             FilePlan { status: 200, headers, caller_headers, body }
