@@ -392,3 +392,13 @@ fn build_response_checks_caller_headers_only() {
         }
     }
 }
+
+#[test]
+fn formatted_values_of_any_length() {
+    assert_eq!(hv(format_args!("bytes {}-{}/{}", 0, u64::MAX - 1, u64::MAX)).as_bytes(), format!("bytes 0-{}/{}", u64::MAX - 1, u64::MAX).as_bytes());
+    let long = "b".repeat(200);
+    assert_eq!(hv(format_args!("x={long}")).as_bytes(), format!("x={long}").as_bytes());
+    let b70 = "B".repeat(70);
+    let p = plan_with(&head("GET", &[("Range", "bytes=0-0,100-100")]), &meta(), &info(), &PlanContext { boundary: b70.clone(), ..ctx() });
+    assert_eq!(hdr(&p, "content-type"), Some(format!("multipart/byteranges; boundary={b70}").as_str()));
+}
