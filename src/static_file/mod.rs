@@ -168,18 +168,66 @@ impl BodyPart {
     }
 }
 
+/// A planned body. Most responses have at most one part (a `200`, a single-range `206`, an
+/// error text): those hold it inline, so planning them allocates no list; only a
+/// multipart/byteranges body needs one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanBody {
+    /// No body (`304`, an empty file).
+    #[default]
+    Empty,
+    One(BodyPart),
+    /// A multipart/byteranges body: part headers and file regions, in order.
+    Parts(Vec<BodyPart>),
+}
+
+impl PlanBody {
+    /// The parts, in order.
+    pub fn as_slice(&self) -> &[BodyPart] {
+        match self {
+            PlanBody::Empty => &[],
+            PlanBody::One(p) => std::slice::from_ref(p),
+            PlanBody::Parts(v) => v,
+        }
+    }
+}
+
+impl IntoIterator for PlanBody {
+    type Item = BodyPart;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<BodyPart>, std::vec::IntoIter<BodyPart>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, many) = match self {
+            PlanBody::Empty => (None, Vec::new()),
+            PlanBody::One(p) => (Some(p), Vec::new()),
+            PlanBody::Parts(v) => (None, v),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
 /// The planner's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilePlan {
     pub status: u16,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Vec<BodyPart>,
+    /// Private so that what [`build_response`] trusts cannot change after planning.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Some headers were copied from [`FileInfo::headers`], a public field that may hold
+    /// anything (a framing header, `Connection`): those still need the response's checks. The
+    /// planner's own headers never do.
+    caller_headers: bool,
+    pub body: PlanBody,
 }
 
 impl FilePlan {
     /// The body length (the `Content-Length` the engine will send, also for HEAD).
     pub fn body_len(&self) -> u64 {
-        self.body.iter().map(BodyPart::len).sum()
+        self.body.as_slice().iter().map(BodyPart::len).sum()
+    }
+
+    /// The headers, in the order they will be sent.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
     }
 
     /// The first header `name`.
@@ -230,14 +278,30 @@ impl Default for PlanContext {
 /// its bytes when it runs, and at compile time that costs nothing per response.
 const BYTES: HeaderValue = HeaderValue::from_static("bytes");
 
-fn hv(s: &str) -> HeaderValue {
-    // Only called with values built from digits, hex, quotes and ASCII punctuation.
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+/// A header value formatted in a stack buffer: one allocation (the value's own) instead of
+/// three (`format!` grows its `String` once, then the value copies it). Only used for values
+/// built from digits, the boundary and ASCII punctuation, at most ~110 bytes.
+fn hv(args: std::fmt::Arguments) -> HeaderValue {
+    let mut buf = [0u8; 128];
+    let mut rest = &mut buf[..];
+    let value = match std::io::Write::write_fmt(&mut rest, args) {
+        Ok(()) => {
+            let n = 128 - rest.len();
+            HeaderValue::from_bytes(&buf[..n])
+        }
+        // Longer than the buffer: not with the values above, but correct anyway.
+        Err(_) => HeaderValue::from_str(&std::fmt::format(args)),
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn text_plan(status: u16, text: &'static str, mut headers: Vec<(HeaderName, HeaderValue)>) -> FilePlan {
+fn text_plan(status: u16, text: &'static str, content_range: Option<HeaderValue>) -> FilePlan {
+    let mut headers = Vec::with_capacity(2);
+    if let Some(v) = content_range {
+        headers.push((header::CONTENT_RANGE, v));
+    }
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")));
-    FilePlan { status, headers, body: vec![BodyPart::Memory(Bytes::from_static(text.as_bytes()))] }
+    FilePlan { status, headers, caller_headers: false, body: PlanBody::One(BodyPart::Memory(Bytes::from_static(text.as_bytes()))) }
 }
 
 /// [`plan_file_response`] with an explicit clock and boundary.
@@ -286,9 +350,15 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
     });
 
     // ETag, then Last-Modified. Taken by value where a plan is returned, once `current_tag`
-    // (which borrows the ETag) is no longer used: a HeaderValue clone allocates.
-    let validators = |etag: Option<HeaderValue>, lm: Option<HeaderValue>| {
-        [etag.map(|v| (header::ETAG, v)), lm.map(|v| (header::LAST_MODIFIED, v))].into_iter().flatten()
+    // (which borrows the ETag) is no longer used: a HeaderValue clone allocates. Pushed one by
+    // one: extending from a flattened array of options cost ~150 instructions per response.
+    let push_validators = |headers: &mut Vec<(HeaderName, HeaderValue)>, etag: Option<HeaderValue>, lm: Option<HeaderValue>| {
+        if let Some(v) = etag {
+            headers.push((header::ETAG, v));
+        }
+        if let Some(v) = lm {
+            headers.push((header::LAST_MODIFIED, v));
+        }
     };
     // Only a single field line with a valid date counts (RFC 9110 §13.1.3: "more than one
     // member" → ignore).
@@ -305,11 +375,11 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
     if conditional {
         if let Some(list) = etag::TagList::parse(head.header_values("if-match")) {
             if !list.matches_strong(current_tag.as_ref()) {
-                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+                return text_plan(412, "412 Precondition Failed\n", None);
             }
         } else if let (Some(date), Some(lm)) = (single_date("if-unmodified-since"), last_modified) {
             if lm > date {
-                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+                return text_plan(412, "412 Precondition Failed\n", None);
             }
         }
     }
@@ -320,7 +390,7 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
     } else if let Some(list) = etag::TagList::parse(head.header_values("if-none-match")) {
         if list.matches_weak(current_tag.as_ref()) {
             if !get_or_head {
-                return text_plan(412, "412 Precondition Failed\n", Vec::new());
+                return text_plan(412, "412 Precondition Failed\n", None);
             }
             true
         } else {
@@ -332,10 +402,11 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
         false
     };
     if not_modified {
+        let caller_headers = !info.headers.is_empty();
         let mut headers = Vec::with_capacity(2 + info.headers.len());
-        headers.extend(validators(etag_value, lm_value));
+        push_validators(&mut headers, etag_value, lm_value);
         headers.extend(info.headers.iter().cloned());
-        return FilePlan { status: 304, headers, body: Vec::new() };
+        return FilePlan { status: 304, headers, caller_headers, body: PlanBody::Empty };
     }
 
     // 5: Range, unless If-Range says the client's copy is stale.
@@ -360,22 +431,22 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
         }
     }
 
+    let caller_headers = !info.headers.is_empty();
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(6 + info.headers.len());
     match decision {
         RangeDecision::Unsatisfiable => {
-            let headers = vec![(header::CONTENT_RANGE, hv(&format!("bytes */{size}")))];
-            text_plan(416, "416 Range Not Satisfiable\n", headers)
+            text_plan(416, "416 Range Not Satisfiable\n", Some(hv(format_args!("bytes */{size}"))))
         }
         RangeDecision::Ranges(ranges) if ranges.len() == 1 => {
             let r = ranges[0];
             if let Some(ct) = &info.content_type {
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
-            headers.push((header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{size}", r.start, r.end))));
+            headers.push((header::CONTENT_RANGE, hv(format_args!("bytes {}-{}/{size}", r.start, r.end))));
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
-            FilePlan { status: 206, headers, body: vec![BodyPart::File { offset: r.start, len: r.len() }] }
+            FilePlan { status: 206, headers, caller_headers, body: PlanBody::One(BodyPart::File { offset: r.start, len: r.len() }) }
         }
         RangeDecision::Ranges(ranges) => {
             let fresh;
@@ -386,9 +457,9 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
             } else {
                 given
             };
-            headers.push((header::CONTENT_TYPE, hv(&format!("multipart/byteranges; boundary={b}"))));
+            headers.push((header::CONTENT_TYPE, hv(format_args!("multipart/byteranges; boundary={b}"))));
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
             let ct = info.content_type.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned());
             let mut body = Vec::with_capacity(ranges.len() * 2 + 1);
@@ -410,17 +481,17 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
                 body.push(BodyPart::File { offset: r.start, len: r.len() });
             }
             body.push(BodyPart::Memory(Bytes::from(format!("\r\n--{b}--\r\n"))));
-            FilePlan { status: 206, headers, body }
+            FilePlan { status: 206, headers, caller_headers, body: PlanBody::Parts(body) }
         }
         RangeDecision::Ignore => {
             if let Some(ct) = &info.content_type {
                 headers.push((header::CONTENT_TYPE, ct.clone()));
             }
             headers.push((header::ACCEPT_RANGES, BYTES));
-            headers.extend(validators(etag_value, lm_value));
+            push_validators(&mut headers, etag_value, lm_value);
             headers.extend(info.headers.iter().cloned());
-            let body = if size > 0 { vec![BodyPart::File { offset: 0, len: size }] } else { Vec::new() };
-            FilePlan { status: 200, headers, body }
+            let body = if size > 0 { PlanBody::One(BodyPart::File { offset: 0, len: size }) } else { PlanBody::Empty };
+            FilePlan { status: 200, headers, caller_headers, body }
         }
     }
 }
@@ -433,8 +504,18 @@ pub fn plan_cached(head: &RequestHead, meta: &FileMeta, info: &FileInfo, ctx: Op
 pub fn build_response(plan: FilePlan, fd: FileFd) -> Result<Response, Error> {
     let mut resp = Response::new(plan.status)?;
     // Already parsed: moved over, not printed and parsed again.
-    resp.add_parsed_headers(plan.headers)?;
-    let files = plan.body.iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
+    if plan.caller_headers {
+        resp.add_parsed_headers(plan.headers)?;
+    } else {
+        // Only the planner's own headers (Content-Type, Content-Range, Accept-Ranges, ETag,
+        // Last-Modified): never a framing or `Connection` header, the only ones
+        // `add_parsed_headers` looks for, and the response has none yet — so the list moves in
+        // as it is, without looking at each header again.
+        debug_assert!(plan.headers.iter().all(|(n, _)| ![header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION].contains(n)));
+        debug_assert!(resp.headers.is_empty());
+        resp.headers = plan.headers;
+    }
+    let files = plan.body.as_slice().iter().filter(|p| matches!(p, BodyPart::File { .. })).count();
     // Several parts share one descriptor instead of a dup per part.
     let fd = match fd {
         FileFd::Owned(o) if files > 1 => FileFd::Shared(Arc::new(o)),

@@ -105,6 +105,10 @@ pub fn resolve(specs: &[RangeSpec], size: u64) -> RangeDecision {
     if ranges.is_empty() {
         return RangeDecision::Unsatisfiable;
     }
+    // One range (the common request) has nothing to merge: no sorted copy, no merged list.
+    if ranges.len() == 1 {
+        return RangeDecision::Ranges(ranges);
+    }
     let mut sorted = ranges.clone();
     sorted.sort_by_key(|r| (r.start, r.end));
     let mut merged: Vec<ByteRange> = Vec::with_capacity(sorted.len());

@@ -45,11 +45,11 @@ fn get(headers: &[(&str, &str)]) -> FilePlan {
 }
 
 fn hdr<'a>(p: &'a FilePlan, name: &str) -> Option<&'a str> {
-    p.headers.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.to_str().unwrap())
+    p.headers().iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.to_str().unwrap())
 }
 
 fn names(p: &FilePlan) -> Vec<&str> {
-    p.headers.iter().map(|(n, _)| n.as_str()).collect()
+    p.headers().iter().map(|(n, _)| n.as_str()).collect()
 }
 
 fn whole() -> Vec<BodyPart> {
@@ -60,7 +60,8 @@ fn whole() -> Vec<BodyPart> {
 fn plain_get_is_200_with_validators() {
     let p = get(&[]);
     assert_eq!(p.status, 200);
-    assert_eq!(p.body, whole());
+    // One part: held inline, no list allocated.
+    assert_eq!(p.body, PlanBody::One(whole()[0].clone()));
     assert_eq!(names(&p), ["content-type", "accept-ranges", "etag", "last-modified"]);
     assert_eq!(hdr(&p, "etag"), Some(etag().as_str()));
     assert_eq!(hdr(&p, "last-modified"), Some(LM));
@@ -77,7 +78,7 @@ fn head_plans_the_same_as_get() {
 fn empty_file_is_200_without_body_parts() {
     let m = FileMeta { size: 0, ..meta() };
     let p = plan_with(&head("GET", &[]), &m, &info(), &ctx());
-    assert_eq!((p.status, p.body_len(), p.body.len()), (200, 0, 0));
+    assert_eq!((p.status, p.body_len(), &p.body), (200, 0, &PlanBody::Empty));
 }
 
 #[test]
@@ -85,7 +86,7 @@ fn single_ranges_of_each_form() {
     for (spec, start, end) in [("bytes=0-499", 0, 499), ("bytes=9500-", 9500, 9999), ("bytes=-500", 9500, 9999), ("bytes=9990-20000", 9990, 9999)] {
         let p = get(&[("Range", spec)]);
         assert_eq!(p.status, 206, "{spec}");
-        assert_eq!(p.body, vec![BodyPart::File { offset: start, len: end - start + 1 }]);
+        assert_eq!(p.body, PlanBody::One(BodyPart::File { offset: start, len: end - start + 1 }));
         assert_eq!(hdr(&p, "content-range"), Some(format!("bytes {start}-{end}/{SIZE}").as_str()));
         assert_eq!(hdr(&p, "content-type"), Some("text/plain"));
         assert_eq!(hdr(&p, "etag"), Some(etag().as_str()));
@@ -100,7 +101,7 @@ fn unsatisfiable_is_416_with_star_content_range() {
     assert_eq!(names(&p), ["content-range", "content-type"]);
     assert_eq!(hdr(&p, "content-range"), Some("bytes */10000"));
     assert_eq!(hdr(&p, "content-type"), Some("text/plain; charset=utf-8"));
-    assert_eq!(p.body, vec![BodyPart::Memory(Bytes::from_static(b"416 Range Not Satisfiable\n"))]);
+    assert_eq!(p.body.as_slice(), vec![BodyPart::Memory(Bytes::from_static(b"416 Range Not Satisfiable\n"))]);
     let empty = FileMeta { size: 0, ..meta() };
     let p = plan_with(&head("GET", &[("Range", "bytes=0-")]), &empty, &info(), &ctx());
     assert_eq!((p.status, hdr(&p, "content-range")), (416, Some("bytes */0")));
@@ -110,7 +111,7 @@ fn unsatisfiable_is_416_with_star_content_range() {
 fn invalid_foreign_or_repeated_range_is_ignored() {
     for r in ["bytes=5-1", "bytes=x", "items=0-1", "bytes=0-1,junk"] {
         let p = get(&[("Range", r)]);
-        assert_eq!((p.status, p.body.clone()), (200, whole()), "{r}");
+        assert_eq!((p.status, p.body.as_slice()), (200, whole().as_slice()), "{r}");
     }
     let p = get(&[("Range", "bytes=0-1"), ("Range", "bytes=5-6")]);
     assert_eq!(p.status, 200);
@@ -125,7 +126,7 @@ fn multipart_byteranges_body_is_a_chain_of_memory_and_file_parts() {
     let mem = |s: &str| BodyPart::Memory(Bytes::from(s.to_string()));
     assert_eq!(
         p.body,
-        vec![
+        PlanBody::Parts(vec![
             mem("--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-9/10000\r\n\r\n"),
             BodyPart::File { offset: 0, len: 10 },
             mem("\r\n--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 5000-5009/10000\r\n\r\n"),
@@ -133,11 +134,11 @@ fn multipart_byteranges_body_is_a_chain_of_memory_and_file_parts() {
             mem("\r\n--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 9990-9999/10000\r\n\r\n"),
             BodyPart::File { offset: 9990, len: 10 },
             mem("\r\n--BOUNDARY--\r\n"),
-        ]
+        ])
     );
     // Without a content type, parts carry Content-Range only.
     let p = plan_with(&head("GET", &[("Range", "bytes=0-0,100-100")]), &meta(), &FileInfo::default(), &ctx());
-    assert_eq!(p.body[0], mem("--BOUNDARY\r\nContent-Range: bytes 0-0/10000\r\n\r\n"));
+    assert_eq!(p.body.as_slice()[0], mem("--BOUNDARY\r\nContent-Range: bytes 0-0/10000\r\n\r\n"));
 }
 
 #[test]
@@ -145,14 +146,14 @@ fn overlapping_ranges_coalesce_to_a_single_part() {
     let p = get(&[("Range", "bytes=0-500,100-200,400-999")]);
     assert_eq!(p.status, 206);
     assert_eq!(hdr(&p, "content-range"), Some("bytes 0-999/10000"));
-    assert_eq!(p.body, vec![BodyPart::File { offset: 0, len: 1000 }]);
+    assert_eq!(p.body.as_slice(), vec![BodyPart::File { offset: 0, len: 1000 }]);
 }
 
 #[test]
 fn too_many_ranges_are_ignored() {
     let many: Vec<String> = (0..17).map(|i| format!("{}-{}", i * 200, i * 200)).collect();
     let p = get(&[("Range", &format!("bytes={}", many.join(",")))]);
-    assert_eq!((p.status, p.body.clone()), (200, whole()));
+    assert_eq!((p.status, p.body.as_slice()), (200, whole().as_slice()));
 }
 
 #[test]
@@ -172,7 +173,7 @@ fn if_range_with_another_or_weak_etag_sends_the_whole_file() {
     let weak = format!("W/{}", etag());
     for v in ["\"other\"", weak.as_str(), "garbage"] {
         let p = get(&[("Range", "bytes=0-9"), ("If-Range", v)]);
-        assert_eq!((p.status, p.body.clone()), (200, whole()), "{v}");
+        assert_eq!((p.status, p.body.as_slice()), (200, whole().as_slice()), "{v}");
     }
     // A weak current ETag never matches either.
     let mut i = info();
@@ -202,7 +203,7 @@ fn if_none_match_weak_comparison_gives_304() {
         let p = get(&[("If-None-Match", &v)]);
         assert_eq!(p.status, 304, "{v}");
         assert_eq!(names(&p), ["etag", "last-modified"]);
-        assert!(p.body.is_empty());
+        assert!(p.body.as_slice().is_empty());
     }
     assert_eq!(get(&[("If-None-Match", "\"other\"")]).status, 200);
     assert_eq!(plan("HEAD", &[("If-None-Match", &etag())]).status, 304);
@@ -243,7 +244,7 @@ fn if_match_strong_comparison_or_412() {
     let p = get(&[("If-Match", "\"other\"")]);
     assert_eq!(p.status, 412);
     assert_eq!(names(&p), ["content-type"]);
-    assert_eq!(p.body, vec![BodyPart::Memory(Bytes::from_static(b"412 Precondition Failed\n"))]);
+    assert_eq!(p.body.as_slice(), vec![BodyPart::Memory(Bytes::from_static(b"412 Precondition Failed\n"))]);
     assert_eq!(get(&[("If-Match", &format!("W/{}", etag()))]).status, 412);
     // Without an ETag only `*` matches.
     let mut i = info();
@@ -363,4 +364,41 @@ fn cached_validators_give_the_same_plan_and_are_not_used_for_other_metadata() {
     i.last_modified = Some(MTIME - 1);
     let p = plan_cached(&head("GET", &[]), &meta(), &i, Some(&ctx()), Some(Validators::of(&meta())));
     assert_eq!(p.header(&header::LAST_MODIFIED).unwrap().as_bytes(), BEFORE.as_bytes());
+}
+
+#[test]
+fn build_response_checks_caller_headers_only() {
+    let fd = || FileFd::Borrowed(0);
+    // The planner's own headers move in unchanged.
+    let p = get(&[]);
+    let want = p.headers().to_vec();
+    let resp = build_response(p, fd()).unwrap();
+    assert_eq!((resp.headers.as_slice(), resp.close), (want.as_slice(), false));
+    // FileInfo::headers is a public field, not limited to what add_header accepts: still
+    // checked like Response::add_header (framing refused, Connection noted and dropped).
+    let mut i = info();
+    i.headers.push((header::CONNECTION, HeaderValue::from_static("close")));
+    i.headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+    let resp = build_response(plan_with(&head("GET", &[]), &meta(), &i, &ctx()), fd()).unwrap();
+    assert!(resp.close);
+    assert!(resp.headers.iter().all(|(n, _)| n != header::CONNECTION));
+    assert!(resp.headers.iter().any(|(n, _)| n == header::CACHE_CONTROL));
+    for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
+        let mut i = info();
+        i.headers.push((framing, HeaderValue::from_static("1")));
+        for h in [&[][..], &[("If-None-Match", "*")], &[("Range", "bytes=0-0")], &[("Range", "bytes=0-0,5-5")]] {
+            let p = plan_with(&head("GET", h), &meta(), &i, &ctx());
+            assert!(matches!(build_response(p, fd()), Err(Error::Header(_))), "{h:?}");
+        }
+    }
+}
+
+#[test]
+fn formatted_values_of_any_length() {
+    assert_eq!(hv(format_args!("bytes {}-{}/{}", 0, u64::MAX - 1, u64::MAX)).as_bytes(), format!("bytes 0-{}/{}", u64::MAX - 1, u64::MAX).as_bytes());
+    let long = "b".repeat(200);
+    assert_eq!(hv(format_args!("x={long}")).as_bytes(), format!("x={long}").as_bytes());
+    let b70 = "B".repeat(70);
+    let p = plan_with(&head("GET", &[("Range", "bytes=0-0,100-100")]), &meta(), &info(), &PlanContext { boundary: b70.clone(), ..ctx() });
+    assert_eq!(hdr(&p, "content-type"), Some(format!("multipart/byteranges; boundary={b70}").as_str()));
 }
