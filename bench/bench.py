@@ -96,6 +96,9 @@ def read_knobs():
     K["servers"] = env_list("BENCH_SERVERS", ALL_SERVERS, ALL_SERVERS + EXTRA_SERVERS)
     K["big_mb"] = env_int("BENCH_BIG_MB", 1024)
     K["big_reps"] = env_int("BENCH_BIG_REPS", 1)
+    # Bytes per sendfile call of the limit loop (0 = the whole file in one call, as before
+    # 2026-11-29): 256 KiB, as zh and lighttpd send, is faster on loopback than one huge call.
+    K["limit_chunk"] = env_int("BENCH_LIMIT_CHUNK", 256 << 10, 0)
     K["upload_mb"] = env_int("BENCH_UPLOAD_MB", K["big_mb"])
     # MiB of fresh memory touched and freed right before each upload (0 = off); see prefault().
     K["upload_prefault_mb"] = env_int("BENCH_UPLOAD_PREFAULT_MB", K["upload_mb"] + K["upload_mb"] // 4, 0)
@@ -694,8 +697,11 @@ class Mhd(Server):
 
 class Limit(Server):
     def __init__(self):
+        chunk = K["limit_chunk"]
         super().__init__("limit", "bench/peers/sendfile_limit.c: accept, read the head, one header, "
-                                  "sendfile loop on a blocking socket, close")
+                                  "sendfile loop on a blocking socket ("
+                                  + (f"{chunk:,} bytes per call" if chunk else "the whole file per call")
+                                  + "), close")
         self.bin = None
 
     def check(self):
@@ -706,7 +712,7 @@ class Limit(Server):
         return True
 
     def argv(self, port, raw_prefix):
-        return [self.bin, os.path.join(WWW, "f", big_name(K["big_mb"])), str(port)], None
+        return [self.bin, os.path.join(WWW, "f", big_name(K["big_mb"])), str(port), str(K["limit_chunk"])], None
 
 
 class Floor(Server):
