@@ -61,8 +61,7 @@ impl RequestHead {
 
     // Interior NULs were rejected when parsing, so the fallback is unreachable.
     fn cstr(&self, s: Span) -> &CStr {
-        let start = s.start as usize;
-        CStr::from_bytes_with_nul(&self.arena[start..=start + s.len as usize]).unwrap_or(c"")
+        CStr::from_bytes_with_nul(self.with_nul(s)).unwrap_or(c"")
     }
 
     /// `s` with its NUL: what the C API hands out as a `const char *`. Parsing put a NUL at
