@@ -47,10 +47,10 @@ fn external_loop_mode_creates_no_thread_and_serves_from_step() {
 }
 
 fn external_loop_serves_from_step_with_no_thread_of_its_own() {
+    let before = std::fs::read_dir("/proc/self/task").unwrap().count();
     let engine = Arc::new(hello_engine(0));
     assert!(engine.fd().unwrap() >= 0);
     let port = engine.listen("127.0.0.1:0").unwrap();
-    let before = std::fs::read_dir("/proc/self/task").unwrap().count();
     let done = Arc::new(AtomicBool::new(false));
     let d2 = done.clone();
     let client = std::thread::spawn(move || {
@@ -69,12 +69,51 @@ fn external_loop_serves_from_step_with_no_thread_of_its_own() {
     }
     client.join().unwrap();
     // The client thread is gone again; the engine added none of its own (the disk pool's
-    // threads are started with the engine, before `before` was taken).
+    // threads start with its first job, and every file here is a memory answer).
     assert!(std::fs::read_dir("/proc/self/task").unwrap().count() <= before);
     assert_eq!(engine.stats().requests, 50);
     // A response from another thread wakes the engine fd and goes out on the next step.
     engine.shutdown(Duration::from_millis(100)).unwrap();
     assert!(!engine.step(Duration::ZERO).unwrap_or(false));
+}
+
+/// Whether `fd` is readable right now.
+fn readable_now(fd: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd we own, count 1, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// An answer given by a handler inside `step` goes out before the step returns, so it must not
+/// also wake the engine fd: that would cost the host an eventfd write and an empty step per
+/// response. (Before, every answer in external-loop mode woke the fd.)
+#[test]
+fn answers_given_inside_a_step_leave_the_engine_fd_quiet() {
+    let engine = hello_engine(0);
+    let fd = engine.fd().unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    let mut client = connect(port);
+    client.set_nonblocking(true).unwrap();
+    for i in 0..5 {
+        client.write_all(format!("GET /q{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+        let t = Instant::now();
+        let mut got = Vec::new();
+        let want = format!("hello /q{i}");
+        while !String::from_utf8_lossy(&got).ends_with(&want) {
+            assert!(t.elapsed() < Duration::from_secs(10), "no answer to /q{i}: {:?}", String::from_utf8_lossy(&got));
+            assert!(engine.step(Duration::from_millis(10)).unwrap());
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut client, &mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert!(!readable_now(fd), "the engine fd is readable after answer {i} went out inside a step");
+    }
+    assert_eq!(engine.stats().requests, 5);
 }
 
 #[test]

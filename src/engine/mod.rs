@@ -100,11 +100,6 @@ impl Engine {
             let waker = mio::Waker::new(poll.registry(), WAKER)?;
             external_fd = std::os::fd::AsRawFd::as_raw_fd(&poll);
             let shared = WorkerShared::new(waker, file_cache::FileCache::new(config.file_cache_entries, config.file_cache_valid));
-            if external {
-                // The host's thread runs handlers but also calls in from outside `step`:
-                // every answer wakes the epoll fd so the host knows to step.
-                shared.never_owner();
-            }
             workers.push(WorkerSlot { shared: Arc::new(shared), poll: Some(poll), thread: None });
         }
         let shared = workers.iter().map(|w| w.shared.clone()).collect();
@@ -217,7 +212,11 @@ impl Engine {
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         let Some(worker) = guard.as_mut() else { return Ok(false) };
         *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
-        let going = worker.turn(Some(timeout));
+        let owner = worker.shared().clone();
+        let going = {
+            let _owner = owner.own_while_stepping();
+            worker.turn(Some(timeout))
+        };
         *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if !going {
             let mut worker = guard.take().expect("checked above");

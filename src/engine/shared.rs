@@ -22,6 +22,17 @@ thread_local! {
     static OWNED: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Ends a thread's ownership of a worker at the end of an external-loop step.
+pub(crate) struct StepOwner {
+    before: usize,
+}
+
+impl Drop for StepOwner {
+    fn drop(&mut self) {
+        OWNED.with(|o| o.set(self.before));
+    }
+}
+
 /// Work for a worker, sent from any thread.
 pub(crate) enum Msg {
     Respond { token: usize, conn_id: u64, seq: u64, resp: Response, keep: Option<Keep> },
@@ -50,7 +61,6 @@ struct Queue {
 pub(crate) struct WorkerShared {
     queue: Mutex<Queue>,
     waker: mio::Waker,
-    external: std::sync::atomic::AtomicBool,
     pub(crate) stats: WorkerStats,
     /// Open files for `respond_file_at` (locked by whichever thread answers; normally the
     /// worker's own, so uncontended).
@@ -63,14 +73,8 @@ impl WorkerShared {
             files: Mutex::new(files),
             queue: Mutex::new(Queue { msgs: Vec::new(), dead: false }),
             waker,
-            external: std::sync::atomic::AtomicBool::new(false),
             stats: WorkerStats::default(),
         }
-    }
-
-    /// External-loop mode: no thread counts as the owner, so every answer wakes the loop.
-    pub(crate) fn never_owner(&self) {
-        self.external.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Called by the worker thread itself, once, before its loop.
@@ -78,8 +82,15 @@ impl WorkerShared {
         OWNED.with(|o| o.set(self.addr()));
     }
 
+    /// External-loop mode: the stepping thread owns the worker for the length of one step
+    /// (answers given inside it are drained before the step returns, so they need no wake-up);
+    /// outside a step every answer wakes the host's poll. The guard puts back what was there.
+    pub(crate) fn own_while_stepping(&self) -> StepOwner {
+        StepOwner { before: OWNED.with(|o| o.replace(self.addr())) }
+    }
+
     pub(crate) fn is_owner_thread(&self) -> bool {
-        !self.external.load(std::sync::atomic::Ordering::Acquire) && OWNED.with(Cell::get) == self.addr()
+        OWNED.with(Cell::get) == self.addr()
     }
 
     fn addr(&self) -> usize {
