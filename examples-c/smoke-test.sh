@@ -137,6 +137,22 @@ if start zh_static "$WWW"; then
   stop zh_static TERM
 fi
 
+# ---- zh_static --threads 1: one worker on the main thread (external-loop mode) ------------------
+if start zh_static --threads 1 "$WWW"; then
+  check "--threads 1: GET /hello" "Hello, world!" "$(curl -s --max-time 10 "$URL/hello")"
+  curl -s --max-time 120 -o "$TMP/big.got" "$URL/big.bin"
+  if cmp -s "$TMP/big.got" "$WWW/big.bin"; then ok "--threads 1: big.bin byte-identical"; else bad "--threads 1: big.bin differs"; fi
+  rm -f "$TMP/big.got"
+  check "--threads 1: Range 0-9 → 206" "206 10" "$(curl -s -o /dev/null -r 0-9 --max-time 10 -w '%{http_code} %{size_download}' "$URL/big.bin")"
+  # Every file here is in the page cache, so the disk pool never started: one thread.
+  check "--threads 1: the process has one thread" "1" "$(ls "/proc/$PID/task" | wc -l)"
+  # SIGINT ends the step's wait at once (the handler has no SA_RESTART).
+  t0=$(date +%s%N)
+  stop zh_static INT
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  if ((ms < 1500)); then ok "--threads 1: stopped ${ms} ms after SIGINT"; else bad "--threads 1: took ${ms} ms to stop"; fi
+fi
+
 # ---- zh_echo ----------------------------------------------------------------------------------
 head -c 300000 /dev/urandom >"$TMP/body.bin"
 if start zh_echo; then

@@ -22,7 +22,8 @@
  *   - missing → 404; not a regular file (FIFO, device, socket) → 403;
  *   - Content-Type from the extension (passed in zh_file_info); ETag (inode-size-mtime),
  *     Last-Modified (mtime) and Accept-Ranges: bytes come from zh_respond_file.
- * The handler runs on an engine worker thread and must not block for long: a cache miss costs one
+ * The handler runs on the engine's loop (a worker thread, or the main thread with --threads 1)
+ * and must not block for long: a cache miss costs one
  * openat2 and one fstat there, a hit nothing. */
 #define _GNU_SOURCE
 #include <fcntl.h>
