@@ -59,6 +59,9 @@ pub(crate) struct Worker {
     next_conn_id: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     date: DateCache,
+    /// Wall-clock seconds read once per turn, after the wait, for the `Date` header: one clock
+    /// read per turn rather than one per connection driven (nginx caches its time the same way).
+    unix_secs: u64,
     paths: PathMemory,
     /// Read buffers and `Conn` boxes of connections that went idle, for the next connection
     /// that wakes up: an idle keep-alive connection holds neither, a busy one costs no malloc
@@ -106,6 +109,7 @@ impl Worker {
             next_conn_id: 1,
             timers: BinaryHeap::new(),
             date: DateCache::new(),
+            unix_secs: unix_now(),
             paths,
             spares: Spares::default(),
             heads: bytes::BytesMut::new(),
@@ -144,6 +148,7 @@ impl Worker {
             return e.kind() == io::ErrorKind::Interrupted;
         }
         let now = Instant::now();
+        self.unix_secs = unix_now();
         for event in events.iter() {
             match event.token() {
                 WAKER => {}
@@ -378,8 +383,7 @@ impl Worker {
 
     /// Runs a connection as far as it can go: read, parse, call handlers, write.
     fn drive(&mut self, token: usize, now: Instant) {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let date: [u8; 29] = self.date.get(unix).try_into().unwrap_or([b' '; 29]);
+        let date: [u8; 29] = self.date.get(self.unix_secs).try_into().unwrap_or([b' '; 29]);
         loop {
             let Some(conn) = busy(&mut self.conns, token, &mut self.spares) else { return };
             let mut ctx = worker_ctx!(self, date, now);
@@ -520,7 +524,7 @@ impl Worker {
             *scheduled = None;
             match deadline {
                 Some(d) if d <= now => {
-                    let date = self.date.get(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)).to_vec();
+                    let date = self.date.get(self.unix_secs).to_vec();
                     let Some(conn) = busy(&mut self.conns, token, &mut self.spares) else { continue };
                     let mut ctx = worker_ctx!(self, date, now);
                     if let Next::Close(reason) = conn.on_deadline(&mut ctx) {
@@ -595,4 +599,8 @@ impl Worker {
         // Cached files close with the worker, not whenever the engine handle is freed.
         self.shared.file_cache().clear();
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
