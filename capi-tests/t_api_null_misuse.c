@@ -27,6 +27,9 @@ static void live_handler(void *ud, zh_request *req) {
   zh_engine *engine = *(zh_engine **)ud;
   /* documented: zh_engine_shutdown must not be called from a handler -> ZH_ERR_STATE */
   CHECK_RES(zh_engine_shutdown(engine, 0), ZH_ERR_STATE);
+  /* documented: zh_engine_step from a handler -> ZH_ERR_STATE (threaded mode: always; external
+   * mode: the step running this handler holds the worker, a nested one used to wait forever) */
+  CHECK_RES(zh_engine_step(engine, 0), ZH_ERR_STATE);
   CHECK(zh_request_header(req, NULL) == NULL);
   const char *name = (const char *)0x1, *value = (const char *)0x1;
   size_t n = zh_request_header_count(req);

@@ -763,8 +763,8 @@ zh_result zh_engine_fd(const struct zh_engine *engine, int32_t *fd_out);
 /**
  * External-loop mode: does all ready work (accepts, reads, handlers, writes, timers), waiting
  * for events at most `timeout_ms` (0: never blocks). Starts the engine on first use. Always call
- * it from the same thread (handlers run inside it); never from a handler. `ZH_ERR_CLOSED` once
- * a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
+ * it from the same thread (handlers run inside it); from a handler it returns `ZH_ERR_STATE`.
+ * `ZH_ERR_CLOSED` once a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
  */
 zh_result zh_engine_step(struct zh_engine *engine, uint32_t timeout_ms);
 

@@ -116,6 +116,46 @@ fn answers_given_inside_a_step_leave_the_engine_fd_quiet() {
     assert_eq!(engine.stats().requests, 5);
 }
 
+/// A handler runs inside `step`; calling `step` (or `shutdown`) from it must be refused with a
+/// state error, not wait forever for the worker its own step holds.
+#[test]
+fn step_and_shutdown_from_a_handler_are_refused() {
+    let me: Arc<std::sync::OnceLock<std::sync::Weak<Engine>>> = Arc::new(std::sync::OnceLock::new());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (me2, seen2) = (me.clone(), seen.clone());
+    let engine = Arc::new(
+        Engine::new(
+            Config { threads: 0, ..Config::default() },
+            Arc::new(move |req| {
+                let engine = me2.get().and_then(std::sync::Weak::upgrade).expect("engine set before serving");
+                let step = engine.step(Duration::ZERO).map(|_| ()).map_err(|e| e.to_string());
+                let shut = engine.shutdown(Duration::ZERO).map_err(|e| e.to_string());
+                seen2.lock().unwrap().push(format!("{step:?} {shut:?}"));
+                let mut r = Response::new(200).unwrap();
+                r.add_bytes(b"ok");
+                req.respond(r).unwrap();
+            }),
+        )
+        .unwrap(),
+    );
+    me.set(Arc::downgrade(&engine)).unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    let client = std::thread::spawn(move || get(port, "/").body);
+    let t = Instant::now();
+    while !client.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the handler hung");
+        assert!(engine.step(Duration::from_millis(10)).unwrap());
+    }
+    assert_eq!(client.join().unwrap(), b"ok");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].contains("step cannot be called from a handler"), "{}", seen[0]);
+    assert!(seen[0].contains("shutdown cannot be called from a handler"), "{}", seen[0]);
+    // Outside the handler both work again.
+    assert!(engine.step(Duration::ZERO).unwrap());
+    engine.shutdown(Duration::ZERO).unwrap();
+}
+
 #[test]
 fn answers_from_other_threads_wake_an_external_loop() {
     let engine = Arc::new(

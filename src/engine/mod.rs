@@ -72,8 +72,6 @@ pub struct Engine {
     external: Option<Mutex<Option<Worker>>>,
     /// The epoll fd a host polls in external-loop mode.
     external_fd: i32,
-    /// The thread running a `step`, if any (shutdown from inside it would deadlock).
-    in_step: Mutex<Option<std::thread::ThreadId>>,
     /// Round robin for adopted connections.
     next_adopt: std::sync::atomic::AtomicUsize,
 }
@@ -106,7 +104,6 @@ impl Engine {
         Ok(Engine {
             external: external.then(|| Mutex::new(None)),
             external_fd: if external { external_fd } else { -1 },
-            in_step: Mutex::new(None),
             next_adopt: std::sync::atomic::AtomicUsize::new(0),
             disk: (config.disk_threads > 0).then(|| Arc::new(disk::DiskPool::new(config.disk_threads))),
             config: Arc::new(config),
@@ -203,6 +200,11 @@ impl Engine {
         let Some(ext) = &self.external else {
             return Err(Error::State("step is for external-loop mode (threads = 0)"));
         };
+        // From a handler the worker is already borrowed by the step that runs it: refuse
+        // rather than wait for ourselves.
+        if self.on_worker_thread() {
+            return Err(Error::State("step cannot be called from a handler"));
+        }
         if let Err(e) = self.start() {
             if self.lock().lifecycle == Lifecycle::Stopped {
                 return Ok(false);
@@ -211,13 +213,11 @@ impl Engine {
         }
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         let Some(worker) = guard.as_mut() else { return Ok(false) };
-        *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
         let owner = worker.shared().clone();
         let going = {
             let _owner = owner.own_while_stepping();
             worker.turn(Some(timeout))
         };
-        *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if !going {
             let mut worker = guard.take().expect("checked above");
             worker.finish();
@@ -326,8 +326,8 @@ impl Engine {
     /// Stops accepting, closes idle connections, lets in-flight responses finish for up to
     /// `grace`, then closes everything and waits for the workers to exit.
     pub fn shutdown(&self, grace: Duration) -> Result<(), Error> {
-        let stepping_here = *self.in_step.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id());
-        if self.on_worker_thread() || stepping_here {
+        // A worker thread, or the thread inside an external-loop step: both run handlers.
+        if self.on_worker_thread() {
             return Err(Error::State("shutdown cannot be called from a handler"));
         }
         if let Some(ext) = &self.external {

@@ -185,8 +185,8 @@ pub extern "C" fn zh_engine_fd(engine: *const zh_engine, fd_out: *mut i32) -> zh
 
 /// External-loop mode: does all ready work (accepts, reads, handlers, writes, timers), waiting
 /// for events at most `timeout_ms` (0: never blocks). Starts the engine on first use. Always call
-/// it from the same thread (handlers run inside it); never from a handler. `ZH_ERR_CLOSED` once
-/// a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
+/// it from the same thread (handlers run inside it); from a handler it returns `ZH_ERR_STATE`.
+/// `ZH_ERR_CLOSED` once a shutdown has completed; `ZH_ERR_STATE` in threaded mode.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_engine_step(engine: *mut zh_engine, timeout_ms: u32) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
