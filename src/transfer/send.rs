@@ -185,8 +185,9 @@ pub enum Sent {
     Cold { fd: RawFd, offset: u64, len: u64 },
     /// The disk pool is already reading the range at the front in: send again when it is done.
     DiskBusy,
-    /// `budget` bytes went out and the socket would take more: let other connections have a
-    /// turn first (the socket stays writable, so no event will come: the caller re-queues).
+    /// At least `budget` bytes went out (less than one call more) and the socket would take
+    /// more: let other connections have a turn first (the socket stays writable, so no event
+    /// will come: the caller re-queues).
     Budget,
 }
 
@@ -283,7 +284,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 if paths.probe_cold {
                     ask_read_ahead(&mut conn.reading, &mut conn.prefetch, &conn.pooled, r);
                 }
-                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, budget.saturating_sub(total).max(1)) {
+                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }) {
                     Err(StepError::Refused) => {
                         paths.sendfile_refused = true;
                         bump(&stats.fallbacks, 1);
@@ -499,21 +500,24 @@ fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: 
     }
 }
 
-/// Bytes to ask of one `sendfile` for a region of `len` bytes: at most [`SENDFILE_CALL_MAX`],
-/// `limit` (the part known to be cached) and `max` (what is left of the connection's turn: a
-/// loopback socket takes megabytes per call, time other connections on this worker would wait).
-fn sendfile_count(len: u64, limit: u64, max: u64) -> usize {
-    len.min(SENDFILE_CALL_MAX).min(limit).min(max) as usize
+/// Bytes to ask of one `sendfile` for a region of `len` bytes: at most [`SENDFILE_CALL_MAX`]
+/// (a loopback socket takes megabytes per call, time other connections on this worker would
+/// wait) and `limit` (the part known to be cached). Not cut to what is left of the turn's
+/// budget: that left a few hundred bytes of every 1 MiB response (the head's share of the
+/// budget) for a `sendfile` of their own one whole turn later; the budget is checked between
+/// calls, so a turn passes it by less than one call.
+fn sendfile_count(len: u64, limit: u64) -> usize {
+    len.min(SENDFILE_CALL_MAX).min(limit) as usize
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, max: u64) -> Result<u64, StepError> {
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
         Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
         None => u64::MAX,
     };
-    let count = sendfile_count(region.len, limit, max);
+    let count = sendfile_count(region.len, limit);
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -618,7 +622,7 @@ mod tests {
         loop {
             // A small budget: every test that sends through here also crosses turn limits.
             let r = send_chain(fd, chain, stats, paths, &mut pipe, 64 * 1024);
-            assert!(r.bytes <= 64 * 1024 + 16 * 1024, "a turn stays near its budget: {}", r.bytes);
+            assert!(r.bytes < 64 * 1024 + SENDFILE_CALL_MAX, "a turn passes its budget by less than one call: {}", r.bytes);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
@@ -684,10 +688,41 @@ mod tests {
     #[test]
     fn one_sendfile_call_moves_at_most_256_kib() {
         let gib = 1u64 << 30;
-        assert_eq!(sendfile_count(gib, u64::MAX, u64::MAX), 256 << 10);
-        assert_eq!(sendfile_count(gib, u64::MAX, 1000), 1000, "the turn's rest");
-        assert_eq!(sendfile_count(gib, 5000, u64::MAX), 5000, "the cached part");
-        assert_eq!(sendfile_count(300, u64::MAX, u64::MAX), 300, "the region");
+        assert_eq!(sendfile_count(gib, u64::MAX), 256 << 10);
+        assert_eq!(sendfile_count(gib, 5000), 5000, "the cached part");
+        assert_eq!(sendfile_count(300, u64::MAX), 300, "the region");
+    }
+
+    /// The turn's budget ends a turn between calls; it does not shorten a call. Cutting the
+    /// call to the budget's rest left the head's share of every response for a tiny
+    /// `sendfile` one turn later.
+    #[test]
+    fn a_turn_budget_does_not_cut_a_file_call_short() {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = drain(peer);
+        let (file, data) = temp_file(100_000);
+        let mut chain = VecDeque::new();
+        chain.push_back(Chunk::Memory(Bytes::from_static(&[b'h'; 229])));
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Owned(OwnedFd::from(file)), offset: 0, len: 100_000 }));
+        let stats = WorkerStats::default();
+        let mut paths = PathMemory::default();
+        let mut conn = ConnPaths::default();
+        let first = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
+        assert!(first.bytes > 1000, "the file call was cut to the budget's rest: {} bytes", first.bytes);
+        let mut total = first.bytes;
+        while !chain.is_empty() {
+            let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
+            total += r.bytes;
+            if matches!(r.outcome, Ok(Sent::Blocked)) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        drop(ours);
+        let got = reader.join().unwrap();
+        assert_eq!(total, 100_229);
+        assert_eq!(&got[..229], &[b'h'; 229][..]);
+        assert_eq!(&got[229..], &data[..]);
     }
 
     #[test]
