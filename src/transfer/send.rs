@@ -39,6 +39,8 @@ const MAX_IOV: usize = 64;
 /// the queue drains in bursts.) lighttpd sends 256 KiB per call too. The kernel caps a call at
 /// 0x7ffff000 bytes.
 const SENDFILE_CALL_MAX: u64 = 256 << 10;
+/// A file rest this small goes with the call before it (see [`sendfile_count`]).
+const SENDFILE_TAIL_MAX: u64 = 64 << 10;
 /// Size of the copy-fallback buffer.
 const COPY_BUF: usize = 64 * 1024;
 
@@ -284,7 +286,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 if paths.probe_cold {
                     ask_read_ahead(&mut conn.reading, &mut conn.prefetch, &conn.pooled, r);
                 }
-                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }) {
+                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, total) {
                     Err(StepError::Refused) => {
                         paths.sendfile_refused = true;
                         bump(&stats.fallbacks, 1);
@@ -500,24 +502,32 @@ fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: 
     }
 }
 
-/// Bytes to ask of one `sendfile` for a region of `len` bytes: at most [`SENDFILE_CALL_MAX`]
-/// (a loopback socket takes megabytes per call, time other connections on this worker would
-/// wait) and `limit` (the part known to be cached). Not cut to what is left of the turn's
-/// budget: that left a few hundred bytes of every 1 MiB response (the head's share of the
-/// budget) for a `sendfile` of their own one whole turn later; the budget is checked between
-/// calls, so a turn passes it by less than one call.
-fn sendfile_count(len: u64, limit: u64) -> usize {
-    len.min(SENDFILE_CALL_MAX).min(limit) as usize
+/// Bytes to ask of one `sendfile` for a region of `len` bytes, `turn_sent` bytes into the
+/// connection's turn:
+/// - at most up to the next multiple of [`SENDFILE_CALL_MAX`] in the turn (a loopback socket
+///   takes megabytes per call, time other connections on this worker would wait). The first
+///   call after a head is shortened by the head's length, so the calls after it start on
+///   256 KiB boundaries of the stream and the turn ends exactly at its budget: with the calls
+///   229 bytes off those boundaries a 1 GiB download measured 2.7 against 3.3 GB/s (median
+///   of 8 alternations) at 0.37 against 0.30 s of server CPU per GiB;
+/// - the whole rest when no more than [`SENDFILE_TAIL_MAX`] would be left, instead of a tiny
+///   call of its own (a 1 MiB file after a 229-byte head left 229 bytes for a fifth call,
+///   which the turn's budget then put off by a whole turn);
+/// - at most `limit`, the part known to be in the page cache.
+fn sendfile_count(len: u64, limit: u64, turn_sent: u64) -> usize {
+    let room = SENDFILE_CALL_MAX - turn_sent % SENDFILE_CALL_MAX;
+    let count = if len.saturating_sub(room) <= SENDFILE_TAIL_MAX { len } else { room };
+    count.min(limit) as usize
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range) -> Result<u64, StepError> {
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, turn_sent: u64) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
         Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
         None => u64::MAX,
     };
-    let count = sendfile_count(region.len, limit);
+    let count = sendfile_count(region.len, limit, turn_sent);
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -622,7 +632,7 @@ mod tests {
         loop {
             // A small budget: every test that sends through here also crosses turn limits.
             let r = send_chain(fd, chain, stats, paths, &mut pipe, 64 * 1024);
-            assert!(r.bytes < 64 * 1024 + SENDFILE_CALL_MAX, "a turn passes its budget by less than one call: {}", r.bytes);
+            assert!(r.bytes < 64 * 1024 + SENDFILE_CALL_MAX + SENDFILE_TAIL_MAX, "a turn passes its budget by less than one call: {}", r.bytes);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
@@ -688,9 +698,19 @@ mod tests {
     #[test]
     fn one_sendfile_call_moves_at_most_256_kib() {
         let gib = 1u64 << 30;
-        assert_eq!(sendfile_count(gib, u64::MAX), 256 << 10);
-        assert_eq!(sendfile_count(gib, 5000), 5000, "the cached part");
-        assert_eq!(sendfile_count(300, u64::MAX), 300, "the region");
+        let call = 256 << 10;
+        assert_eq!(sendfile_count(gib, u64::MAX, 0), call);
+        assert_eq!(sendfile_count(gib, 5000, 0), 5000, "the cached part");
+        assert_eq!(sendfile_count(300, u64::MAX, 0), 300, "the region");
+        // After a 229-byte head the first call ends on the stream's next 256 KiB boundary…
+        assert_eq!(sendfile_count(gib, u64::MAX, 229), call - 229);
+        assert_eq!(sendfile_count(gib, u64::MAX, call as u64), call);
+        // …and a 1 MiB file's last call takes the head's worth of rest along.
+        let mib = 1u64 << 20;
+        let last = mib - (call as u64 - 229) - 2 * call as u64;
+        assert_eq!(sendfile_count(last, u64::MAX, 229 + mib - last), last as usize);
+        assert_eq!(sendfile_count(call as u64 + (64 << 10), u64::MAX, 0), call + (64 << 10), "a rest up to 64 KiB");
+        assert_eq!(sendfile_count(call as u64 + (64 << 10) + 1, u64::MAX, 0), call, "a larger rest is a call of its own");
     }
 
     /// The turn's budget ends a turn between calls; it does not shorten a call. Cutting the
