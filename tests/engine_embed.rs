@@ -156,6 +156,78 @@ fn step_and_shutdown_from_a_handler_are_refused() {
     engine.shutdown(Duration::ZERO).unwrap();
 }
 
+/// Body callbacks still run while an external-loop engine shuts down gracefully, inside
+/// `shutdown`'s own turns; a nested `step` or `shutdown` from them must be refused as from a
+/// handler, not wait forever for the worker `shutdown` holds.
+#[test]
+fn callbacks_inside_an_external_shutdown_are_refused_a_nested_step() {
+    use std::sync::{Mutex, OnceLock, Weak};
+    use zerohttp::engine::{HeadHandler, ReadFlow, Request};
+    let me: Arc<OnceLock<Weak<Engine>>> = Arc::new(OnceLock::new());
+    let shutting = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (me2, shutting2, seen2) = (me.clone(), shutting.clone(), seen.clone());
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        let req = Arc::new(req);
+        let (me, shutting, seen) = (me2.clone(), shutting2.clone(), seen2.clone());
+        let on_data = Box::new(move |_: &[u8]| {
+            if shutting.load(Ordering::SeqCst) {
+                let engine = me.get().and_then(Weak::upgrade).expect("the engine outlives its callbacks");
+                let step = engine.step(Duration::ZERO).map(|_| ()).map_err(|e| e.to_string());
+                let shut = engine.shutdown(Duration::ZERO).map_err(|e| e.to_string());
+                seen.lock().unwrap().push(format!("{step:?} {shut:?}"));
+            }
+            ReadFlow::More
+        });
+        let r_end = req.clone();
+        let on_end = Box::new(move |n: u64, _err: Option<std::io::Error>| {
+            let mut r = Response::new(200).unwrap();
+            r.add_bytes(n.to_string().as_bytes());
+            let _ = r_end.respond_ref(r, None);
+        });
+        req.body_read(on_data, on_end).unwrap();
+        None
+    });
+    let engine = Arc::new(
+        Engine::with_head_handler(Config { threads: 0, ..Config::default() }, Arc::new(|req: Request| req.respond(Response::plain(500)).unwrap()), Some(head))
+            .unwrap(),
+    );
+    me.set(Arc::downgrade(&engine)).unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    let mut client = connect(port);
+    client.write_all(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nfirst").unwrap();
+    // Step until the first part of the body has been delivered.
+    let t = Instant::now();
+    while engine.stats().requests == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the head never arrived");
+        assert!(engine.step(Duration::from_millis(10)).unwrap());
+    }
+    for _ in 0..5 {
+        engine.step(Duration::from_millis(10)).unwrap();
+    }
+    // The rest of the body arrives while `shutdown` drives the loop itself.
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        client.write_all(b"-rest").unwrap();
+        let mut buf = Vec::new();
+        read_response(&mut client, &mut buf, false).unwrap().body
+    });
+    shutting.store(true, Ordering::SeqCst);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let e2 = engine.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(e2.shutdown(Duration::from_secs(5)));
+    });
+    let shut = done_rx.recv_timeout(Duration::from_secs(20)).expect("shutdown hung: a callback's nested step waited for the worker");
+    shut.unwrap();
+    assert_eq!(sender.join().unwrap(), b"10");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "no body callback ran during the shutdown");
+    for s in seen.iter() {
+        assert!(s.contains("step cannot be called from a handler") && s.contains("shutdown cannot be called from a handler"), "{s}");
+    }
+}
+
 #[test]
 fn answers_from_other_threads_wake_an_external_loop() {
     let engine = Arc::new(

@@ -398,6 +398,10 @@ impl Engine {
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mut worker) = guard.take() {
             let _ = worker.shared().send(Msg::Shutdown { grace });
+            // Handlers still run in these turns: as inside a step, they must be refused a
+            // nested step or shutdown (the worker's lock is held right here).
+            let owner = worker.shared().clone();
+            let _owner = owner.own_while_stepping();
             while worker.turn(Some(Duration::from_millis(10))) {}
             worker.finish();
         }
