@@ -663,7 +663,9 @@ zh_result zh_config_set_head_handler(struct zh_config *cfg,
  * Sets the number of helper threads that read cold file ranges into the page cache, so that
  * worker threads never wait for the disk (default 2, at most 64). Before each `sendfile`
  * window the engine asks the kernel (`cachestat`) whether the range is cached; a cold range is
- * read in on a helper thread while the worker serves other connections. 0 turns this off.
+ * read in on a helper thread while the worker serves other connections. The threads start
+ * with the first cold range, so an engine whose files stay cached never has them. 0 turns
+ * this off.
  */
 zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
 
