@@ -39,8 +39,9 @@ const MAX_IOV: usize = 64;
 /// the queue drains in bursts.) lighttpd sends 256 KiB per call too. The kernel caps a call at
 /// 0x7ffff000 bytes.
 const SENDFILE_CALL_MAX: u64 = 256 << 10;
-/// A file rest this small goes with the call before it (see [`sendfile_count`]).
-const SENDFILE_TAIL_MAX: u64 = 64 << 10;
+/// A file rest this small goes with the call before it (see [`sendfile_count`]); room for a
+/// response head's worth of bytes, which is what such a rest usually is.
+const SENDFILE_TAIL_MAX: u64 = 16 << 10;
 /// Size of the copy-fallback buffer.
 const COPY_BUF: usize = 64 * 1024;
 
@@ -187,9 +188,9 @@ pub enum Sent {
     Cold { fd: RawFd, offset: u64, len: u64 },
     /// The disk pool is already reading the range at the front in: send again when it is done.
     DiskBusy,
-    /// At least `budget` bytes went out (less than one call more) and the socket would take
-    /// more: let other connections have a turn first (the socket stays writable, so no event
-    /// will come: the caller re-queues).
+    /// `budget` bytes went out (a file call may add a rest of at most 16 KiB) and the socket
+    /// would take more: let other connections have a turn first (the socket stays writable,
+    /// so no event will come: the caller re-queues).
     Budget,
 }
 
@@ -286,7 +287,7 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 if paths.probe_cold {
                     ask_read_ahead(&mut conn.reading, &mut conn.prefetch, &conn.pooled, r);
                 }
-                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, total) {
+                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, total, budget) {
                     Err(StepError::Refused) => {
                         paths.sendfile_refused = true;
                         bump(&stats.fallbacks, 1);
@@ -502,32 +503,32 @@ fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: 
     }
 }
 
-/// Bytes to ask of one `sendfile` for a region of `len` bytes, `turn_sent` bytes into the
-/// connection's turn:
-/// - at most up to the next multiple of [`SENDFILE_CALL_MAX`] in the turn (a loopback socket
-///   takes megabytes per call, time other connections on this worker would wait). The first
-///   call after a head is shortened by the head's length, so the calls after it start on
-///   256 KiB boundaries of the stream and the turn ends exactly at its budget: with the calls
-///   229 bytes off those boundaries a 1 GiB download measured 2.7 against 3.3 GB/s (median
-///   of 8 alternations) at 0.37 against 0.30 s of server CPU per GiB;
+/// Bytes to ask of one `sendfile` for a region of `len` bytes, `turn_sent` of the turn's
+/// `budget` bytes already out:
+/// - at most to the next multiple of [`SENDFILE_CALL_MAX`] in the turn (a loopback socket takes
+///   megabytes per call, time other connections on this worker would wait) and at most the
+///   budget's rest. The first call after a head is so shortened by the head's length, and the
+///   calls after it start on 256 KiB boundaries of the stream: with the calls 229 bytes off
+///   those boundaries a 1 GiB download measured 2.7 against 3.3 GB/s (median of 8
+///   alternations) at 0.37 against 0.30 s of server CPU per GiB;
 /// - the whole rest when no more than [`SENDFILE_TAIL_MAX`] would be left, instead of a tiny
-///   call of its own (a 1 MiB file after a 229-byte head left 229 bytes for a fifth call,
-///   which the turn's budget then put off by a whole turn);
+///   call of its own a whole turn later (a 1 MiB file after a 229-byte head left its last 229
+///   bytes so); a turn passes its budget by that much at most;
 /// - at most `limit`, the part known to be in the page cache.
-fn sendfile_count(len: u64, limit: u64, turn_sent: u64) -> usize {
-    let room = SENDFILE_CALL_MAX - turn_sent % SENDFILE_CALL_MAX;
+fn sendfile_count(len: u64, limit: u64, turn_sent: u64, budget: u64) -> usize {
+    let room = (SENDFILE_CALL_MAX - turn_sent % SENDFILE_CALL_MAX).min(budget.saturating_sub(turn_sent).max(1));
     let count = if len.saturating_sub(room) <= SENDFILE_TAIL_MAX { len } else { room };
     count.min(limit) as usize
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, turn_sent: u64) -> Result<u64, StepError> {
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, turn_sent: u64, budget: u64) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
         Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
         None => u64::MAX,
     };
-    let count = sendfile_count(region.len, limit, turn_sent);
+    let count = sendfile_count(region.len, limit, turn_sent, budget);
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -632,7 +633,7 @@ mod tests {
         loop {
             // A small budget: every test that sends through here also crosses turn limits.
             let r = send_chain(fd, chain, stats, paths, &mut pipe, 64 * 1024);
-            assert!(r.bytes < 64 * 1024 + SENDFILE_CALL_MAX + SENDFILE_TAIL_MAX, "a turn passes its budget by less than one call: {}", r.bytes);
+            assert!(r.bytes <= 64 * 1024 + 16 * 1024, "a turn stays near its budget: {}", r.bytes);
             total += r.bytes;
             match r.outcome {
                 Ok(Sent::All) => return Ok(total),
@@ -698,51 +699,54 @@ mod tests {
     #[test]
     fn one_sendfile_call_moves_at_most_256_kib() {
         let gib = 1u64 << 30;
-        let call = 256 << 10;
-        assert_eq!(sendfile_count(gib, u64::MAX, 0), call);
-        assert_eq!(sendfile_count(gib, 5000, 0), 5000, "the cached part");
-        assert_eq!(sendfile_count(300, u64::MAX, 0), 300, "the region");
+        let (call, turn) = (256usize << 10, 1u64 << 20);
+        assert_eq!(sendfile_count(gib, u64::MAX, 0, turn), call);
+        assert_eq!(sendfile_count(gib, 5000, 0, turn), 5000, "the cached part");
+        assert_eq!(sendfile_count(300, u64::MAX, 0, turn), 300, "the region");
+        assert_eq!(sendfile_count(gib, u64::MAX, turn - 1000, turn), 1000, "the turn's rest");
         // After a 229-byte head the first call ends on the stream's next 256 KiB boundary…
-        assert_eq!(sendfile_count(gib, u64::MAX, 229), call - 229);
-        assert_eq!(sendfile_count(gib, u64::MAX, call as u64), call);
+        assert_eq!(sendfile_count(gib, u64::MAX, 229, turn), call - 229);
+        assert_eq!(sendfile_count(gib, u64::MAX, call as u64, turn), call);
         // …and a 1 MiB file's last call takes the head's worth of rest along.
-        let mib = 1u64 << 20;
-        let last = mib - (call as u64 - 229) - 2 * call as u64;
-        assert_eq!(sendfile_count(last, u64::MAX, 229 + mib - last), last as usize);
-        assert_eq!(sendfile_count(call as u64 + (64 << 10), u64::MAX, 0), call + (64 << 10), "a rest up to 64 KiB");
-        assert_eq!(sendfile_count(call as u64 + (64 << 10) + 1, u64::MAX, 0), call, "a larger rest is a call of its own");
+        let last = turn - (call as u64 - 229) - 2 * call as u64;
+        assert_eq!(sendfile_count(last, u64::MAX, 229 + turn - last, turn), last as usize);
+        assert_eq!(sendfile_count(call as u64 + (16 << 10), u64::MAX, 0, turn), call + (16 << 10), "a rest up to 16 KiB");
+        assert_eq!(sendfile_count(call as u64 + (16 << 10) + 1, u64::MAX, 0, turn), call, "a larger rest is a call of its own");
     }
 
-    /// The turn's budget ends a turn between calls; it does not shorten a call. Cutting the
-    /// call to the budget's rest left the head's share of every response for a tiny
-    /// `sendfile` one turn later.
+    /// A file rest smaller than a head goes out in the same turn as the rest of its response,
+    /// even past the budget; a larger one waits for the next turn. Before, the budget cut left
+    /// the head's share of every 1 MiB response for a tiny `sendfile` one turn later.
     #[test]
-    fn a_turn_budget_does_not_cut_a_file_call_short() {
+    fn a_small_rest_goes_with_its_turn_and_a_large_one_waits() {
         let (ours, peer) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         let reader = drain(peer);
-        let (file, data) = temp_file(100_000);
-        let mut chain = VecDeque::new();
-        chain.push_back(Chunk::Memory(Bytes::from_static(&[b'h'; 229])));
-        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Owned(OwnedFd::from(file)), offset: 0, len: 100_000 }));
+        let (file, data) = temp_file(5771 + 20_000);
         let stats = WorkerStats::default();
         let mut paths = PathMemory::default();
         let mut conn = ConnPaths::default();
-        let first = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
-        assert!(first.bytes > 1000, "the file call was cut to the budget's rest: {} bytes", first.bytes);
-        let mut total = first.bytes;
-        while !chain.is_empty() {
-            let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
-            total += r.bytes;
-            if matches!(r.outcome, Ok(Sent::Blocked)) {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
+        let head = |chain: &mut VecDeque<Chunk>| chain.push_back(Chunk::Memory(Bytes::from_static(&[b'h'; 229])));
+        let mut chain = VecDeque::new();
+        head(&mut chain);
+        let file = std::sync::Arc::new(OwnedFd::from(file));
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Shared(file.clone()), offset: 0, len: 5771 }));
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
+        assert!(matches!(r.outcome, Ok(Sent::All)), "{:?}", r.outcome);
+        assert_eq!(r.bytes, 6000, "the 5,000-byte rest past the budget went with its turn");
+        head(&mut chain);
+        chain.push_back(Chunk::File(FileRegion { fd: FileFd::Shared(file), offset: 5771, len: 20_000 }));
+        let r = send_chain(ours.as_raw_fd(), &mut chain, &stats, &mut paths, &mut conn, 1000);
+        assert!(matches!(r.outcome, Ok(Sent::Budget)), "{:?}", r.outcome);
+        assert_eq!(r.bytes, 1000, "a 19,229-byte rest waits for the next turn");
+        let n = run_to_end(ours.as_raw_fd(), &mut chain, &stats, &mut paths).unwrap();
+        assert_eq!(n, 19_229);
         drop(ours);
         let got = reader.join().unwrap();
-        assert_eq!(total, 100_229);
         assert_eq!(&got[..229], &[b'h'; 229][..]);
-        assert_eq!(&got[229..], &data[..]);
+        assert_eq!(&got[229..6000], &data[..5771]);
+        assert_eq!(&got[6000..6229], &[b'h'; 229][..]);
+        assert_eq!(&got[6229..], &data[5771..]);
     }
 
     #[test]
