@@ -220,8 +220,6 @@ static inline void zh_ex_access_log_close(zh_ex_access_log *log) {
 /* Optional hook to adjust the config (limits, timeouts) before the engine is created. */
 typedef zh_result (*zh_ex_configure_fn)(zh_config *cfg);
 
-/* Creates the engine, listens, starts it, prints the ready line, waits for SIGINT/SIGTERM,
- * then shuts down. `configure` may be NULL. Returns the process exit status. */
 /* Blocks until SIGINT or SIGTERM (both blocked by the caller) arrives. */
 static inline void zh_ex_wait_for_signal(void) {
   sigset_t wait_set;
@@ -282,6 +280,9 @@ static inline int zh_ex_step_until_signal(zh_engine *engine) {
   return 0;
 }
 
+/* Creates the engine, listens, starts it, prints the ready line, waits for SIGINT/SIGTERM
+ * (stepping the engine itself with --threads 1), then shuts down. `configure` may be NULL.
+ * Returns the process exit status. */
 static inline int zh_ex_serve(const zh_ex_opts *opts, zh_handler_fn handler, void *userdata,
                               zh_ex_configure_fn configure) {
   /* Block the signals before any engine thread exists: threads inherit the mask, so

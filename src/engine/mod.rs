@@ -213,9 +213,8 @@ impl Engine {
         }
         let mut guard = ext.lock().unwrap_or_else(|e| e.into_inner());
         let Some(worker) = guard.as_mut() else { return Ok(false) };
-        let owner = worker.shared().clone();
         let going = {
-            let _owner = owner.own_while_stepping();
+            let _owner = worker.shared().own_while_stepping();
             worker.turn(Some(timeout))
         };
         if !going {
@@ -400,8 +399,7 @@ impl Engine {
             let _ = worker.shared().send(Msg::Shutdown { grace });
             // Handlers still run in these turns: as inside a step, they must be refused a
             // nested step or shutdown (the worker's lock is held right here).
-            let owner = worker.shared().clone();
-            let _owner = owner.own_while_stepping();
+            let _owner = worker.shared().own_while_stepping();
             while worker.turn(Some(Duration::from_millis(10))) {}
             worker.finish();
         }
