@@ -42,10 +42,12 @@ HELLO = b"Hello, world!"
 
 ALL_SCENARIOS = ["small", "64k", "1m", "big", "limit", "idle", "upload", "cold", "syscalls"]
 ALL_SERVERS = ["zh1", "zh2", "nginx1", "nginx2", "lighttpd", "h2o", "mhd"]
-# Not in the default set: zh_static with its open-file cache off (the cache's before/after), and
-# the two floors (bench/peers/floor.c: the least a keep-alive server can do per request, for
-# small and 64k; floor-uring answers /hello only).
-EXTRA_SERVERS = ["zh1-nocache", "floor-epoll", "floor-uring"]
+# Not in the default set: zh_static with its open-file cache off (the cache's before/after),
+# zh_static whose listener uses `reno` instead of the system's congestion control (what
+# zh_config_set_tcp_congestion buys where the system's paces, as `bbr` does), and the two floors
+# (bench/peers/floor.c: the least a keep-alive server can do per request, for small and 64k;
+# floor-uring answers /hello only).
+EXTRA_SERVERS = ["zh1-nocache", "zh1-reno", "floor-epoll", "floor-uring"]
 FLOOR_SCENARIOS = {"floor-epoll": ("small", "64k", "syscalls"), "floor-uring": ("small",)}
 SINGLE_WORKER = ["zh1", "nginx1", "lighttpd", "h2o", "mhd"]  # the cold scenario's servers
 REFERENCE = "nginx1"
@@ -767,6 +769,7 @@ ZH_SNAPSHOT_ERROR = None
 
 def make_servers():
     return {"zh1": Zh("zh1", 1), "zh2": Zh("zh2", 2), "zh1-nocache": Zh("zh1-nocache", 1, ["--file-cache", "0"]),
+            "zh1-reno": Zh("zh1-reno", 1, ["--congestion", "reno"]),
             "nginx1": Nginx("nginx1", 1),
             "nginx2": Nginx("nginx2", 2), "lighttpd": Lighttpd(), "h2o": H2o(), "mhd": Mhd(),
             "limit": Limit(), "floor-epoll": Floor("epoll"), "floor-uring": Floor("uring"),
@@ -1197,8 +1200,15 @@ def machine():
         nofile = " ".join(str(x) for x in __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE))
     except (ImportError, OSError):
         nofile = "?"
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            congestion = f.read().strip()
+        with open("/proc/sys/net/core/default_qdisc") as f:
+            congestion += f", qdisc {f.read().strip()}"
+    except OSError:
+        congestion = "?"
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem": mem, "kernel": os.uname().release, "distro": distro,
-            "ulimit_nofile": nofile}
+            "ulimit_nofile": nofile, "tcp_congestion": congestion}
 
 
 def main():

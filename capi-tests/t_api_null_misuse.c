@@ -4,6 +4,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,6 +117,7 @@ static void check_config(void) {
   CHECK_RES(zh_config_set_timeouts(NULL, 0, 0, 0), ZH_ERR_NULL);
   CHECK_RES(zh_config_set_max_connections(NULL, 10), ZH_ERR_NULL);
   CHECK_RES(zh_config_set_small_file_read_max(NULL, 4096), ZH_ERR_NULL);
+  CHECK_RES(zh_config_set_tcp_congestion(NULL, "reno"), ZH_ERR_NULL);
 
   zh_config *cfg = sentinel;
   CHECK_OK(zh_config_new(&cfg));
@@ -131,7 +135,45 @@ static void check_config(void) {
   CHECK_OK(zh_config_set_small_file_read_max(cfg, 0));
   CHECK_OK(zh_config_set_small_file_read_max(cfg, 1 << 20));
   CHECK_RES(zh_config_set_small_file_read_max(cfg, (1 << 20) + 1), ZH_ERR_INVALID); /* at most 1 MiB */
+  CHECK_RES(zh_config_set_tcp_congestion(cfg, ""), ZH_ERR_INVALID);
+  CHECK_RES(zh_config_set_tcp_congestion(cfg, "has space"), ZH_ERR_INVALID);
+  CHECK_RES(zh_config_set_tcp_congestion(cfg, "sixteen-chars-xx"), ZH_ERR_INVALID);
+  CHECK_RES(zh_config_set_tcp_congestion(cfg, "no-such-cc"), ZH_ERR_UNSUPPORTED); /* kernel: ENOENT */
+  CHECK_OK(zh_config_set_tcp_congestion(cfg, "reno")); /* the one every process may choose */
+  CHECK_OK(zh_config_set_tcp_congestion(cfg, NULL));   /* back to the system default */
   zh_config_free(cfg);
+}
+
+/* A listener handed to an engine configured with "reno" comes out using reno (accepted
+ * connections inherit it from the listener). */
+static void check_tcp_congestion(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+  CHECK(listen(fd, 16) == 0);
+  int ours = dup(fd);
+  CHECK(ours >= 0);
+
+  zh_config *cfg = NULL;
+  CHECK_OK(zh_config_new(&cfg));
+  CHECK_OK(zh_config_set_threads(cfg, 1));
+  CHECK_OK(zh_config_set_tcp_congestion(cfg, "reno"));
+  CHECK_RES(zh_config_set_tcp_congestion(cfg, "no-such-cc"), ZH_ERR_UNSUPPORTED); /* keeps "reno" */
+  zh_engine *engine = NULL;
+  CHECK_OK(zh_engine_new(cfg, dummy_handler, NULL, &engine));
+  zh_config_free(cfg);
+  CHECK_OK(zh_engine_listen_fd(engine, fd));
+  char after[16] = {0};
+  socklen_t len = sizeof after;
+  CHECK(getsockopt(ours, IPPROTO_TCP, TCP_CONGESTION, after, &len) == 0);
+  CHECK(strcmp(after, "reno") == 0);
+  CHECK_OK(zh_engine_shutdown(engine, 0));
+  zh_engine_free(engine);
+  close(ours);
 }
 
 static void check_engine(void) {
@@ -368,6 +410,7 @@ int main(void) {
   check_version();
   check_result_str();
   check_config();
+  check_tcp_congestion();
   check_engine();
   check_response();
   check_request_accessors_null();

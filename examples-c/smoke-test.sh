@@ -153,6 +153,27 @@ if start zh_static --threads 1 "$WWW"; then
   if ((ms < 1500)); then ok "--threads 1: stopped ${ms} ms after SIGINT"; else bad "--threads 1: took ${ms} ms to stop"; fi
 fi
 
+# ---- zh_static --congestion: the listener's congestion control reaches each connection --------
+if start zh_static --threads 1 --congestion reno "$WWW"; then
+  check "--congestion reno: GET /hello" "Hello, world!" "$(curl -s --max-time 10 "$URL/hello")"
+  if command -v ss >/dev/null; then
+    port=${URL##*:}
+    # A connection held open (keep-alive, then a pause) so ss can see the server's end of it.
+    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    printf 'GET /hello HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+    sleep 0.2
+    cc=$(ss -tinH state established "( sport = :$port )" | grep -ow -m1 -e reno -e cubic -e bbr)
+    exec 3<&- 3>&-
+    check "--congestion reno: the accepted connection uses reno" "reno" "$cc"
+  else
+    bad "ss (iproute2) missing: cannot see the connection's congestion control"
+  fi
+  stop zh_static INT
+fi
+timeout -k 2 5 "$BIN/zh_static" --threads 1 --listen 127.0.0.1:0 --congestion no-such-cc "$WWW" >"$TMP/cc.out" 2>"$TMP/cc.err"
+check "--congestion no-such-cc: exit status 1" 1 "$?"
+if grep -q -- "--congestion no-such-cc: not supported" "$TMP/cc.err"; then ok "--congestion no-such-cc: says why"; else bad "--congestion no-such-cc: no reason on stderr ($(head -c 300 "$TMP/cc.err"))"; fi
+
 # ---- zh_echo ----------------------------------------------------------------------------------
 head -c 300000 /dev/urandom >"$TMP/body.bin"
 if start zh_echo; then

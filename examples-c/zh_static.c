@@ -1,6 +1,6 @@
 /* zh_static — a static file server whose file bytes never pass through user space.
  *
- *   zh_static [--listen ADDR] [--threads N] [--file-cache ENTRIES] ROOT
+ *   zh_static [--listen ADDR] [--threads N] [--file-cache ENTRIES] [--congestion NAME] ROOT
  *
  * Each file is answered with zh_respond_file_at(req, root_fd, path, 0, &info): the engine opens
  * the path beneath ROOT through each worker's open-file cache (--file-cache ENTRIES per worker,
@@ -8,6 +8,9 @@
  * multipart/byteranges, 416) and conditional requests (304, 412) per RFC 9110 and sends the file
  * bytes with sendfile(2). A cached file costs no open/fstat/close; it is revalidated with one
  * fstatat once a second, so a replaced or changed file is served within a second.
+ * --congestion NAME gives the listener, and so every connection, that TCP congestion control
+ * (zh_config_set_tcp_congestion; e.g. `cubic` or `reno` where the system's `bbr` would pace
+ * each connection with timers that a client on the same host gains nothing from).
  *
  * Path handling, in order:
  *   - only GET and HEAD (anything else → 405 with `Allow: GET, HEAD`); HEAD gets the same
@@ -274,25 +277,43 @@ static void on_request(void *userdata, zh_request *req) {
 }
 
 static long g_file_cache = 1024;
+static const char *g_congestion = NULL; /* --congestion NAME; NULL = the system's */
 
 static zh_result configure(zh_config *cfg) {
-  return zh_config_set_file_cache(cfg, (uint32_t)g_file_cache, 1000);
+  zh_result rc = zh_config_set_file_cache(cfg, (uint32_t)g_file_cache, 1000);
+  if (rc != ZH_OK || g_congestion == NULL) return rc;
+  rc = zh_config_set_tcp_congestion(cfg, g_congestion);
+  if (rc != ZH_OK)
+    fprintf(stderr, "zh_static: --congestion %s: %s (see net.ipv4.tcp_%s_congestion_control)\n",
+            g_congestion, zh_result_str(rc), geteuid() == 0 ? "available" : "allowed");
+  return rc;
 }
 
-/* Takes "--file-cache N" / "--file-cache=N" out of argv (the shared parser does not know it). */
-static int take_file_cache_flag(int argc, char **argv) {
+/* The value of "--NAME VALUE" / "--NAME=VALUE" at argv[*i] (advancing *i past a separate
+ * value), or NULL if argv[*i] is another argument. */
+static const char *take_value(int argc, char **argv, int *i, const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return NULL;
+  if (argv[*i][n] == '=') return argv[*i] + n + 1;
+  if (argv[*i][n] != '\0') return NULL;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "zh_static: %s needs a value\n", name);
+    exit(2);
+  }
+  return argv[++*i];
+}
+
+/* Takes zh_static's own flags out of argv (the shared parser does not know them):
+ * "--file-cache N" and "--congestion NAME". */
+static int take_own_flags(int argc, char **argv) {
   int out = 1;
   for (int i = 1; i < argc; i++) {
     const char *val = NULL;
-    if (strcmp(argv[i], "--file-cache") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "zh_static: --file-cache needs a value\n");
-        exit(2);
-      }
-      val = argv[++i];
-    } else if (strncmp(argv[i], "--file-cache=", 13) == 0) {
-      val = argv[i] + 13;
-    } else {
+    if ((val = take_value(argc, argv, &i, "--congestion")) != NULL) {
+      g_congestion = val;
+      continue;
+    }
+    if ((val = take_value(argc, argv, &i, "--file-cache")) == NULL) {
       argv[out++] = argv[i];
       continue;
     }
@@ -310,7 +331,7 @@ static int take_file_cache_flag(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  argc = take_file_cache_flag(argc, argv);
+  argc = take_own_flags(argc, argv);
   zh_ex_opts opts;
   zh_ex_parse_args(argc, argv, "ROOT", &opts);
 

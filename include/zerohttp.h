@@ -122,6 +122,11 @@
 #define ZH_TRANSPORT_ERROR -2
 
 /**
+ * Longest algorithm name the kernel takes (`TCP_CA_NAME_MAX` is 16 with the NUL).
+ */
+#define NAME_MAX 15
+
+/**
  * Engine settings. Not thread-safe: use one config from one thread at a time. Create with
  * `zh_config_new`, free with `zh_config_free`; `zh_engine_new` copies it, so it may be freed
  * right after.
@@ -698,6 +703,24 @@ zh_result zh_config_set_file_cache(struct zh_config *cfg, uint32_t entries, uint
  * `ZH_ERR_INVALID` above 1 MiB (1048576).
  */
 zh_result zh_config_set_small_file_read_max(struct zh_config *cfg, size_t bytes);
+
+/**
+ * Gives every listening socket the engine listens on (`zh_engine_listen`, `zh_engine_listen_fd`)
+ * the TCP congestion control `name` ("cubic", "reno", "bbr" …); the connections they accept
+ * inherit it. Connections handed over by `zh_engine_adopt_fd` keep their own. NULL: the system
+ * default (`net.ipv4.tcp_congestion_control`), which is also the default here.
+ *
+ * Why: with `bbr`, or any algorithm that paces, and no `fq` qdisc, the kernel paces each
+ * connection with its own timer. Towards a peer on the same host (a proxy in front, a test
+ * client) that buys nothing: a 1 GiB download over loopback measured about three times the
+ * server CPU under `bbr` as under `cubic` on a VM (BENCHMARKS.md).
+ *
+ * The name is tried on a scratch socket right away: `ZH_ERR_INVALID` if it is not 1–15
+ * characters of `[A-Za-z0-9_-]`; `ZH_ERR_UNSUPPORTED` if the kernel refuses it (not built or
+ * loaded, or, without `CAP_NET_ADMIN`, not in `net.ipv4.tcp_allowed_congestion_control`).
+ * Should the kernel refuse it later, `zh_engine_listen` returns `ZH_ERR_IO`.
+ */
+zh_result zh_config_set_tcp_congestion(struct zh_config *cfg, const char *name);
 
 /**
  * Sets (NULL: clears) the log callback of engines made from this config. Per engine: two

@@ -2,7 +2,7 @@
 # Make sure the system tools the build needs are installed; install what is missing with apt.
 #
 # usage: scripts/ensure-deps.sh [--bench] [--valgrind] [--pyvenv] [--browser]
-#   (always)    cmake, curl, strace (the zero-copy proof test)
+#   (always)    cmake, curl, strace (the zero-copy proof test), ss (iproute2: the examples' smoke test)
 #   --bench     nginx, wrk (required); lighttpd, h2o, libmicrohttpd-dev, liburing-dev (optional: a
 #               failure is only a warning, bench/run.sh then reports that peer as not run)
 #   --valgrind  valgrind
@@ -47,6 +47,8 @@ missing required cmake cmake
 missing required curl curl
 missing required strace strace
 missing required pkg-config pkg-config
+# ss shows the examples' smoke test which congestion control a served connection uses.
+missing required ss iproute2
 # libevent is only for the zh_libevent_host example and its test (built when present).
 if ! { have pkg-config && pkg-config --exists libevent 2>/dev/null; }; then optional+=(libevent-dev); fi
 # OpenSSL is for the zh_tls_host example (host transport) and its test.

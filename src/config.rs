@@ -56,6 +56,10 @@ pub struct Config {
     /// best: 5–20% less server CPU per request than `sendmsg(MSG_MORE)` + `sendfile` up to
     /// 4 KiB, level at 8 KiB, dearer from 16 KiB (BENCHMARKS.md, "Thresholds chosen").
     pub small_file_read_max: usize,
+    /// TCP congestion control set on every listening socket the engine listens on (accepted
+    /// connections inherit it); `None` leaves the system default. Into a same-host peer a
+    /// non-pacing algorithm (`cubic`, `reno`) spares the timers `bbr` paces with (BENCHMARKS.md).
+    pub tcp_congestion: Option<String>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             file_cache_valid: Duration::from_secs(1),
             inline_body_max: 2048,
             small_file_read_max: 4096,
+            tcp_congestion: None,
         }
     }
 }
@@ -114,6 +119,11 @@ impl Config {
         }
         if self.small_file_read_max > 1 << 20 {
             return Err(Error::Invalid("small_file_read_max must be at most 1048576"));
+        }
+        if let Some(name) = &self.tcp_congestion
+            && (name.is_empty() || name.len() > 15 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err(Error::Invalid("tcp_congestion must be 1..=15 characters of [A-Za-z0-9_-]"));
         }
         if self.max_pipeline == 0 {
             return Err(Error::Invalid("max_pipeline must be at least 1"));

@@ -144,11 +144,21 @@ impl Engine {
         for _ in 1..state.workers.len() {
             listeners.push(crate::transfer::reuseport_listener(bound, 4096)?);
         }
+        for l in &listeners {
+            self.set_congestion(std::os::fd::AsRawFd::as_raw_fd(l))?;
+        }
         for (slot, l) in state.workers.iter().zip(listeners) {
             let l = mio::net::TcpListener::from_std(l);
             let _ = slot.shared.send(Msg::AddListener(l));
         }
         Ok(bound.port())
+    }
+
+    /// Gives a listener the configured congestion control (none configured: nothing to do);
+    /// the connections it accepts inherit it.
+    fn set_congestion(&self, listener: std::os::fd::RawFd) -> Result<(), Error> {
+        let Some(name) = &self.config.tcp_congestion else { return Ok(()) };
+        crate::transfer::set_tcp_congestion(listener, name).map_err(Error::Io)
     }
 
     /// Starts the worker threads and returns. Calling it again while running is a no-op.
@@ -253,6 +263,7 @@ impl Engine {
         }
         let listener = std::net::TcpListener::from(fd);
         listener.local_addr().map_err(|_| Error::Invalid("not a listening TCP socket"))?;
+        self.set_congestion(std::os::fd::AsRawFd::as_raw_fd(&listener))?;
         for slot in state.workers.iter() {
             let l = mio::net::TcpListener::from_std(listener.try_clone()?);
             let _ = slot.shared.send(Msg::AddListener(l));

@@ -256,6 +256,47 @@ pub extern "C" fn zh_config_set_small_file_read_max(cfg: *mut zh_config, bytes: 
     })
 }
 
+/// Gives every listening socket the engine listens on (`zh_engine_listen`, `zh_engine_listen_fd`)
+/// the TCP congestion control `name` ("cubic", "reno", "bbr" …); the connections they accept
+/// inherit it. Connections handed over by `zh_engine_adopt_fd` keep their own. NULL: the system
+/// default (`net.ipv4.tcp_congestion_control`), which is also the default here.
+///
+/// Why: with `bbr`, or any algorithm that paces, and no `fq` qdisc, the kernel paces each
+/// connection with its own timer. Towards a peer on the same host (a proxy in front, a test
+/// client) that buys nothing: a 1 GiB download over loopback measured about three times the
+/// server CPU under `bbr` as under `cubic` on a VM (BENCHMARKS.md).
+///
+/// The name is tried on a scratch socket right away: `ZH_ERR_INVALID` if it is not 1–15
+/// characters of `[A-Za-z0-9_-]`; `ZH_ERR_UNSUPPORTED` if the kernel refuses it (not built or
+/// loaded, or, without `CAP_NET_ADMIN`, not in `net.ipv4.tcp_allowed_congestion_control`).
+/// Should the kernel refuse it later, `zh_engine_listen` returns `ZH_ERR_IO`.
+#[unsafe(no_mangle)]
+pub extern "C" fn zh_config_set_tcp_congestion(cfg: *mut zh_config, name: *const std::ffi::c_char) -> zh_result {
+    boundary!(ZH_ERR_PANIC, {
+        let cfg = try_mut!(cfg);
+        let name = match crate::ffi::cstr_bytes(name) {
+            None => None,
+            Some(b) => match std::str::from_utf8(b) {
+                Ok(s) => Some(s.to_string()),
+                Err(_) => return ZH_ERR_INVALID,
+            },
+        };
+        let before = cfg.config().tcp_congestion.clone();
+        let rc = cfg.update(|c| c.tcp_congestion = name.clone());
+        if rc != ZH_OK {
+            return rc;
+        }
+        if let Some(n) = &name
+            && crate::transfer::probe_tcp_congestion(n).is_err()
+        {
+            // A refused name leaves the config as it was.
+            let _ = cfg.update(|c| c.tcp_congestion = before);
+            return ZH_ERR_UNSUPPORTED;
+        }
+        ZH_OK
+    })
+}
+
 /// Log levels passed to a `zh_log_fn`.
 pub const ZH_LOG_ERROR: i32 = 1;
 pub const ZH_LOG_WARN: i32 = 2;

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
+import pytest
 import requests
 
 import zerohttp
@@ -73,3 +75,38 @@ def test_many_engines_created_and_freed():
             assert requests.get(f"http://127.0.0.1:{port}/", timeout=CLIENT_TIMEOUT).status_code == 200
     # No handle of any engine or response is left behind.
     assert len(zerohttp._core._handles) == 0
+
+
+def _congestion(sock: socket.socket) -> str:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0", 1)[0].decode()
+
+
+def test_tcp_congestion_reaches_the_listener():
+    # reno: the algorithm every process may choose.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    default = _congestion(lsock)
+    with zerohttp.Engine(lambda r: r.respond(200, b"ok"), threads=1, tcp_congestion="reno") as engine:
+        port = engine.listen_socket(lsock)
+        engine.start()
+        assert _congestion(lsock) == "reno"
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=CLIENT_TIMEOUT).text == "ok"
+    lsock.close()
+    if default != "reno":
+        with zerohttp.Engine(lambda r: r.respond(200, b"ok"), threads=1) as engine:
+            other = socket.socket()
+            other.bind(("127.0.0.1", 0))
+            other.listen(16)
+            engine.listen_socket(other)
+            assert _congestion(other) == default
+            other.close()
+
+
+def test_tcp_congestion_refused_names():
+    with pytest.raises(zerohttp.ZhError) as e:
+        zerohttp.Engine(lambda r: None, threads=1, tcp_congestion="no-such-cc")
+    assert e.value.name == "ZH_ERR_UNSUPPORTED"
+    with pytest.raises(zerohttp.ZhError) as e:
+        zerohttp.Engine(lambda r: None, threads=1, tcp_congestion="has space")
+    assert e.value.name == "ZH_ERR_INVALID"

@@ -631,6 +631,11 @@ class Engine:
     right after the response head is read (only if already in the page cache) and sent with the
     head in one ``sendmsg`` instead of by ``sendfile`` — measured cheaper for small files;
     those bytes count in ``stats()["bytes_copy"]``. ``0``: file bytes always go by ``sendfile``.
+
+    ``tcp_congestion`` (e.g. ``"cubic"``, ``"reno"``): the TCP congestion control of every
+    listener, inherited by the connections it accepts (default: the system's). Spares clients on
+    the same host the per-connection pacing timers of ``bbr``. An unknown or not permitted name
+    raises :class:`ZhError` (``ZH_ERR_UNSUPPORTED``) here.
     """
 
     def __init__(
@@ -653,6 +658,7 @@ class Engine:
         spool_dir: str | None = None,
         file_cache: "tuple[int, float] | None" = None,
         small_file_read_max: int | None = None,
+        tcp_congestion: str | None = None,
         head_handler: Callable[["Request"], Any] | None = None,
         log: "Callable[[int, str], Any] | logging.Logger | None" = None,
         access_log: Callable[[dict[str, Any]], Any] | None = None,
@@ -722,6 +728,8 @@ class Engine:
                     lib.zh_config_set_small_file_read_max(cfg, int(small_file_read_max)),
                     "zh_config_set_small_file_read_max",
                 )
+            if tcp_congestion is not None:
+                _check(lib.zh_config_set_tcp_congestion(cfg, tcp_congestion.encode()), "zh_config_set_tcp_congestion")
             if spool_threshold is not None or spool_dir is not None:
                 threshold = ZH_UNLIMITED if spool_threshold is None else int(spool_threshold)
                 _check(

@@ -215,6 +215,7 @@ FUNCTIONS = {
     "zh_config_set_spool": (zh_result, [_p, c_uint64, c_char_p]),
     "zh_config_set_file_cache": (zh_result, [_p, c_uint32, c_uint32]),
     "zh_config_set_small_file_read_max": (zh_result, [_p, c_size_t]),
+    "zh_config_set_tcp_congestion": (zh_result, [_p, c_char_p]),
     "zh_config_set_log": (zh_result, [_p, zh_log_fn, c_void_p]),
     "zh_config_set_access_log": (zh_result, [_p, zh_access_fn, c_void_p]),
     "zh_engine_new": (zh_result, [_p, zh_handler_fn, c_void_p, _pp]),
