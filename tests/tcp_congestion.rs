@@ -104,3 +104,47 @@ fn malformed_names_are_invalid() {
     let ok = Config { tcp_congestion: Some("reno".into()), ..Config::default() };
     assert!(ok.validate().is_ok());
 }
+
+/// `sendfile` calls per 1 MiB response over one keep-alive connection from an engine whose
+/// listener uses `congestion` (None: the system default).
+fn sendfile_calls_per_mib(congestion: Option<&str>) -> f64 {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("zh-cc-{}-{}", std::process::id(), congestion.unwrap_or("default")));
+    std::fs::write(&path, vec![b'z'; 1 << 20]).unwrap();
+    let p = path.clone();
+    let config = Config { threads: 1, tcp_congestion: congestion.map(str::to_string), ..Config::default() };
+    let (engine, port) = start_with(config, move |req| {
+        let mut r = Response::new(200).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        r.add_file(zerohttp::body::FileFd::Owned(std::os::fd::OwnedFd::from(f)), 0, None).unwrap();
+        req.respond(r).unwrap();
+    });
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    let n = 20;
+    for _ in 0..n {
+        s.write_all(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!(r.body.len(), 1 << 20);
+    }
+    let calls = engine.stats().syscalls_sendfile;
+    drop(s);
+    engine.shutdown(Duration::from_millis(100)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    calls as f64 / n as f64
+}
+
+#[test]
+fn an_unpaced_connection_takes_bigger_sendfile_calls() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // reno never paces: a 1 MiB file may go in one call (more when the socket buffer is full).
+    let unpaced = sendfile_calls_per_mib(Some("reno"));
+    eprintln!("sendfile calls per 1 MiB response, reno: {unpaced}");
+    assert!(unpaced < 4.0, "{unpaced} sendfile calls per 1 MiB response with reno");
+    // bbr paces: at most 256 KiB per call, so at least 4 per 1 MiB response.
+    if choosable_tcp_congestion().unwrap().iter().any(|n| n == "bbr") {
+        let paced = sendfile_calls_per_mib(Some("bbr"));
+        eprintln!("sendfile calls per 1 MiB response, bbr: {paced}");
+        assert!(paced >= 4.0, "{paced} sendfile calls per 1 MiB response with bbr");
+    }
+}

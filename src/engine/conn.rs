@@ -324,6 +324,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Says whether the socket's congestion control leaves it unpaced (larger `sendfile` calls).
+    pub(crate) fn set_unpaced(&mut self, unpaced: bool) {
+        self.xfer.set_unpaced(unpaced);
+    }
+
     pub(crate) fn new(id: u64, token: usize, sock: mio::net::TcpStream, peer: SocketAddr, now: Instant) -> Self {
         let fd = sock.as_raw_fd();
         Self::with_io(id, token, Some(sock), fd, None, peer, now, Arc::new(AtomicBool::new(true)))

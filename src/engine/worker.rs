@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,7 +53,9 @@ pub(crate) struct Worker {
     head_handler: Option<HeadHandler>,
     disk: Option<Arc<crate::engine::disk::DiskPool>>,
     hooks: Arc<crate::engine::hooks::Hooks>,
-    listeners: Vec<mio::net::TcpListener>,
+    /// Each with whether its congestion control leaves the connections it accepts unpaced
+    /// (they inherit it), read once when it is added.
+    listeners: Vec<(mio::net::TcpListener, bool)>,
     conns: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
@@ -256,7 +259,8 @@ impl Worker {
                 }
                 let token = Token(LISTENER_BASE - self.listeners.len());
                 if self.poll.registry().register(&mut listener, token, Interest::READABLE).is_ok() {
-                    self.listeners.push(listener);
+                    let unpaced = !crate::transfer::paces(listener.as_raw_fd());
+                    self.listeners.push((listener, unpaced));
                     // Connections may already be waiting in the backlog.
                     self.accept(self.listeners.len() - 1, now);
                 }
@@ -296,7 +300,9 @@ impl Worker {
                 }
                 bump(&self.shared.stats.connections_accepted, 1);
                 let _ = stream.set_nodelay(true);
-                if let Some(token) = self.add_conn(stream, peer, now) {
+                // The host made this socket: ask it what it paces with (one getsockopt).
+                let unpaced = !crate::transfer::paces(stream.as_raw_fd());
+                if let Some(token) = self.add_conn(stream, peer, unpaced, now) {
                     if let Some(conn) = busy(&mut self.conns, token, &mut self.spares) {
                         conn.prefill(&initial);
                     }
@@ -311,7 +317,7 @@ impl Worker {
             return;
         }
         self.draining = Some(until);
-        for mut l in self.listeners.drain(..) {
+        for (mut l, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for t in 0..self.conns.len() {
@@ -329,7 +335,8 @@ impl Worker {
 
     fn accept(&mut self, index: usize, now: Instant) {
         loop {
-            let Some(listener) = self.listeners.get(index) else { return };
+            let Some((listener, unpaced)) = self.listeners.get(index) else { return };
+            let unpaced = *unpaced;
             match listener.accept() {
                 Ok((sock, peer)) => {
                     bump(&self.shared.stats.connections_accepted, 1);
@@ -339,7 +346,7 @@ impl Worker {
                     }
                     let _ = sock.set_nodelay(true);
                     // Nothing has arrived yet: the connection waits in its small form.
-                    if let Some(token) = self.add_conn(sock, peer, now) {
+                    if let Some(token) = self.add_conn(sock, peer, unpaced, now) {
                         park(&mut self.conns, token, &mut self.spares);
                     }
                 }
@@ -356,7 +363,8 @@ impl Worker {
         }
     }
 
-    fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) -> Option<usize> {
+    /// `unpaced`: the socket's congestion control does not pace (see `transfer::paces`).
+    fn add_conn(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, unpaced: bool, now: Instant) -> Option<usize> {
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(Slot::Free);
             self.conns.len() - 1
@@ -364,6 +372,7 @@ impl Worker {
         let id = self.next_conn_id;
         self.next_conn_id += 1;
         let mut conn = Box::new(Conn::new(id, token, sock, peer, now));
+        conn.set_unpaced(unpaced);
         if self
             .poll
             .registry()
@@ -590,7 +599,7 @@ impl Worker {
                 self.close(t, CloseReason::Shutdown);
             }
         }
-        for mut l in self.listeners.drain(..) {
+        for (mut l, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         // Whatever arrives from now on is refused by the queue itself; drop what is there.

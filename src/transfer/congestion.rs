@@ -44,6 +44,13 @@ pub fn tcp_congestion(fd: RawFd) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&written[..end]).into_owned())
 }
 
+/// Whether TCP paces `fd` itself: its congestion control is `bbr` (or a later `bbr` version),
+/// which asks for pacing; without the `fq` qdisc the socket then gets a timer per gap. Also true
+/// when the algorithm cannot be read, which keeps the calls sized for a paced socket.
+pub fn paces(fd: RawFd) -> bool {
+    tcp_congestion(fd).map_or(true, |name| name.starts_with("bbr"))
+}
+
 /// Whether this process may give a socket `name`: tries it on a fresh, unbound TCP socket.
 pub fn probe_tcp_congestion(name: &str) -> io::Result<()> {
     // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
@@ -109,6 +116,18 @@ mod tests {
         let mut b = [0u8; 1];
         accepted.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"x");
+    }
+
+    #[test]
+    fn bbr_paces_and_reno_does_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_tcp_congestion(listener.as_raw_fd(), "reno").unwrap();
+        assert!(!paces(listener.as_raw_fd()));
+        if choosable().unwrap().iter().any(|n| n == "bbr") {
+            set_tcp_congestion(listener.as_raw_fd(), "bbr").unwrap();
+            assert!(paces(listener.as_raw_fd()));
+        }
+        assert!(paces(-1), "unknown: sized as paced");
     }
 
     #[test]

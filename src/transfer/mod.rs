@@ -19,7 +19,7 @@ mod spool;
 mod stat;
 mod warm_memo;
 
-pub use congestion::{choosable as choosable_tcp_congestion, probe_tcp_congestion, set_tcp_congestion, system_default as default_tcp_congestion, tcp_congestion};
+pub use congestion::{choosable as choosable_tcp_congestion, paces, probe_tcp_congestion, set_tcp_congestion, system_default as default_tcp_congestion, tcp_congestion};
 pub use custom::{recv_via, send_chain_via, Transport};
 pub use open::{open_beneath, relative, stat_at};
 pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblocking, stream_socket_state};

@@ -31,14 +31,20 @@ use crate::transfer::warm_memo::WarmMemo;
 
 /// At most this many slices per `sendmsg`; well under IOV_MAX (1024 on Linux).
 const MAX_IOV: usize = 64;
-/// One `sendfile` call moves at most this much. Smaller calls measured faster *and* cheaper into
-/// a loopback socket: one connection downloading 1 GiB, 4 alternations (BENCHMARKS.md, 2026-11-29)
-/// went 3.1-3.5 GB/s at 300-311 ms of server CPU per GiB with 1 MiB calls, 4.1-4.5 GB/s at
-/// 209-221 ms with 256 KiB calls, with no change for 16 connections on 1 MiB files. (Our reading,
-/// not verified: a long call holds the socket lock, so the peer's ACKs wait in the backlog and
-/// the queue drains in bursts.) lighttpd sends 256 KiB per call too. The kernel caps a call at
+/// One `sendfile` call moves at most this much on a connection whose congestion control paces
+/// (`bbr`: with no `fq` qdisc TCP paces each socket with its own timer). Smaller calls measured
+/// faster *and* cheaper into such a loopback socket: one connection downloading 1 GiB, 4
+/// alternations (BENCHMARKS.md, 2026-11-29) went 3.1-3.5 GB/s at 300-311 ms of server CPU per
+/// GiB with 1 MiB calls, 4.1-4.5 GB/s at 209-221 ms with 256 KiB calls, with no change for 16
+/// connections on 1 MiB files. lighttpd sends 256 KiB per call too. The kernel caps a call at
 /// 0x7ffff000 bytes.
 const SENDFILE_CALL_MAX: u64 = 256 << 10;
+/// The same for a connection that does not pace (`cubic`, `reno`): 1 MiB files to 16
+/// connections over loopback with `reno`, 5 alternations, cost 119 against 143 us of server CPU
+/// per file with 1 MiB against 256 KiB calls (a whole file per call, so one `sendfile` per
+/// response); a 1 GiB download was level (median 0.13 against 0.15 s/GB, 6 alternations,
+/// spread larger than that).
+const SENDFILE_CALL_MAX_UNPACED: u64 = 1 << 20;
 /// A file rest this small goes with the call before it (see [`sendfile_count`]); room for a
 /// response head's worth of bytes, which is what such a rest usually is.
 const SENDFILE_TAIL_MAX: u64 = 16 << 10;
@@ -83,9 +89,20 @@ pub struct ConnPaths {
     pooled: Range,
     /// A read-ahead for the connection to hand to the disk pool.
     prefetch: Range,
+    /// The socket's congestion control does not pace: `sendfile` calls may be larger.
+    unpaced: bool,
 }
 
 impl ConnPaths {
+    /// Says whether the socket's congestion control leaves it unpaced (see [`crate::transfer::paces`]).
+    pub fn set_unpaced(&mut self, unpaced: bool) {
+        self.unpaced = unpaced;
+    }
+
+    pub fn unpaced(&self) -> bool {
+        self.unpaced
+    }
+
     /// Records that `[from, to)` of `fd` is in the page cache.
     pub fn mark_warm(&mut self, fd: RawFd, from: u64, to: u64) {
         self.warm = Some((fd, from, to));
@@ -287,7 +304,8 @@ pub fn send_chain(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, p
                 if paths.probe_cold {
                     ask_read_ahead(&mut conn.reading, &mut conn.prefetch, &conn.pooled, r);
                 }
-                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, total, budget) {
+                let call_max = if conn.unpaced { SENDFILE_CALL_MAX_UNPACED } else { SENDFILE_CALL_MAX };
+                match send_file(fd, chain, stats, if paths.probe_cold { conn.warm } else { None }, total, budget, call_max) {
                     Err(StepError::Refused) => {
                         paths.sendfile_refused = true;
                         bump(&stats.fallbacks, 1);
@@ -505,30 +523,32 @@ fn ask_read_ahead(reading: &mut Range, prefetch: &mut Range, pooled: &Range, r: 
 
 /// Bytes to ask of one `sendfile` for a region of `len` bytes, `turn_sent` of the turn's
 /// `budget` bytes already out:
-/// - at most to the next multiple of [`SENDFILE_CALL_MAX`] in the turn (a loopback socket takes
-///   megabytes per call, time other connections on this worker would wait) and at most the
-///   budget's rest. The first call after a head is so shortened by the head's length, and the
-///   calls after it start on 256 KiB boundaries of the stream: with the calls 229 bytes off
-///   those boundaries a 1 GiB download measured 2.7 against 3.3 GB/s (median of 8
-///   alternations) at 0.37 against 0.30 s of server CPU per GiB;
+/// - at most to the next multiple of `call_max` ([`SENDFILE_CALL_MAX`] or
+///   [`SENDFILE_CALL_MAX_UNPACED`]) in the turn (a loopback socket takes megabytes per call,
+///   time other connections on this worker would wait) and at most the budget's rest. The
+///   first call after a head is so shortened by the head's length, and the calls after it start
+///   on `call_max` boundaries of the stream: with the calls 229 bytes off those boundaries a
+///   1 GiB download measured 2.7 against 3.3 GB/s (median of 8 alternations) at 0.37 against
+///   0.30 s of server CPU per GiB;
 /// - the whole rest when no more than [`SENDFILE_TAIL_MAX`] would be left, instead of a tiny
 ///   call of its own a whole turn later (a 1 MiB file after a 229-byte head left its last 229
 ///   bytes so); a turn passes its budget by that much at most;
 /// - at most `limit`, the part known to be in the page cache.
-fn sendfile_count(len: u64, limit: u64, turn_sent: u64, budget: u64) -> usize {
-    let room = (SENDFILE_CALL_MAX - turn_sent % SENDFILE_CALL_MAX).min(budget.saturating_sub(turn_sent).max(1));
+fn sendfile_count(len: u64, limit: u64, turn_sent: u64, budget: u64, call_max: u64) -> usize {
+    let room = (call_max - turn_sent % call_max).min(budget.saturating_sub(turn_sent).max(1));
     let count = if len.saturating_sub(room) <= SENDFILE_TAIL_MAX { len } else { room };
     count.min(limit) as usize
 }
 
-fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, turn_sent: u64, budget: u64) -> Result<u64, StepError> {
+#[allow(clippy::too_many_arguments)]
+fn send_file(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, warm: Range, turn_sent: u64, budget: u64, call_max: u64) -> Result<u64, StepError> {
     let Some(Chunk::File(region)) = chain.front_mut() else { unreachable!() };
     // When probing, send no further than the range known to be cached.
     let limit = match warm {
         Some((_, _, to)) => to.saturating_sub(region.offset).max(1),
         None => u64::MAX,
     };
-    let count = sendfile_count(region.len, limit, turn_sent, budget);
+    let count = sendfile_count(region.len, limit, turn_sent, budget, call_max);
     let mut offset = region.offset as libc::off_t;
     loop {
         bump(&stats.syscalls_sendfile, 1);
@@ -700,18 +720,29 @@ mod tests {
     fn one_sendfile_call_moves_at_most_256_kib() {
         let gib = 1u64 << 30;
         let (call, turn) = (256usize << 10, 1u64 << 20);
-        assert_eq!(sendfile_count(gib, u64::MAX, 0, turn), call);
-        assert_eq!(sendfile_count(gib, 5000, 0, turn), 5000, "the cached part");
-        assert_eq!(sendfile_count(300, u64::MAX, 0, turn), 300, "the region");
-        assert_eq!(sendfile_count(gib, u64::MAX, turn - 1000, turn), 1000, "the turn's rest");
+        let count = |len, limit, sent, budget| sendfile_count(len, limit, sent, budget, SENDFILE_CALL_MAX);
+        assert_eq!(count(gib, u64::MAX, 0, turn), call);
+        assert_eq!(count(gib, 5000, 0, turn), 5000, "the cached part");
+        assert_eq!(count(300, u64::MAX, 0, turn), 300, "the region");
+        assert_eq!(count(gib, u64::MAX, turn - 1000, turn), 1000, "the turn's rest");
         // After a 229-byte head the first call ends on the stream's next 256 KiB boundary…
-        assert_eq!(sendfile_count(gib, u64::MAX, 229, turn), call - 229);
-        assert_eq!(sendfile_count(gib, u64::MAX, call as u64, turn), call);
+        assert_eq!(count(gib, u64::MAX, 229, turn), call - 229);
+        assert_eq!(count(gib, u64::MAX, call as u64, turn), call);
         // …and a 1 MiB file's last call takes the head's worth of rest along.
         let last = turn - (call as u64 - 229) - 2 * call as u64;
-        assert_eq!(sendfile_count(last, u64::MAX, 229 + turn - last, turn), last as usize);
-        assert_eq!(sendfile_count(call as u64 + (16 << 10), u64::MAX, 0, turn), call + (16 << 10), "a rest up to 16 KiB");
-        assert_eq!(sendfile_count(call as u64 + (16 << 10) + 1, u64::MAX, 0, turn), call, "a larger rest is a call of its own");
+        assert_eq!(count(last, u64::MAX, 229 + turn - last, turn), last as usize);
+        assert_eq!(count(call as u64 + (16 << 10), u64::MAX, 0, turn), call + (16 << 10), "a rest up to 16 KiB");
+        assert_eq!(count(call as u64 + (16 << 10) + 1, u64::MAX, 0, turn), call, "a larger rest is a call of its own");
+    }
+
+    #[test]
+    fn an_unpaced_connection_sends_a_1_mib_file_in_one_call() {
+        let (mib, turn) = (1u64 << 20, 1u64 << 20);
+        let count = |len, limit, sent, budget| sendfile_count(len, limit, sent, budget, SENDFILE_CALL_MAX_UNPACED);
+        assert_eq!(count(mib, u64::MAX, 229, turn), mib as usize, "the head's share goes along");
+        assert_eq!(count(1 << 30, u64::MAX, 0, turn), mib as usize);
+        assert_eq!(count(1 << 30, u64::MAX, 229, turn), (mib - 229) as usize, "to the turn's end");
+        assert_eq!(count(1 << 30, 5000, 0, turn), 5000, "the cached part");
     }
 
     /// A file rest smaller than a head goes out in the same turn as the rest of its response,

@@ -34,6 +34,8 @@ pub(crate) struct IdleConn {
     last_progress: Instant,
     readable: bool,
     pub(crate) writable: bool,
+    /// The socket's congestion control does not pace (sizes its `sendfile` calls).
+    unpaced: bool,
     pub(crate) deadline: Option<Instant>,
     pub(crate) scheduled: Option<Instant>,
 }
@@ -76,6 +78,7 @@ impl Conn {
             last_progress: self.last_progress,
             readable: self.readable,
             writable: self.writable,
+            unpaced: self.xfer.unpaced(),
             deadline: self.deadline,
             scheduled: self.scheduled,
         };
@@ -108,6 +111,7 @@ impl Conn {
         conn.send_seq = idle.next_seq;
         conn.readable = idle.readable;
         conn.writable = idle.writable;
+        conn.xfer.set_unpaced(idle.unpaced);
         conn.deadline = idle.deadline;
         conn.scheduled = idle.scheduled;
         conn
@@ -145,6 +149,7 @@ mod tests {
         conn.next_seq = 5;
         conn.send_seq = 5;
         conn.writable = true;
+        conn.set_unpaced(true);
         conn.deadline = Some(now + Duration::from_secs(9));
         conn.scheduled = conn.deadline;
         assert!(conn.can_idle());
@@ -158,6 +163,7 @@ mod tests {
         assert_eq!((back.id, back.token, back.fd, back.peer), (7, 3, fd, peer));
         assert_eq!((back.next_seq, back.send_seq), (5, 5));
         assert!(back.writable && !back.readable);
+        assert!(back.xfer.unpaced(), "sendfile calls stay sized for the socket's congestion control");
         assert_eq!(back.deadline, Some(now + Duration::from_secs(9)));
         assert_eq!(back.scheduled, back.deadline);
         assert_eq!(back.last_progress, now);
