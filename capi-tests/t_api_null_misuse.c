@@ -6,7 +6,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +180,72 @@ static void check_tcp_congestion(void) {
   close(ours);
 }
 
+static zh_engine *volatile g_wake_target;
+static void wake_from_signal(int sig) {
+  (void)sig;
+  zh_engine_wake(g_wake_target);
+}
+
+/* Unblocks SIGALRM on this thread only and waits for it. */
+static void *take_one_alarm(void *arg) {
+  (void)arg;
+  sigset_t none;
+  sigemptyset(&none);
+  sigsuspend(&none);
+  return NULL;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* zh_engine_wake in external-loop mode: a wake given before a step makes it return without
+ * waiting; one from a signal handler ends a step that is waiting. */
+static void check_wake_external(void) {
+  zh_config *cfg = NULL;
+  CHECK_OK(zh_config_new(&cfg));
+  CHECK_OK(zh_config_set_threads(cfg, 0));
+  zh_engine *e = NULL;
+  CHECK_OK(zh_engine_new(cfg, dummy_handler, NULL, &e));
+  zh_config_free(cfg);
+  CHECK_OK(zh_engine_step(e, 0)); /* starts it */
+  CHECK_OK(zh_engine_wake(e));
+  double t0 = now_s();
+  CHECK_OK(zh_engine_step(e, 60000));
+  CHECK(now_s() - t0 < 10.0);
+
+  /* The signal is taken by a helper thread (blocked here), so EINTR cannot end this thread's
+   * wait: only the wake can. */
+  g_wake_target = e;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = wake_from_signal;
+  sigemptyset(&sa.sa_mask);
+  CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+  sigset_t alrm;
+  sigemptyset(&alrm);
+  sigaddset(&alrm, SIGALRM);
+  CHECK(pthread_sigmask(SIG_BLOCK, &alrm, NULL) == 0);
+  pthread_t helper;
+  CHECK(pthread_create(&helper, NULL, take_one_alarm, NULL) == 0);
+  struct itimerval it;
+  memset(&it, 0, sizeof it);
+  it.it_value.tv_usec = 300 * 1000;
+  CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+  t0 = now_s();
+  CHECK_OK(zh_engine_step(e, 60000));
+  double waited = now_s() - t0;
+  CHECK(waited > 0.2 && waited < 10.0);
+  CHECK(pthread_join(helper, NULL) == 0);
+  CHECK(pthread_sigmask(SIG_UNBLOCK, &alrm, NULL) == 0);
+  signal(SIGALRM, SIG_DFL);
+  g_wake_target = NULL;
+  CHECK_OK(zh_engine_shutdown(e, 0));
+  zh_engine_free(e);
+}
+
 static void check_engine(void) {
   zh_engine *sentinel = (zh_engine *)0x1;
   zh_engine *e = sentinel;
@@ -187,6 +257,7 @@ static void check_engine(void) {
   CHECK_RES(zh_engine_start(NULL), ZH_ERR_NULL);
   CHECK_RES(zh_engine_run(NULL), ZH_ERR_NULL);
   CHECK_RES(zh_engine_shutdown(NULL, 0), ZH_ERR_NULL);
+  CHECK_RES(zh_engine_wake(NULL), ZH_ERR_NULL);
   zh_stats st;
   memset(&st, 0, sizeof st);
   st.struct_size = sizeof st;
@@ -202,6 +273,7 @@ static void check_engine(void) {
   CHECK_RES(zh_engine_listen(e, "127.0.0.1:99999", &port), ZH_ERR_ADDR);
   CHECK_RES(zh_engine_listen(e, "", &port), ZH_ERR_ADDR);
   CHECK_EQ_INT(port, 4242); /* out-pointer untouched on error */
+  CHECK_RES(zh_engine_wake(e), ZH_ERR_STATE); /* threaded: nothing steps it */
   CHECK_RES(zh_engine_stats(e, NULL), ZH_ERR_NULL);
   memset(&st, 0, sizeof st);
   CHECK_RES(zh_engine_stats(e, &st), ZH_ERR_INVALID); /* struct_size 0 */
@@ -411,6 +483,7 @@ int main(void) {
   check_result_str();
   check_config();
   check_tcp_congestion();
+  check_wake_external();
   check_engine();
   check_response();
   check_request_accessors_null();

@@ -238,25 +238,34 @@ static inline void zh_ex_wait_for_signal(void) {
 }
 
 static volatile sig_atomic_t zh_ex_stop_requested;
+/* The engine zh_ex_step_until_signal steps, for the signal handler (NULL outside it). */
+static zh_engine *volatile zh_ex_stepped_engine;
 
 static inline void zh_ex_on_stop_signal(int sig) {
   (void)sig;
   zh_ex_stop_requested = 1;
+  zh_engine *engine = zh_ex_stepped_engine;
+  /* Async-signal-safe: one write to the engine's eventfd. Ends a wait that is in progress or
+   * about to start, so no signal waits for a timeout. */
+  if (engine != NULL) zh_engine_wake(engine);
 }
 
-/* External-loop mode on the main thread: steps the engine until SIGINT or SIGTERM. The handlers
- * are installed without SA_RESTART, so a signal that lands while zh_engine_step waits for
- * events ends that wait (EINTR) and the loop sees the flag at once. One that lands between the
- * flag test and the wait is seen when the wait ends: each wait is capped at 250 ms for that.
- * SIGPIPE stays blocked (sendfile and splice cannot be told MSG_NOSIGNAL). Returns 0 when a
- * signal asked to stop, -1 when the engine failed. */
+/* External-loop mode on the main thread: steps the engine until SIGINT or SIGTERM. Each step
+ * waits as long as it likes (the engine ends the wait itself when a timer is due); the signal
+ * handler sets a flag and calls zh_engine_wake, which ends the wait whether the signal lands
+ * during it or just before it, so the idle process sleeps until there is work. SIGPIPE stays
+ * blocked (sendfile and splice cannot be told MSG_NOSIGNAL). Returns 0 when a signal asked to
+ * stop, -1 when the engine failed. */
 static inline int zh_ex_step_until_signal(zh_engine *engine) {
+  zh_ex_stepped_engine = engine;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = zh_ex_on_stop_signal;
   sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
   if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
     fprintf(stderr, "sigaction: %s\n", strerror(errno));
+    zh_ex_stepped_engine = NULL;
     return -1;
   }
   sigset_t stop_set;
@@ -266,18 +275,23 @@ static inline int zh_ex_step_until_signal(zh_engine *engine) {
   int err = pthread_sigmask(SIG_UNBLOCK, &stop_set, NULL);
   if (err != 0) {
     fprintf(stderr, "pthread_sigmask: %s\n", strerror(err));
+    zh_ex_stepped_engine = NULL;
     return -1;
   }
+  int status = 0;
   while (!zh_ex_stop_requested) {
-    int64_t next = zh_engine_next_timeout_ms(engine);
-    uint32_t wait_ms = (next < 0 || next > 250) ? 250 : (uint32_t)next;
-    zh_result rc = zh_engine_step(engine, wait_ms);
+    zh_result rc = zh_engine_step(engine, UINT32_MAX);
     if (rc != ZH_OK) {
       zh_ex_fail("zh_engine_step", rc);
-      return -1;
+      status = -1;
+      break;
     }
   }
-  return 0;
+  /* Signals go back to being blocked (sigwait-style) before the engine may be freed, so the
+   * handler never sees a freed engine. */
+  pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+  zh_ex_stepped_engine = NULL;
+  return status;
 }
 
 /* Creates the engine, listens, starts it, prints the ready line, waits for SIGINT/SIGTERM

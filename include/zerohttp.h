@@ -796,6 +796,17 @@ zh_result zh_engine_fd(const struct zh_engine *engine, int32_t *fd_out);
 zh_result zh_engine_step(struct zh_engine *engine, uint32_t timeout_ms);
 
 /**
+ * External-loop mode: makes the `zh_engine_step` that is waiting for events return at once (or
+ * the next one return without waiting). Callable from any thread and from a signal handler:
+ * it is one `write(2)` to the engine's eventfd, with no lock and no allocation. The way to stop
+ * a loop that steps with a long timeout: a SIGTERM handler sets a flag and calls this; the loop
+ * tests the flag after each step, and a signal that lands between the test and the wait still
+ * ends the wait. The engine must still be alive (clear the pointer the handler uses before
+ * `zh_engine_free`). `ZH_ERR_STATE` in threaded mode.
+ */
+zh_result zh_engine_wake(const struct zh_engine *engine);
+
+/**
  * External-loop mode: milliseconds until timers need a `zh_engine_step` (-1: none pending,
  * or NULL / threaded mode). Poll the engine fd with this as the timeout.
  */

@@ -565,3 +565,34 @@ fn the_access_record_names_the_small_file_path() {
     assert_eq!(strategies(0), vec!["/small sendfile", "/large sendfile"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `wake` ends a step's wait from another thread, and a wake given before the step makes the
+/// step return without waiting: a stop flag set with it is never missed.
+#[test]
+fn wake_ends_a_steps_wait() {
+    let engine = Arc::new(hello_engine(0));
+    engine.step(Duration::ZERO).unwrap(); // starts it
+    let waker = engine.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        waker.wake().unwrap();
+    });
+    let started = Instant::now();
+    assert!(engine.step(Duration::from_secs(60)).unwrap());
+    let waited = started.elapsed();
+    t.join().unwrap();
+    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(30), "step waited {waited:?}");
+
+    engine.wake().unwrap();
+    let started = Instant::now();
+    assert!(engine.step(Duration::from_secs(60)).unwrap());
+    assert!(started.elapsed() < Duration::from_secs(30), "a wake before the step was lost");
+    engine.shutdown(Duration::from_millis(100)).unwrap();
+}
+
+#[test]
+fn wake_is_for_external_loop_mode() {
+    let engine = hello_engine(1);
+    assert!(matches!(engine.wake(), Err(zerohttp::error::Error::State(_))));
+    engine.shutdown(Duration::from_millis(100)).unwrap();
+}

@@ -236,6 +236,17 @@ impl Engine {
         Ok(going)
     }
 
+    /// External-loop mode: makes the `step` that is waiting for events return now, or the next
+    /// one return without waiting. One `write(2)` to the worker's eventfd: no lock and no
+    /// allocation, so a signal handler may call it.
+    pub fn wake(&self) -> Result<(), Error> {
+        if self.external.is_none() {
+            return Err(Error::State("wake is for external-loop mode (threads = 0)"));
+        }
+        self.shared[0].wake();
+        Ok(())
+    }
+
     /// External-loop mode: milliseconds until timers need a `step` (-1: no timer pending).
     pub fn next_timeout_ms(&self) -> i64 {
         match &self.external {

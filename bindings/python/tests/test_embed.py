@@ -647,3 +647,28 @@ def test_host_transport_carries_tls_terminated_by_python_ssl(make_server, tmp_pa
     finally:
         stop.set()
         w.join(5)
+
+
+def test_wake_ends_a_step_that_waits_on_another_thread():
+    engine = zerohttp.Engine(lambda r: r.respond(200, b"ok"), threads=0)
+    try:
+        engine.step(0)
+        took = []
+
+        def stepper():
+            t0 = time.monotonic()
+            engine.step(60)
+            took.append(time.monotonic() - t0)
+
+        t = threading.Thread(target=stepper)
+        t.start()
+        time.sleep(0.2)
+        engine.wake()
+        t.join(CLIENT_TIMEOUT)
+        assert not t.is_alive() and took[0] < 30  # not the 60 s it was given
+    finally:
+        engine.close()
+    with zerohttp.Engine(lambda r: None, threads=1) as threaded:
+        with pytest.raises(zerohttp.ZhError) as e:
+            threaded.wake()
+        assert e.value.name == "ZH_ERR_STATE"

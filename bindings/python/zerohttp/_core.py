@@ -910,6 +910,12 @@ class Engine:
         _check(code, "zh_engine_step")
         return True
 
+    def wake(self) -> None:
+        """External-loop mode: makes a :meth:`step` that is waiting (on another thread) return
+        now, or the next one return without waiting (``zh_engine_wake``); the way to stop a
+        loop that steps with a long timeout. ``ZhError`` ``ZH_ERR_STATE`` in threaded mode."""
+        _check(_ffi.lib().zh_engine_wake(self._handle()), "zh_engine_wake")
+
     def next_timeout(self) -> float | None:
         """External-loop mode: seconds until timers need a :meth:`step` (``None``: no timer
         pending, or threaded mode). Use it as the timeout of your ``select``."""

@@ -227,6 +227,7 @@ FUNCTIONS = {
     "zh_engine_fd": (zh_result, [_p, POINTER(c_int32)]),
     "zh_engine_step": (zh_result, [_p, c_uint32]),
     "zh_engine_next_timeout_ms": (c_int64, [_p]),
+    "zh_engine_wake": (zh_result, [_p]),
     "zh_engine_listen_fd": (zh_result, [_p, c_int32]),
     "zh_engine_adopt_fd": (zh_result, [_p, c_int32, c_void_p, c_size_t]),
     "zh_respond_file": (zh_result, [_p, c_int32, c_uint32, POINTER(zh_file_info)]),
