@@ -156,12 +156,23 @@ impl FileCache {
             _ => return,
         }
         let inactive = self.valid * INACTIVE_INTERVALS;
+        // The next sweep is due when the least recently used entry left turns inactive (an
+        // entry used meanwhile only moves that later): an idle worker with cached files wakes
+        // once more to close them, not every `valid`.
+        let mut first_due: Option<Instant> = None;
         for (_, map) in &mut self.dirs {
-            map.retain(|_, e| now.saturating_duration_since(e.used) < inactive);
+            map.retain(|_, e| {
+                let keep = now.saturating_duration_since(e.used) < inactive;
+                if keep {
+                    let due = e.used + inactive;
+                    first_due = Some(first_due.map_or(due, |d| d.min(due)));
+                }
+                keep
+            });
         }
         self.dirs.retain(|(_, map)| !map.is_empty());
         self.len = self.dirs.iter().map(|(_, m)| m.len()).sum();
-        self.next_sweep = if self.is_empty() { None } else { Some(now + self.sweep_every()) };
+        self.next_sweep = first_due.map(|due| due.max(now + self.sweep_every()));
     }
 
     /// Drops every entry (descriptors in use by responses stay open until those finish).
@@ -360,6 +371,29 @@ mod tests {
         c.sweep_if_due(later);
         assert!(c.is_empty(), "inactive entries are closed");
         assert_eq!(c.next_sweep(), None);
+    }
+
+    #[test]
+    fn the_next_sweep_waits_for_the_first_entry_to_turn_inactive() {
+        let dir = Dir::new("due");
+        let valid = Duration::from_millis(100);
+        let inactive = valid * INACTIVE_INTERVALS;
+        let mut c = FileCache::new(8, valid);
+        let t0 = Instant::now();
+        c.get(dir.raw(), c"a", t0).unwrap();
+        assert_eq!(c.next_sweep(), Some(t0 + valid), "the first sweep comes one interval after the first entry");
+        // This lookup is past that, so it sweeps; nothing is inactive yet.
+        c.get(dir.raw(), c"b", t0 + Duration::from_millis(300)).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.next_sweep(), Some(t0 + inactive), "then when a turns inactive, not every interval");
+        c.sweep_if_due(t0 + inactive);
+        assert_eq!(c.len(), 1, "a closed");
+        assert_eq!(c.next_sweep(), Some(t0 + Duration::from_millis(300) + inactive), "b's turn");
+        // An entry used meanwhile moves its turn later.
+        c.get(dir.raw(), c"b", t0 + inactive).unwrap();
+        c.sweep_if_due(t0 + Duration::from_millis(300) + inactive);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.next_sweep(), Some(t0 + inactive + inactive));
     }
 
     #[test]
