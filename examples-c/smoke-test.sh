@@ -140,8 +140,8 @@ fi
 # ---- zh_static --threads 1: one worker on the main thread (external-loop mode) ------------------
 if start zh_static --threads 1 "$WWW"; then
   # Idle, the main thread sleeps in the step until there is work: no periodic wake-ups (the stop
-  # signal ends the wait through zh_engine_wake). Measured before any file is served: cached
-  # files are swept once a second until they are closed.
+  # signal ends the wait through zh_engine_wake). Measured before any file is served: a worker
+  # with cached files wakes to sweep them (after 1 s, then when they are 10 s unused).
   cs() { sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "/proc/$PID/status"; }
   cs0=$(cs); sleep 1.5; cs1=$(cs)
   if ((cs1 - cs0 == 0)); then ok "--threads 1: idle for 1.5 s without a wake-up"; else bad "--threads 1: $((cs1 - cs0)) wake-ups in 1.5 s idle"; fi
