@@ -102,7 +102,11 @@ impl Response {
     /// engine and are refused; `Connection: close` is honoured (the engine writes the header).
     pub fn add_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
         let name = HeaderName::from_bytes(name).map_err(|_| Error::Header("invalid header name"))?;
-        let value = HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid header value"))?;
+        // A well-known value (`text/plain`, `application/json` …) is a static one: no copy.
+        let value = match crate::static_file::content_type::well_known(value) {
+            Some(v) => v,
+            None => HeaderValue::from_bytes(value).map_err(|_| Error::Header("invalid header value"))?,
+        };
         match special(&name, &value)? {
             Some(asks_close) => self.close |= asks_close,
             None => self.headers.push((name, value)),
@@ -253,6 +257,17 @@ mod tests {
         assert!(r.close);
         r.add_header(b"X-Ok", b"yes").unwrap();
         assert_eq!(r.headers.len(), 1);
+    }
+
+    #[test]
+    fn well_known_and_other_values_are_kept_byte_for_byte() {
+        let mut r = Response::new(200).unwrap();
+        r.add_header(b"Content-Type", b"text/plain").unwrap();
+        r.add_header(b"X-Kind", b"application/json").unwrap();
+        r.add_header(b"Content-Type", b"text/plain; charset=x").unwrap();
+        let values: Vec<&[u8]> = r.headers.iter().map(|(_, v)| v.as_bytes()).collect();
+        assert_eq!(values, [&b"text/plain"[..], b"application/json", b"text/plain; charset=x"]);
+        assert!(r.add_header(b"X-Bad", b"a\nb").is_err(), "a bad value is still refused");
     }
 
     #[test]
