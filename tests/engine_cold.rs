@@ -64,9 +64,11 @@ fn a_cold_file_is_warmed_off_the_event_loop() {
     // The worker may be caught in uninterruptible sleep now and then for reasons of its own
     // (reclaim), but not in the disk reads: readahead alone left pages in flight that the
     // worker's sendfile then waited for (15-35% of this test's samples before the pool waited).
+    // Up to 1% is allowed: under `make test`, with other test binaries beside it, one sample
+    // in 619 (0.16%) was once caught so; the old 0.1% bound then failed on a single sample.
     eprintln!("worker thread: {disk_waits} of {samples} samples waiting in the kernel (D)");
     assert!(samples >= 200, "too few samples of the worker's state: {samples}");
-    assert!(disk_waits * 1000 <= samples, "the worker waited for the disk in {disk_waits} of {samples} samples");
+    assert!(disk_waits * 100 <= samples, "the worker waited for the disk in {disk_waits} of {samples} samples");
     assert!(body == data, "cold file served byte-identical");
     let st = engine.stats();
     assert!(st.cold_offloads >= 1, "{st:?}");
