@@ -596,3 +596,42 @@ fn wake_is_for_external_loop_mode() {
     assert!(matches!(engine.wake(), Err(zerohttp::error::Error::State(_))));
     engine.shutdown(Duration::from_millis(100)).unwrap();
 }
+
+/// An answer another thread queues while the host is away from the engine (its own loop waits
+/// elsewhere, no step runs) carries the time it is sent at in `Date`, not the time of the last
+/// step.
+#[test]
+fn an_answer_queued_between_steps_carries_the_current_date() {
+    let held: Arc<std::sync::Mutex<Option<zerohttp::engine::Request>>> = Arc::default();
+    let h = held.clone();
+    let engine = Engine::new(
+        Config { threads: 0, ..Config::default() },
+        Arc::new(move |req| *h.lock().unwrap() = Some(req)),
+    )
+    .unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    let client = std::thread::spawn(move || get(port, "/"));
+    let t = Instant::now();
+    let req = loop {
+        assert!(t.elapsed() < Duration::from_secs(10), "the request never reached the handler");
+        engine.step(Duration::from_millis(10)).unwrap();
+        if let Some(r) = held.lock().unwrap().take() {
+            break r;
+        }
+    };
+    engine.step(Duration::ZERO).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut r = Response::new(200).unwrap();
+    r.add_bytes(b"late");
+    std::thread::spawn(move || req.respond(r).unwrap()).join().unwrap();
+    while !client.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        engine.step(Duration::from_millis(10)).unwrap();
+    }
+    let resp = client.join().unwrap();
+    assert_eq!(resp.body, b"late");
+    let date = zerohttp::static_file::date::parse_http_date(resp.header("date").unwrap().as_bytes()).unwrap();
+    assert!(date >= sent_at, "Date {date} is older than the answer ({sent_at})");
+    engine.shutdown(Duration::ZERO).unwrap();
+}

@@ -221,6 +221,9 @@ impl Worker {
                 break;
             }
             let now = Instant::now();
+            // Messages may have waited since the last turn (in external-loop mode the host can
+            // be away for long): the answers they carry get today's `Date`.
+            self.unix_secs = unix_now();
             for msg in inbox.drain(..) {
                 self.handle_msg(msg, now);
             }
