@@ -32,23 +32,30 @@ pub fn set_tcp_congestion(fd: RawFd, name: &str) -> io::Result<()> {
 /// `fd`'s congestion control algorithm.
 pub fn tcp_congestion(fd: RawFd) -> io::Result<String> {
     let mut buf = [0u8; NAME_MAX + 1];
+    Ok(String::from_utf8_lossy(read_name(fd, &mut buf)?).into_owned())
+}
+
+/// Whether TCP paces `fd` itself: its congestion control is `bbr` (or a later `bbr` version),
+/// which asks for pacing; without the `fq` qdisc the socket then gets a timer per gap. Also true
+/// when the algorithm cannot be read, which keeps the calls sized for a paced socket. No
+/// allocation: it runs for every adopted connection.
+pub fn paces(fd: RawFd) -> bool {
+    let mut buf = [0u8; NAME_MAX + 1];
+    read_name(fd, &mut buf).map_or(true, |name| name.starts_with(b"bbr"))
+}
+
+/// The algorithm's name as the kernel gives it, without the NUL.
+fn read_name(fd: RawFd, buf: &mut [u8; NAME_MAX + 1]) -> io::Result<&[u8]> {
     let mut len = buf.len() as libc::socklen_t;
-    // SAFETY: `buf` and `len` are live locals; the kernel writes at most `len` bytes into `buf`
-    // and the written length into `len`.
+    // SAFETY: `buf` and `len` are live; the kernel writes at most `len` bytes into `buf` and the
+    // written length into `len`.
     let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, buf.as_mut_ptr().cast(), &mut len) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
     let written = &buf[..(len as usize).min(buf.len())];
     let end = written.iter().position(|&b| b == 0).unwrap_or(written.len());
-    Ok(String::from_utf8_lossy(&written[..end]).into_owned())
-}
-
-/// Whether TCP paces `fd` itself: its congestion control is `bbr` (or a later `bbr` version),
-/// which asks for pacing; without the `fq` qdisc the socket then gets a timer per gap. Also true
-/// when the algorithm cannot be read, which keeps the calls sized for a paced socket.
-pub fn paces(fd: RawFd) -> bool {
-    tcp_congestion(fd).map_or(true, |name| name.starts_with("bbr"))
+    Ok(&written[..end])
 }
 
 /// Whether this process may give a socket `name`: tries it on a fresh, unbound TCP socket.
