@@ -1,8 +1,9 @@
 /* The file a request body goes into fills up (RLIMIT_FSIZE stands in for ENOSPC: the write fails
  * with EFBIG on the same path): on_done runs exactly once with the error and the bytes that did
- * land, the application can still answer, the connection is closed afterwards (the rest of the
- * body cannot be consumed), nothing leaks (fds, engine connections). Also covers the spool path:
- * a large unclaimed body is spooled and moved into a caller's file with copy_file_range. */
+ * land, the blocks reserved for the rest are given back, the application can still answer, the
+ * connection is closed afterwards (the rest of the body cannot be consumed), nothing leaks (fds,
+ * engine connections). Also covers the spool path: a large unclaimed body is spooled and moved
+ * into a caller's file with copy_file_range. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -129,6 +131,12 @@ int main(void) {
     CHECK_EQ_INT(atomic_load(&g_done_calls), 1);
     CHECK_EQ_INT(g_error, EFBIG);
     CHECK(g_bytes <= LIMIT && g_bytes > 0);
+    /* The engine reserved the whole Content-Length before reading; what no byte reached was
+     * given back before on_done ran. */
+    struct stat sb;
+    CHECK(fstat(g_fd, &sb) == 0);
+    CHECK_EQ_INT(sb.st_size, (long long)g_bytes);
+    CHECK((uint64_t)sb.st_blocks * 512 <= LIMIT + 65536);
     zt_response r;
     if (zt_read_response(c, &r, 0) == 0) {
       CHECK_EQ_INT(r.status, 507);

@@ -3,8 +3,8 @@
  * Stores PUT bodies as files in DIR, by splice: the head handler opens DIR/NAME and claims the
  * body with zh_request_body_to_fd, so the payload goes socket -> pipe -> file without passing
  * through this process's memory. When the body is complete, on_done answers 201 with the byte
- * count (or 500 with the error). GET/other methods get 405; names must be a single path
- * segment of [A-Za-z0-9._-] (no "..").
+ * count (or 507 / 413 when the body does not fit, 500 for other errors). GET/other methods get
+ * 405; names must be a single path segment of [A-Za-z0-9._-] (no "..").
  *
  * With ZH_FORCE_COPY=1 in the environment the body is received with recv + pwrite instead (the
  * baseline for benchmarks).
@@ -52,7 +52,9 @@ static void on_done(void *ud, zh_request *req, uint64_t bytes, int error) {
     answer(req, 201, msg);
   } else {
     snprintf(msg, sizeof msg, "upload failed: %s\n", strerror(error));
-    answer(req, 500, msg);
+    /* No room (the engine reserves the range first, so this usually comes before the body). */
+    uint16_t status = (error == ENOSPC || error == EDQUOT) ? 507 : error == EFBIG ? 413 : 500;
+    answer(req, status, msg);
   }
 }
 

@@ -120,6 +120,8 @@ pub(crate) struct FdSink {
     on_done: Option<OnBodyDone>,
     /// Spooling an unclaimed body: the request (or its head) that gets the file when done.
     spool: Option<Spool>,
+    /// End of the file range reserved for a Content-Length body, until the body ends.
+    reserved_end: Option<u64>,
 }
 
 /// The request a spooled body belongs to.
@@ -130,6 +132,12 @@ pub(crate) enum Spool {
 
 impl FdSink {
     fn finish(&mut self, r: Result<u64, std::io::Error>) {
+        // Before `on_done`, which may close the fd: blocks reserved for bytes that never came.
+        if let Some(end) = self.reserved_end.take() {
+            if r.is_err() {
+                transfer::release_reserved_tail(self.fd.raw(), end);
+            }
+        }
         if let Some(f) = self.on_done.take() {
             match r {
                 Ok(n) => f(n, None),
@@ -766,13 +774,27 @@ impl Conn {
             }
             (Some(BodyClaim::ToFd { fd, offset, on_done }), back) => {
                 drop(back);
-                self.maybe_continue(expect, usize::MAX, true);
                 let remaining = match framing {
                     BodyFraming::Length(n) => n,
                     _ => 0,
                 };
                 let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
-                self.reading = Reading::ToFd(Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done), spool: None }));
+                let mut sink = Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done), spool: None, reserved_end: None });
+                if remaining >= transfer::RESERVE_MIN {
+                    match transfer::reserve_file_range(sink.fd.raw(), offset, remaining) {
+                        Ok(true) => sink.reserved_end = Some(offset + remaining),
+                        Ok(false) => {}
+                        Err(e) => {
+                            // The body cannot fit: said before it is read, and without a
+                            // `100 Continue` a waiting client never sends it.
+                            sink.finish(Err(e));
+                            self.abandon_body();
+                            return;
+                        }
+                    }
+                }
+                self.maybe_continue(expect, usize::MAX, true);
+                self.reading = Reading::ToFd(sink);
                 // Body bytes that came with the head are already in the buffer: write them now.
                 self.readable = true;
             }
@@ -847,12 +869,14 @@ impl Conn {
                     break;
                 }
                 if !data.is_empty() {
-                    if let Err(e) = transfer::pwrite_all(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, stats) {
+                    let mut landed = 0;
+                    let r = transfer::pwrite_counted(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, &mut landed, stats);
+                    sink.offset += landed;
+                    sink.written += landed;
+                    if let Err(e) = r {
                         outcome = Some(Err(e));
                         break;
                     }
-                    sink.offset += data.len() as u64;
-                    sink.written += data.len() as u64;
                 }
                 self.rbuf.advance(consumed);
                 if done {
@@ -893,7 +917,13 @@ impl Conn {
                     }
                 }
                 let pipe = self.rx_pipe.as_ref().expect("created above");
-                match transfer::splice_to_file(self.fd, pipe, sink.fd.raw(), &mut sink.offset, want, stats) {
+                let start = sink.offset;
+                let step = transfer::splice_to_file(self.fd, pipe, sink.fd.raw(), &mut sink.offset, want, stats);
+                if step.is_err() {
+                    // Staged bytes that reached the file before the error are in it.
+                    sink.written += sink.offset - start;
+                }
+                match step {
                     Ok(transfer::SinkStep::Moved(n)) => {
                         sink.written += n;
                         match sink.decoder.as_mut() {
@@ -1011,6 +1041,7 @@ impl Conn {
             decoder,
             on_done: None,
             spool: Some(spool),
+            reserved_end: None,
         }));
         self.readable = true;
         Ok(())

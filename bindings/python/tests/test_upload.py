@@ -47,6 +47,36 @@ def test_upload_to_file_by_splice(make_server, tmp_path):
     assert r.text == "main handler: buffered"
 
 
+def test_a_body_that_cannot_fit_is_refused_before_it_is_sent(make_server, tmp_path):
+    """A Content-Length body's file range is reserved first: 4 EiB fails there (EFBIG on ext4,
+    ENOSPC on tmpfs), on_done says so with 0 bytes, and no 100 Continue invites the body."""
+    import errno
+    import socket
+
+    done = []
+
+    def on_head(req):
+        def on_done(request, nbytes, error):
+            done.append((nbytes, error))
+            request.respond(507, os.strerror(error))
+
+        req.body_to_file(str(tmp_path / "huge.bin"), on_done)
+
+    s = make_server(head_handler=on_head)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=CLIENT_TIMEOUT) as c:
+        c.sendall(b"PUT /huge.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 4611686018427387904\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        data = b""
+        while True:  # the connection closes after the answer
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    assert data.startswith(b"HTTP/1.1 507 "), data
+    assert done == [(0, errno.EFBIG)] or done == [(0, errno.ENOSPC)], done
+    assert os.stat(tmp_path / "huge.bin").st_blocks == 0
+
+
 def test_upload_into_fd_and_file_object_with_offset(make_server, tmp_path):
     path = tmp_path / "spool.bin"
     fobj = open(path, "w+b")

@@ -1,0 +1,179 @@
+//! A Content-Length body claimed into a file gets its file range reserved before it is read:
+//! the blocks are there before the bytes, a body that cannot fit is refused before the client
+//! sends it, and a body that ends early gives back what it did not use.
+mod common;
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use zerohttp::body::FileFd;
+use zerohttp::config::Config;
+use zerohttp::engine::{Engine, HeadHandler, Request, Response};
+
+/// What each `on_done` reported: bytes, and the errno when the body ended early.
+type Done = Arc<Mutex<Vec<(u64, Option<i32>)>>>;
+
+/// Engine whose head handler writes every PUT body into `dir/<path>`; `on_done` answers 201 or
+/// 507 with the byte count.
+fn engine(dir: PathBuf, done: Done, force_copy: bool) -> (Engine, u16) {
+    let head: HeadHandler = Arc::new(move |req: Request| {
+        let file = std::fs::File::create(dir.join(&req.head().path()[1..])).unwrap();
+        let slot: Arc<Mutex<Option<Request>>> = Arc::new(Mutex::new(None));
+        let s2 = slot.clone();
+        let d2 = done.clone();
+        req.body_to_fd(
+            FileFd::Owned(OwnedFd::from(file)),
+            0,
+            Box::new(move |n, err| {
+                let errno = err.map(|e| e.raw_os_error().unwrap_or(-1));
+                d2.lock().unwrap().push((n, errno));
+                if let Some(req) = s2.lock().unwrap().take() {
+                    let mut resp = Response::new(if errno.is_none() { 201 } else { 507 }).unwrap();
+                    resp.add_bytes(n.to_string().as_bytes());
+                    let _ = req.respond(resp);
+                }
+            }),
+        )
+        .unwrap();
+        *slot.lock().unwrap() = Some(req);
+        None
+    });
+    let config = Config { threads: 1, force_copy, ..Config::default() };
+    let engine = Engine::with_head_handler(config, Arc::new(|req: Request| req.respond(Response::plain(404)).unwrap()), Some(head)).unwrap();
+    let port = engine.listen("127.0.0.1:0").unwrap();
+    engine.start().unwrap();
+    (engine, port)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zh-reserve-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Bytes of disk the file holds (allocated blocks, reserved or written).
+fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const LEN: usize = 8 << 20;
+
+#[test]
+fn the_file_range_is_reserved_before_the_body_arrives() {
+    for force_copy in [false, true] {
+        let dir = temp_dir(if force_copy { "copy" } else { "splice" });
+        let done: Done = Default::default();
+        let (engine, port) = engine(dir.clone(), done.clone(), force_copy);
+        let path = dir.join("up.bin");
+        let mut s = connect(port);
+        s.write_all(format!("PUT /up.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\n\r\n").as_bytes()).unwrap();
+        // Only the head has been sent: the blocks are there, the size is still 0.
+        wait_for("the reservation", || allocated(&path) >= LEN as u64);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the reservation keeps the size");
+        let data: Vec<u8> = (0..LEN as u32).map(|i| (i % 253) as u8).collect();
+        s.write_all(&data).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+        assert_eq!(r.status, 201, "force_copy {force_copy}");
+        assert!(std::fs::read(&path).unwrap() == data, "force_copy {force_copy}: the file is the body");
+        let held = allocated(&path);
+        assert!((LEN as u64..LEN as u64 + (1 << 20)).contains(&held), "force_copy {force_copy}: {held} bytes allocated for {LEN}");
+        let st = engine.stats();
+        if force_copy {
+            assert_eq!(st.body_bytes_spliced, 0, "{st:?}");
+        } else {
+            assert!(st.body_bytes_spliced > LEN as u64 / 2, "{st:?}");
+        }
+        engine.shutdown(Duration::ZERO).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
+    let dir = temp_dir("nofit");
+    let done: Done = Default::default();
+    let (engine, port) = engine(dir.clone(), done.clone(), false);
+    let mut s = connect(port);
+    // 4 EiB: past what any filesystem here holds (EFBIG past ext4's largest file, ENOSPC on tmpfs
+    // and xfs). The client waits for `100 Continue` before sending a byte of it.
+    let huge = 1u64 << 62;
+    s.write_all(format!("PUT /huge.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {huge}\r\nExpect: 100-continue\r\n\r\n").as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).unwrap();
+    assert_eq!(r.status, 507, "the final answer comes first, no 100 Continue");
+    assert_eq!(r.body, b"0");
+    let d = done.lock().unwrap().clone();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(matches!(d[0], (0, Some(libc::EFBIG)) | (0, Some(libc::ENOSPC))), "{d:?}");
+    // The body will never be read: the connection ends after the answer.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(rest.is_empty(), "nothing after the answer: {:?}", String::from_utf8_lossy(&rest));
+    assert_eq!(allocated(&dir.join("huge.bin")), 0);
+    assert_eq!(engine.stats().body_bytes_spliced + engine.stats().body_bytes_copied, 0);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_body_that_ends_early_gives_back_the_unused_reservation() {
+    let dir = temp_dir("early");
+    let done: Done = Default::default();
+    let (engine, port) = engine(dir.clone(), done.clone(), false);
+    let path = dir.join("part.bin");
+    let mut s = connect(port);
+    s.write_all(format!("PUT /part.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\n\r\n").as_bytes()).unwrap();
+    wait_for("the reservation", || allocated(&path) >= LEN as u64);
+    let sent = 1_000_000usize;
+    s.write_all(&vec![7u8; sent]).unwrap();
+    wait_for("the bytes sent", || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == sent as u64);
+    drop(s);
+    wait_for("on_done", || !done.lock().unwrap().is_empty());
+    let d = done.lock().unwrap().clone();
+    assert_eq!(d, vec![(sent as u64, Some(libc::ECONNRESET))]);
+    assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; sent], "what arrived is kept");
+    let held = allocated(&path);
+    assert!(held >= sent as u64 && held < sent as u64 + (1 << 20), "{held} bytes still allocated for {sent} written");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn small_and_chunked_bodies_are_not_reserved() {
+    let dir = temp_dir("small");
+    let done: Done = Default::default();
+    let (engine, port) = engine(dir.clone(), done.clone(), false);
+    let mut s = connect(port);
+    // Under the threshold: written as it comes; the head alone allocates nothing.
+    let small = 512 * 1024;
+    s.write_all(format!("PUT /small.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {small}\r\n\r\n").as_bytes()).unwrap();
+    wait_for("the file", || dir.join("small.bin").exists());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(allocated(&dir.join("small.bin")), 0);
+    s.write_all(&vec![1u8; small]).unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 201);
+    // Chunked: no length to reserve.
+    s.write_all(b"PUT /chunked.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    wait_for("the file", || dir.join("chunked.bin").exists());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(allocated(&dir.join("chunked.bin")), 0);
+    s.write_all(b"5\r\nhello\r\n0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 201);
+    assert_eq!(std::fs::read(dir.join("chunked.bin")).unwrap(), b"hello");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
