@@ -14,6 +14,7 @@ scenario and knob. Rules kept throughout:
 Output: bench/results/<UTC timestamp>/results.json, results.md (bench/report.py) and raw/.
 """
 import atexit
+import contextlib
 import datetime
 import hashlib
 import json
@@ -102,8 +103,11 @@ def read_knobs():
     # 2026-11-29): 256 KiB, as zh and lighttpd send, is faster on loopback than one huge call.
     K["limit_chunk"] = env_int("BENCH_LIMIT_CHUNK", 256 << 10, 0)
     K["upload_mb"] = env_int("BENCH_UPLOAD_MB", K["big_mb"])
-    # MiB of fresh memory touched and freed right before each upload (0 = off); see prefault().
+    # MiB written into the upload directory and deleted right before each upload (0 = off); see prefault().
     K["upload_prefault_mb"] = env_int("BENCH_UPLOAD_PREFAULT_MB", K["upload_mb"] + K["upload_mb"] // 4, 0)
+    # ms for which freed memory is kept from the balloon's free page reporting during each
+    # prefault + upload (0 = leave the machine alone); see reporting_held().
+    K["upload_hold_reporting_ms"] = env_int("BENCH_UPLOAD_HOLD_REPORTING_MS", 60000, 0)
     K["cold_mb"] = env_int("BENCH_COLD_MB", 256)
     K["cold_conns"] = env_int("BENCH_COLD_CONNS", 8)
     K["cold_baseline"] = os.environ.get("BENCH_COLD_BASELINE", "1") == "1"
@@ -909,19 +913,48 @@ def load_idle(srv, rp):
             "errors_total": n - still_open}
 
 
-def prefault(mb):
-    """Touches `mb` MiB of new memory and frees it at once. This VM's balloon reports free guest
-    pages to the host (free page reporting), which takes their backing away a few seconds
-    after they are freed; the next write into them faults on the host and runs ~3x slower. An
-    upload fills fresh page-cache pages, so without this its speed depended on how long ago
-    the previous round's file was deleted (the bimodal rounds in BENCHMARKS.md). Touched here,
-    the pages come back from the allocator still backed, as in a server whose memory is in
-    steady use; both upload servers get the same treatment."""
+PAGE_REPORTING_DELAY = "/sys/module/page_reporting/parameters/min_free_ms"
+
+
+@contextlib.contextmanager
+def reporting_held(ms):
+    """Keeps freed guest memory from this VM's balloon for `ms` (its free page reporting,
+    virtio feature 5: `min_free_ms` is how long a page stays free before it is reported; 0 on
+    this machine). A reported page loses its host backing, and the next write into it faults
+    on the host: measured by hand (BENCHMARKS.md, "Uploads and this VM's memory"), a 1 GiB
+    write into a new ext4 file took 0.23 to 2.9 s/GB from one try to the next, 0.23 every time
+    with reporting held. Both upload servers get the same treatment; the old value is put back
+    when the upload is over. Yields the value held (None when the knob is absent or read-only)."""
+    old = None
+    if ms > 0:
+        try:
+            with open(PAGE_REPORTING_DELAY) as f:
+                old = f.read().strip()
+            with open(PAGE_REPORTING_DELAY, "w") as f:
+                f.write(str(ms))
+        except OSError:
+            old = None
+    try:
+        yield ms if old is not None else None
+    finally:
+        if old is not None:
+            with open(PAGE_REPORTING_DELAY, "w") as f:
+                f.write(old)
+
+
+def prefault(mb, directory):
+    """Writes `mb` MiB into a file in `directory` and deletes it: the upload that follows gets
+    page-cache pages that were just in use (so host-backed while reporting is held), instead of
+    whatever the allocator hands out. Anonymous memory touched and freed (the harness before
+    2026-11-29) did not help: it comes from other blocks than a filesystem's large folios."""
     if mb <= 0:
         return
-    b = bytearray(mb << 20)
-    b[::4096] = b"\x01" * len(range(0, len(b), 4096))
-    del b
+    path = os.path.join(directory, "prefault.tmp")
+    chunk = b"\x01" * (1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            f.write(chunk)
+    os.unlink(path)
 
 
 def load_upload(srv, rp):
@@ -933,15 +966,17 @@ def load_upload(srv, rp):
     warm(src)
     os.sync()  # no dirty pages left from the previous upload: writeback would compete with this one
     time.sleep(0.5)
-    prefault(K["upload_prefault_mb"])
-    before = cpu_sample(srv.pid)
-    r = run(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", "600", "-T", src,
-                             "-w", "%{http_code} %{size_upload} %{time_total}", f"http://127.0.0.1:{srv.port}/up.bin"],
-            timeout=660)
-    after = cpu_sample(srv.pid)
+    with reporting_held(K["upload_hold_reporting_ms"]) as held:
+        prefault(K["upload_prefault_mb"], os.path.dirname(dst))
+        before = cpu_sample(srv.pid)
+        r = run(load_prefix() + ["curl", "-s", "-o", "/dev/null", "--max-time", "600", "-T", src,
+                                 "-w", "%{http_code} %{size_upload} %{time_total}", f"http://127.0.0.1:{srv.port}/up.bin"],
+                timeout=660)
+        after = cpu_sample(srv.pid)
     code, size, t = (r.stdout.split() + ["0", "0", "0"])[:3]
     m = with_cpu({"bytes": int(size), "seconds": float(t), "http_code": int(code),
                   "GB_s": int(size) / float(t) / 1e9 if float(t) else 0.0}, cpu_delta(before, after))
+    m["reporting_held_ms"] = held
     problems = []
     if r.returncode != 0 or int(code) // 100 != 2:
         problems.append(f"curl exit {r.returncode}, status {code}")

@@ -48,8 +48,9 @@ NOTES = {
             "1 s after the last connection was answered. \"open\" = connections still open when measured.",
     "upload": "Ratio against the same program with ZH_FORCE_COPY=1 (recv + pwrite), not against nginx. "
               "Every upload is compared byte for byte with its source afterwards. Before each upload "
-              "the harness touches and frees BENCH_UPLOAD_PREFAULT_MB of memory, so the page cache "
-              "the upload fills is backed by the host (this VM's balloon takes freed pages back).",
+              "the harness writes and deletes BENCH_UPLOAD_PREFAULT_MB in the upload directory while "
+              "this VM's free page reporting is held back (BENCH_UPLOAD_HOLD_REPORTING_MS), so the "
+              "page cache the upload fills is backed by the host, not faulted in from it.",
     "cold": "Servers with one worker only. \"warm p99/max\" = the same /hello load just before, on the same "
             "server process, with no download (BENCH_COLD_BASELINE=1). \"cold MB/s\" = the cold downloads' own speed; \"resident\" = fraction "
             "of the file in the page cache right after the first eviction (fincore).",
