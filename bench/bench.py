@@ -1243,7 +1243,35 @@ def machine():
     except OSError:
         congestion = "?"
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem": mem, "kernel": os.uname().release, "distro": distro,
-            "ulimit_nofile": nofile, "tcp_congestion": congestion}
+            "ulimit_nofile": nofile, "tcp_congestion": congestion, "memory_return": memory_return()}
+
+
+def memory_return():
+    """How this VM gives memory back, which decides page-cache and upload figures: the balloon's
+    free page reporting delay and whether DAMON pages out cold memory."""
+    parts = []
+    try:
+        with open(PAGE_REPORTING_DELAY) as f:
+            parts.append(f"free page reporting after {f.read().strip()} ms")
+    except OSError:
+        parts.append("no free page reporting")
+    actions = []
+    base = "/sys/kernel/mm/damon/admin/kdamonds"
+    try:
+        for k in sorted(os.listdir(base)):
+            if not k.isdigit():
+                continue
+            with open(os.path.join(base, k, "state")) as f:
+                if f.read().strip() != "on":
+                    continue
+            for root, _dirs, files in os.walk(os.path.join(base, k, "contexts")):
+                if "action" in files and os.path.basename(os.path.dirname(root)) == "schemes":
+                    with open(os.path.join(root, "action")) as f:
+                        actions.append(f.read().strip())
+    except OSError:
+        pass
+    parts.append(f"DAMON {', '.join(actions)}" if actions else "no DAMON scheme")
+    return "; ".join(parts)
 
 
 def main():

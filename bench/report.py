@@ -124,7 +124,8 @@ def main():
     w(f"- when: {meta['started']} → {meta.get('finished', '(interrupted)')}"
       f"{', ' + str(meta['elapsed_s']) + ' s' if 'elapsed_s' in meta else ''}")
     w(f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, {m['distro']}, kernel `{m['kernel']}`; "
-      f"ulimit -n {m['ulimit_nofile']}; TCP congestion control {m.get('tcp_congestion', '?')}")
+      f"ulimit -n {m['ulimit_nofile']}; TCP congestion control {m.get('tcp_congestion', '?')}; "
+      f"memory: {m.get('memory_return', '?')}")
     w(f"- load average (1/5/15 min) before: {meta['load_before']}, after: {meta.get('load_after', '?')} "
       "— anything above ~0.5 before means other work shared the CPUs")
     w(f"- tools: {meta['tools']['wrk']}, {meta['tools']['curl'].split(' (')[0]}, {meta['tools']['strace']}; "
