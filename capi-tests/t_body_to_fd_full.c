@@ -131,8 +131,8 @@ int main(void) {
     CHECK_EQ_INT(atomic_load(&g_done_calls), 1);
     CHECK_EQ_INT(g_error, EFBIG);
     CHECK(g_bytes <= LIMIT && g_bytes > 0);
-    /* The engine reserved the whole Content-Length before reading; what no byte reached was
-     * given back before on_done ran. */
+    /* The engine reserved the Content-Length (4 MiB: one window) before reading; what no byte
+     * reached was given back before on_done ran. */
     struct stat sb;
     CHECK(fstat(g_fd, &sb) == 0);
     CHECK_EQ_INT(sb.st_size, (long long)g_bytes);

@@ -193,8 +193,8 @@ if start zh_echo; then
 fi
 
 # ---- zh_upload --------------------------------------------------------------------------------
-# Bodies into files; one too large for any file is refused before the client sends it (the engine
-# reserves a Content-Length body's range first): 413 for EFBIG (ext4), 507 for ENOSPC (tmpfs).
+# Bodies into files; one larger than the disk's free space is refused before the client sends it
+# (the engine checks a Content-Length body's room first): 507 for ENOSPC (413 if EFBIG).
 mkdir -p "$TMP/up"
 head -c $((3 << 20)) /dev/urandom >"$TMP/up-src.bin"
 if start zh_upload "$TMP/up"; then

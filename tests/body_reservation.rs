@@ -107,8 +107,9 @@ fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let mut s = connect(port);
-    // 4 EiB: past what any filesystem here holds (EFBIG past ext4's largest file, ENOSPC on tmpfs
-    // and xfs). The client waits for `100 Continue` before sending a byte of it.
+    // 4 EiB: more than any filesystem here has free (ENOSPC; EFBIG where a filesystem's largest
+    // file is smaller than its free space). The client waits for `100 Continue` before sending
+    // a byte of it.
     let huge = 1u64 << 62;
     s.write_all(format!("PUT /huge.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {huge}\r\nExpect: 100-continue\r\n\r\n").as_bytes()).unwrap();
     let mut buf = Vec::new();
@@ -125,6 +126,33 @@ fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
     assert!(rest.is_empty(), "nothing after the answer: {:?}", String::from_utf8_lossy(&rest));
     assert_eq!(allocated(&dir.join("huge.bin")), 0);
     assert_eq!(engine.stats().body_bytes_spliced + engine.stats().body_bytes_copied, 0);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_large_body_is_reserved_a_window_ahead_of_its_writes() {
+    let dir = temp_dir("window");
+    let done: Done = Default::default();
+    let (engine, port) = engine(dir.clone(), done.clone(), false);
+    let path = dir.join("large.bin");
+    let len = 2 * zerohttp::transfer::RESERVE_WINDOW as usize + (8 << 20);
+    let mut s = connect(port);
+    s.write_all(format!("PUT /large.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes()).unwrap();
+    // One window is reserved before the body, not the whole length: one `fallocate` of a
+    // large body would hold the event loop for milliseconds.
+    let window = zerohttp::transfer::RESERVE_WINDOW;
+    wait_for("the first window", || allocated(&path) >= window);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(allocated(&path) < 2 * window, "{} bytes allocated before the body", allocated(&path));
+    let data: Vec<u8> = (0..len as u32).map(|i| (i % 241) as u8).collect();
+    s.write_all(&data).unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body, len.to_string().as_bytes());
+    assert!(std::fs::read(&path).unwrap() == data, "the file is the body");
+    let held = allocated(&path);
+    assert!((len as u64..len as u64 + (1 << 20)).contains(&held), "{held} bytes allocated for {len}");
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

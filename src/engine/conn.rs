@@ -120,8 +120,8 @@ pub(crate) struct FdSink {
     on_done: Option<OnBodyDone>,
     /// Spooling an unclaimed body: the request (or its head) that gets the file when done.
     spool: Option<Spool>,
-    /// End of the file range reserved for a Content-Length body, until the body ends.
-    reserved_end: Option<u64>,
+    /// A Content-Length body's file range, reserved ahead of the writes until the body ends.
+    reservation: Option<transfer::Reservation>,
 }
 
 /// The request a spooled body belongs to.
@@ -131,11 +131,19 @@ pub(crate) enum Spool {
 }
 
 impl FdSink {
+    /// Keeps the reservation a window ahead of the next write (an error: the body will not fit).
+    fn reserve_ahead(&mut self) -> std::io::Result<()> {
+        match self.reservation.as_mut() {
+            Some(r) => r.ahead_of(self.fd.raw(), self.offset),
+            None => Ok(()),
+        }
+    }
+
     fn finish(&mut self, r: Result<u64, std::io::Error>) {
         // Before `on_done`, which may close the fd: blocks reserved for bytes that never came.
-        if let Some(end) = self.reserved_end.take() {
+        if let Some(reservation) = self.reservation.take() {
             if r.is_err() {
-                transfer::release_reserved_tail(self.fd.raw(), end);
+                reservation.release(self.fd.raw());
             }
         }
         if let Some(f) = self.on_done.take() {
@@ -779,18 +787,15 @@ impl Conn {
                     _ => 0,
                 };
                 let decoder = matches!(framing, BodyFraming::Chunked).then(|| Box::new(ChunkedDecoder::new(limits)));
-                let mut sink = Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done), spool: None, reserved_end: None });
-                if remaining >= transfer::RESERVE_MIN {
-                    match transfer::reserve_file_range(sink.fd.raw(), offset, remaining) {
-                        Ok(true) => sink.reserved_end = Some(offset + remaining),
-                        Ok(false) => {}
-                        Err(e) => {
-                            // The body cannot fit: said before it is read, and without a
-                            // `100 Continue` a waiting client never sends it.
-                            sink.finish(Err(e));
-                            self.abandon_body();
-                            return;
-                        }
+                let mut sink = Box::new(FdSink { fd, offset, written: 0, remaining, decoder, on_done: Some(on_done), spool: None, reservation: None });
+                match transfer::Reservation::start(sink.fd.raw(), offset, remaining) {
+                    Ok(r) => sink.reservation = r,
+                    Err(e) => {
+                        // The body cannot fit: said before it is read, and without a
+                        // `100 Continue` a waiting client never sends it.
+                        sink.finish(Err(e));
+                        self.abandon_body();
+                        return;
                     }
                 }
                 self.maybe_continue(expect, usize::MAX, true);
@@ -869,6 +874,10 @@ impl Conn {
                     break;
                 }
                 if !data.is_empty() {
+                    if let Err(e) = sink.reserve_ahead() {
+                        outcome = Some(Err(e));
+                        break;
+                    }
                     let mut landed = 0;
                     let r = transfer::pwrite_counted(sink.fd.raw(), &self.rbuf[data.clone()], sink.offset, &mut landed, stats);
                     sink.offset += landed;
@@ -915,6 +924,10 @@ impl Conn {
                             break;
                         }
                     }
+                }
+                if let Err(e) = sink.reserve_ahead() {
+                    outcome = Some(Err(e));
+                    break;
                 }
                 let pipe = self.rx_pipe.as_ref().expect("created above");
                 let start = sink.offset;
@@ -1041,7 +1054,7 @@ impl Conn {
             decoder,
             on_done: None,
             spool: Some(spool),
-            reserved_end: None,
+            reservation: None,
         }));
         self.readable = true;
         Ok(())

@@ -191,8 +191,9 @@ impl Request {
     /// From a head handler: write the body into `fd` at `offset` instead of buffering it;
     /// `on_done` reports the outcome. The application still owes the response. A Content-Length
     /// body of at least [`crate::transfer::RESERVE_MIN`] bytes has its file range reserved
-    /// first: one that cannot fit is reported before it is read, and the unused part of the
-    /// reservation of one that ends early is given back.
+    /// ahead of its writes ([`crate::transfer::Reservation`]): one that cannot fit is reported
+    /// before it is read, and the unused part of the reservation of one that ends early is
+    /// given back.
     pub fn body_to_fd(&self, fd: crate::body::FileFd, offset: u64, on_done: OnBodyDone) -> Result<(), Error> {
         let Some(slot) = self.claim.as_ref() else {
             return Err(Error::State("the body can only be claimed from the head handler"));

@@ -1393,9 +1393,10 @@ class Request:
         on a worker thread when the body is complete (``error`` 0) or failed (an errno value);
         the request is still to be answered — typically right there. A caller's fd or file
         object is ``dup``'ed: keep it or close it, the engine writes through its own copy.
-        A Content-Length body of 1 MiB or more has its range reserved first (``fallocate``):
-        one that cannot fit reaches ``on_done`` (``ENOSPC``, ``EDQUOT``, ``EFBIG``) before the
-        client sends it."""
+        A Content-Length body of 1 MiB or more has its range reserved ahead of the writes
+        (``fallocate``, 64 MiB at a time): one larger than the filesystem's free space, or
+        whose first window is refused, reaches ``on_done`` (``ENOSPC``, ``EDQUOT``, ``EFBIG``)
+        before the client sends it."""
         ptr = self._live("zh_request_body_to_fd")
         if not self._head_stage:
             raise ZhError(ZH_ERR_STATE, None, detail="body_to_file() only works in a head handler", call="zh_request_body_to_fd")
