@@ -2,7 +2,7 @@
  * with EFBIG on the same path): on_done runs exactly once with the error and the bytes that did
  * land, the blocks reserved for the rest are given back, the application can still answer, the
  * connection is closed afterwards (the rest of the body cannot be consumed), nothing leaks (fds,
- * engine connections). Also covers the spool path: a large unclaimed body is spooled and moved
+ * engine connections) — by splice and by recv + pwrite (force copy). Also covers the spool path: a large unclaimed body is spooled and moved
  * into a caller's file with copy_file_range. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,6 +59,47 @@ static void handler(void *ud, zh_request *req) {
   zt_respond_text(req, 200, body);
 }
 
+/* The destination fills up after LIMIT bytes (RLIMIT_FSIZE), on the engine listening on `port`. */
+static void fill_up(uint16_t port) {
+  atomic_store(&g_done_calls, 0);
+  CHECK(ftruncate(g_fd, 0) == 0);
+  struct rlimit old, lim;
+  CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  lim = old;
+  lim.rlim_cur = LIMIT;
+  CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  uint8_t *body = malloc(UPLOAD);
+  CHECK(body != NULL);
+  zt_fill_pattern(body, UPLOAD, 0);
+  zt_conn *c = zt_connect(port);
+  char head[256];
+  snprintf(head, sizeof head, "PUT /full HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", UPLOAD);
+  CHECK(zt_send_str(c, head) == 0);
+  zt_send_all(c, body, UPLOAD); /* may fail part-way once the server gives up: fine */
+  ZT_WAIT_UNTIL(atomic_load(&g_done_calls) == 1, 5000);
+  CHECK_EQ_INT(atomic_load(&g_done_calls), 1);
+  CHECK_EQ_INT(g_error, EFBIG);
+  CHECK(g_bytes <= LIMIT && g_bytes > 0);
+  /* Every byte that reached the file is counted (also those of a write cut short by the
+   * limit), and the blocks the engine reserved for the rest were given back before on_done. */
+  struct stat sb;
+  CHECK(fstat(g_fd, &sb) == 0);
+  CHECK_EQ_INT(sb.st_size, (long long)g_bytes);
+  CHECK((uint64_t)sb.st_blocks * 512 <= LIMIT + 65536);
+  zt_response r;
+  if (zt_read_response(c, &r, 0) == 0) {
+    CHECK_EQ_INT(r.status, 507);
+    zt_response_free(&r);
+  }
+  size_t discarded = 0;
+  CHECK(zt_wait_closed(c, 5000, &discarded) == 1); /* the rest of the body cannot be consumed */
+  zt_close(c);
+  free(body);
+  zt_sleep_ms(50);
+  CHECK_EQ_INT(atomic_load(&g_done_calls), 1); /* exactly once */
+  CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+}
+
 int main(void) {
   signal(SIGXFSZ, SIG_IGN); /* the failing write must be an error, not a dead process */
   const char *dir = getenv("TMPDIR");
@@ -112,44 +153,23 @@ int main(void) {
     CHECK(st.body_bytes_spliced > 0);
   }
 
-  /* 2. the destination fills up after LIMIT bytes */
-  struct rlimit old, lim;
-  CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
-  lim = old;
-  lim.rlim_cur = LIMIT;
-  CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  /* 2. the destination fills up: body by splice, then by recv + pwrite (force copy) */
+  fill_up(port);
   {
-    uint8_t *body = malloc(UPLOAD);
-    CHECK(body != NULL);
-    zt_fill_pattern(body, UPLOAD, 0);
-    zt_conn *c = zt_connect(port);
-    char head[256];
-    snprintf(head, sizeof head, "PUT /full HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", UPLOAD);
-    CHECK(zt_send_str(c, head) == 0);
-    zt_send_all(c, body, UPLOAD); /* may fail part-way once the server gives up: fine */
-    ZT_WAIT_UNTIL(atomic_load(&g_done_calls) == 1, 5000);
-    CHECK_EQ_INT(atomic_load(&g_done_calls), 1);
-    CHECK_EQ_INT(g_error, EFBIG);
-    CHECK(g_bytes <= LIMIT && g_bytes > 0);
-    /* The engine reserved the Content-Length (4 MiB: one window) before reading; what no byte
-     * reached was given back before on_done ran. */
-    struct stat sb;
-    CHECK(fstat(g_fd, &sb) == 0);
-    CHECK_EQ_INT(sb.st_size, (long long)g_bytes);
-    CHECK((uint64_t)sb.st_blocks * 512 <= LIMIT + 65536);
-    zt_response r;
-    if (zt_read_response(c, &r, 0) == 0) {
-      CHECK_EQ_INT(r.status, 507);
-      zt_response_free(&r);
-    }
-    size_t discarded = 0;
-    CHECK(zt_wait_closed(c, 5000, &discarded) == 1); /* the rest of the body cannot be consumed */
-    zt_close(c);
-    free(body);
-    zt_sleep_ms(50);
-    CHECK_EQ_INT(atomic_load(&g_done_calls), 1); /* exactly once */
+    zh_config *ccfg = NULL;
+    CHECK_OK(zh_config_new(&ccfg));
+    CHECK_OK(zh_config_set_head_handler(ccfg, head_handler, NULL));
+    CHECK_OK(zh_config_set_force_copy(ccfg, true));
+    uint16_t cport = 0;
+    zh_engine *ce = zt_engine_start(ccfg, handler, NULL, &cport);
+    zh_config_free(ccfg);
+    fill_up(cport);
+    zh_stats cst;
+    zt_stats(ce, &cst);
+    CHECK_EQ_INT(cst.body_bytes_spliced, 0);
+    CHECK_OK(zh_engine_shutdown(ce, 1000));
+    zh_engine_free(ce);
   }
-  CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
 
   zh_stats st;
   ZT_WAIT_UNTIL((zt_stats(e, &st), st.connections_active == 0), 3000);

@@ -131,22 +131,55 @@ fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
 }
 
 #[test]
+fn a_client_already_sending_a_refused_body_gets_the_answer_not_a_reset() {
+    let dir = temp_dir("nofit-noexpect");
+    let done: Done = Default::default();
+    let (engine, port) = engine(dir.clone(), done.clone(), false);
+    let mut s = connect(port);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // No `Expect`: the client sends the head and goes straight on with the body.
+    s.write_all(b"PUT /huge.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 4611686018427387904\r\n\r\n").unwrap();
+    s.write_all(&vec![3u8; 256 << 10]).unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 507);
+    assert!(r.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v == "close"), "{:?}", r.headers);
+    // The engine reads away what still comes (lingering close) instead of resetting the
+    // connection under a client that is still sending: these writes land, and the client
+    // then sees an orderly end.
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(&vec![3u8; 256 << 10]).expect("the server still reads after its answer");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let end = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(end.is_ok() && rest.is_empty(), "{end:?}, {} bytes", rest.len());
+    assert_eq!(done.lock().unwrap().len(), 1);
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_large_body_is_reserved_a_window_ahead_of_its_writes() {
     let dir = temp_dir("window");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let path = dir.join("large.bin");
-    let len = 2 * zerohttp::transfer::RESERVE_WINDOW as usize + (8 << 20);
+    let len = 2 * zerohttp::transfer::Reservation::window() as usize + (8 << 20);
     let mut s = connect(port);
     s.write_all(format!("PUT /large.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes()).unwrap();
     // One window is reserved before the body, not the whole length: one `fallocate` of a
     // large body would hold the event loop for milliseconds.
-    let window = zerohttp::transfer::RESERVE_WINDOW;
+    let window = zerohttp::transfer::Reservation::window();
     wait_for("the first window", || allocated(&path) >= window);
     std::thread::sleep(Duration::from_millis(50));
     assert!(allocated(&path) < 2 * window, "{} bytes allocated before the body", allocated(&path));
     let data: Vec<u8> = (0..len as u32).map(|i| (i % 241) as u8).collect();
-    s.write_all(&data).unwrap();
+    // Past the middle of the second window the rest is reserved ahead of the writes (by the
+    // writes alone the file would hold what arrived, 100 MiB).
+    let first = 100 << 20;
+    s.write_all(&data[..first]).unwrap();
+    wait_for("the first 100 MiB", || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == first as u64);
+    assert!(allocated(&path) >= len as u64, "{} bytes allocated at {first} written of {len}", allocated(&path));
+    s.write_all(&data[first..]).unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
     assert_eq!(r.status, 201);
     assert_eq!(r.body, len.to_string().as_bytes());

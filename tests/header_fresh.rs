@@ -60,3 +60,18 @@ fn header_is_fresh() {
         );
     }
 }
+
+/// Every name the header defines is ours: a plain `pub const` anywhere in the crate becomes a
+/// `#define` (a `NAME_MAX` once shadowed `<limits.h>`'s in every program that included both).
+#[test]
+fn header_defines_only_zh_names() {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let header = fs::read_to_string(crate_dir.join(HEADER)).expect("read the header");
+    let foreign: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !name.starts_with("ZH_") && *name != "ZEROHTTP_H")
+        .collect();
+    assert!(foreign.is_empty(), "{HEADER} defines names outside ZH_*: {foreign:?} (make the Rust constants private or pub(crate))");
+}

@@ -143,7 +143,7 @@ impl FdSink {
         // Before `on_done`, which may close the fd: blocks reserved for bytes that never came.
         if let Some(reservation) = self.reservation.take() {
             if r.is_err() {
-                reservation.release(self.fd.raw());
+                reservation.release_after(self.fd.raw(), self.offset);
             }
         }
         if let Some(f) = self.on_done.take() {
@@ -764,6 +764,20 @@ impl Conn {
         self.read_eof = true;
     }
 
+    /// A claimed body the engine will not read (it cannot fit): its request's answer is the
+    /// connection's last, and what the client sends meanwhile is read away after that answer
+    /// (lingering close), so a client already sending the body gets the answer, not a reset.
+    fn refuse_body(&mut self) {
+        self.rbuf.clear();
+        self.reading = Reading::Stopped;
+        // Nothing is dispatched while a body is read: the request's slot is the last one.
+        match self.inflight.back_mut() {
+            Some(Slot::Waiting(meta)) | Some(Slot::Ready(meta, ..)) => meta.keep_alive = false,
+            // Answered and queued already: close right after it.
+            _ => self.read_eof = true,
+        }
+    }
+
     /// After the head handler: claimed → into the fd; given back → buffer, then the main
     /// handler; answered (or kept) without a claim → drain a bounded amount, else close.
     pub(crate) fn after_head(&mut self, back: Option<Request>, claim: Option<BodyClaim>, ctx: &mut Ctx<'_>) {
@@ -794,7 +808,7 @@ impl Conn {
                         // The body cannot fit: said before it is read, and without a
                         // `100 Continue` a waiting client never sends it.
                         sink.finish(Err(e));
-                        self.abandon_body();
+                        self.refuse_body();
                         return;
                     }
                 }

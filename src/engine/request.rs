@@ -190,7 +190,7 @@ impl Request {
 
     /// From a head handler: write the body into `fd` at `offset` instead of buffering it;
     /// `on_done` reports the outcome. The application still owes the response. A Content-Length
-    /// body of at least [`crate::transfer::RESERVE_MIN`] bytes has its file range reserved
+    /// body of 1 MiB or more has its file range reserved
     /// ahead of its writes ([`crate::transfer::Reservation`]): one that cannot fit is reported
     /// before it is read, and the unused part of the reservation of one that ends early is
     /// given back.

@@ -379,12 +379,15 @@ unsafe impl Send for BodyDone {}
 /// the payload never enters user space; chunked bodies de-framed here and written with
 /// `pwrite`. A Content-Length body of 1 MiB or more has its range reserved ahead of the writes
 /// (`fallocate` with `FALLOC_FL_KEEP_SIZE`, 64 MiB at a time: blocks allocated, the file's size
-/// unchanged). One that cannot fit — larger than the filesystem's free space, past the largest
-/// file offset, or a first 64 MiB the filesystem refuses (`ENOSPC`, `EFBIG`, `EDQUOT`) — is
-/// reported to `on_done` before a byte is read, no `100 Continue` is sent, and the connection
-/// closes after the answer; a later window refused ends the body then, as a failed write would.
+/// unchanged). One that cannot fit — more than the filesystem's free space plus what the file
+/// already holds, past 2^63 bytes, or a first 64 MiB the filesystem refuses (`ENOSPC`, `EFBIG`,
+/// `EDQUOT`) — is reported to `on_done` before a byte of it is read and no `100 Continue` is
+/// sent (a client that waits for one never sends the body); the answer is the connection's
+/// last, and what the client sends meanwhile is read away after it. A later window refused
+/// (a quota, a filesystem's own file-size limit) ends the body then, as a failed write would.
 /// If the body ends early, the blocks reserved past the end of the file are given back (a
-/// truncate to the file's current size — do not grow the file from elsewhere meanwhile). `on_done(userdata, req, bytes, error)`
+/// truncate to the file's current size, skipped when something past the body's bytes was
+/// written meanwhile). `on_done(userdata, req, bytes, error)`
 /// runs exactly once; `bytes` counts every byte that reached the file. The fd is borrowed: the
 /// engine never closes it. `ZH_ERR_STATE` outside the head handler, `ZH_ERR_ALREADY_USED` if
 /// the body was already claimed or the request already answered, `ZH_ERR_INVALID` for a

@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Longest algorithm name the kernel takes (`TCP_CA_NAME_MAX` is 16 with the NUL).
-pub const NAME_MAX: usize = 15;
+const NAME_MAX: usize = 15;
 
 /// Sets `fd`'s congestion control to `name`. Errors as the kernel gives them: `ENOENT` (no such
 /// algorithm, or its module is not loaded), `EPERM` (not in

@@ -27,7 +27,7 @@ pub use os::{block_sigpipe, fd_kind, file_size, reuseport_listener, set_nonblock
 pub use recv::{recv_into, RecvOutcome};
 pub use residency::{dup_fd, evict, probe, warm, Residency};
 pub use send::{send_chain, ConnPaths, PathMemory, SendError, SendReport, Sent};
-pub use reserve::{Reservation, RESERVE_MIN, RESERVE_WINDOW};
+pub use reserve::Reservation;
 pub use sink::{pipe_is_clean, pread_into, pwrite_all, pwrite_counted, splice_to_file, SinkStep};
 pub use splice::PipePair;
 pub use spool::{copy_to_fd, spool_file};

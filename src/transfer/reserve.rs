@@ -4,20 +4,12 @@
 //! allocation (a 1 GiB write on ext4 here: 0.24 → 0.17 s/GB).
 //!
 //! The range is reserved a window at a time: one `fallocate` costs time in proportion to what
-//! it allocates (ext4 here: ~1.8 ms per GiB), on the event loop. Whether the whole body can fit
+//! it allocates (ext4 here: ~1 ms per GiB), on the event loop. Whether the whole body can fit
 //! is asked of the filesystem's free space instead (`fstatvfs`), which costs the same for any
 //! length.
 
 use std::io;
 use std::os::fd::RawFd;
-
-/// Content-Length bodies at least this large get their file range reserved: below it one more
-/// system call buys little.
-pub const RESERVE_MIN: u64 = 1 << 20;
-
-/// Bytes reserved per `fallocate`; the next window is reserved when the writes come within
-/// half a window of the end of the last.
-pub const RESERVE_WINDOW: u64 = 64 << 20;
 
 /// A body's file range `[.., end)`, reserved up to `reserved_to`.
 #[derive(Debug)]
@@ -26,30 +18,51 @@ pub struct Reservation {
     reserved_to: u64,
 }
 
+/// Content-Length bodies at least this large get their file range reserved: below it one more
+/// system call buys little. (Crate-private, as `WINDOW`: cbindgen turns every public constant
+/// of the crate, associated ones too, into a `#define` of the C header.)
+pub(crate) const MIN: u64 = 1 << 20;
+
+/// Bytes reserved per `fallocate`; the next window is reserved when the writes come within half
+/// a window of the end of the last.
+pub(crate) const WINDOW: u64 = 64 << 20;
+
 impl Reservation {
+    /// Bytes reserved per `fallocate` (for tests and tools outside the crate).
+    pub const fn window() -> u64 {
+        WINDOW
+    }
+
     /// Starts reserving `[offset, offset + len)` of `fd` for a body about to be written there.
     /// `Ok(None)` when the body is too small to bother or the file or filesystem cannot reserve
     /// (the writes then allocate as they go); `Err` (`ENOSPC`, `EDQUOT`, `EFBIG`) when the body
-    /// will not fit: past the largest file offset, more than the filesystem's free space, or a
-    /// first window the filesystem refuses.
+    /// will not fit: past the largest offset a file can have, a first window the filesystem
+    /// refuses, or more than the filesystem's free space and what the file already holds.
     pub fn start(fd: RawFd, offset: u64, len: u64) -> io::Result<Option<Reservation>> {
-        if len < RESERVE_MIN {
+        if len < MIN {
             return Ok(None);
         }
         let Some(end) = offset.checked_add(len).filter(|&e| e <= i64::MAX as u64) else {
             return Err(io::Error::from_raw_os_error(libc::EFBIG));
         };
-        if len > RESERVE_WINDOW && free_bytes(fd).is_some_and(|free| free < len) {
+        let mut r = Reservation { end, reserved_to: offset };
+        if !r.extend(fd)? {
+            return Ok(None);
+        }
+        // The first window is the file's now: free space plus every block the file holds
+        // (the window, or an earlier allocation the body overwrites) must cover the body.
+        // Compressing or deduplicating filesystems could hold it in less; none is in use here.
+        if r.reserved_to < end && room(fd).is_some_and(|room| room < len) {
+            r.release_after(fd, offset);
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        let mut r = Reservation { end, reserved_to: offset };
-        Ok(r.extend(fd)?.then_some(r))
+        Ok(Some(r))
     }
 
     /// Before a write at `at`: reserves the next window if the writes are within half a window
     /// of the reserved end. `Err` when the filesystem refuses it (the body will not fit).
     pub fn ahead_of(&mut self, fd: RawFd, at: u64) -> io::Result<()> {
-        if self.reserved_to < self.end && at.saturating_add(RESERVE_WINDOW / 2) >= self.reserved_to {
+        if self.reserved_to < self.end && at.saturating_add(WINDOW / 2) >= self.reserved_to {
             if !self.extend(fd)? {
                 // The filesystem stopped reserving (cannot happen after a first success on the
                 // ones measured): the writes allocate as they go from here.
@@ -59,18 +72,21 @@ impl Reservation {
         Ok(())
     }
 
-    /// The body ended early: gives back the reserved blocks no byte reached — everything past
-    /// the file's size now. ext4 does not punch holes past the end of a file, but a truncate to
-    /// the size the file already has frees the blocks beyond it (ext4, xfs, tmpfs); nothing
-    /// below the size (data, the caller's or the body's) is touched.
-    pub fn release(self, fd: RawFd) {
+    /// The body ended early, its last byte written just before `written_to`: gives back the
+    /// reserved blocks no byte reached — everything past the file's size now. ext4 does not
+    /// punch holes past the end of a file, but a truncate to the size the file already has
+    /// frees the blocks beyond it (ext4, xfs, tmpfs); nothing below the size is touched. Only
+    /// when nothing was written past the body's own bytes: a file another writer is growing
+    /// beyond them keeps the blocks (a truncate could race with that writer).
+    pub fn release_after(self, fd: RawFd, written_to: u64) {
         // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat writes one struct stat into `st`, a live local.
         if fd < 0 || unsafe { libc::fstat(fd, &mut st) } != 0 {
             return;
         }
-        if st.st_size.max(0) as u64 >= self.reserved_to {
+        let size = st.st_size.max(0) as u64;
+        if size >= self.reserved_to || size > written_to {
             return;
         }
         // SAFETY: ftruncate on a descriptor the caller holds open for writing, to the size it
@@ -86,7 +102,7 @@ impl Reservation {
     /// Reserves the next window. `Ok(false)` when the file or filesystem cannot reserve.
     fn extend(&mut self, fd: RawFd) -> io::Result<bool> {
         let from = self.reserved_to;
-        let len = (self.end - from).min(RESERVE_WINDOW);
+        let len = (self.end - from).min(WINDOW);
         loop {
             // SAFETY: fallocate on a descriptor the caller holds open; no memory is passed.
             let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, from as libc::off_t, len as libc::off_t) };
@@ -104,18 +120,34 @@ impl Reservation {
     }
 }
 
-/// Bytes the filesystem of `fd` can still give this process (the root-reserved blocks count
-/// for root only), or None if it cannot say.
-fn free_bytes(fd: RawFd) -> Option<u64> {
+/// Bytes the body could occupy in the file of `fd`: what the filesystem can still give this
+/// process (the root-reserved blocks count for root only) plus what the file already holds.
+/// None if the filesystem cannot say (ramfs and size-less tmpfs report no blocks at all).
+fn room(fd: RawFd) -> Option<u64> {
     // SAFETY: an all-zero `statvfs` is a valid value for fstatvfs to overwrite.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatvfs writes one struct statvfs into `st`, a live local.
-    if unsafe { libc::fstatvfs(fd, &mut st) } != 0 || st.f_frsize == 0 {
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatvfs writes one struct statvfs into `vfs`, a live local.
+    if unsafe { libc::fstatvfs(fd, &mut vfs) } != 0 || vfs.f_frsize == 0 || vfs.f_blocks == 0 {
+        return None;
+    }
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one struct stat into `st`, a live local.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return None;
     }
     // SAFETY: geteuid has no preconditions.
-    let blocks = if unsafe { libc::geteuid() } == 0 { st.f_bfree } else { st.f_bavail };
-    Some((blocks as u64).saturating_mul(st.f_frsize as u64))
+    let free_blocks = if unsafe { libc::geteuid() } == 0 { vfs.f_bfree } else { vfs.f_bavail };
+    room_of(free_blocks as u64, vfs.f_frsize as u64, vfs.f_blocks as u64, st.st_blocks.max(0) as u64)
+}
+
+/// [`room`]'s arithmetic: free blocks of `frsize` bytes plus the file's own 512-byte blocks;
+/// None for a filesystem that reports no blocks or no block size.
+fn room_of(free_blocks: u64, frsize: u64, total_blocks: u64, file_blocks_512: u64) -> Option<u64> {
+    if frsize == 0 || total_blocks == 0 {
+        return None;
+    }
+    Some(free_blocks.saturating_mul(frsize).saturating_add(file_blocks_512.saturating_mul(512)))
 }
 
 #[cfg(test)]
@@ -144,7 +176,7 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 0, "the size stays");
         assert!(allocated(&f) >= 4 << 20, "{} bytes allocated", allocated(&f));
         pwrite_all(f.as_raw_fd(), &[5u8; 100_000], 0, &WorkerStats::default()).unwrap();
-        r.release(f.as_raw_fd());
+        r.release_after(f.as_raw_fd(), 100_000);
         assert_eq!(f.metadata().unwrap().len(), 100_000, "the written bytes stay");
         assert!(allocated(&f) < 1 << 20, "{} bytes still allocated", allocated(&f));
         assert_eq!(std::fs::read(&path).unwrap(), vec![5u8; 100_000]);
@@ -155,23 +187,23 @@ mod tests {
     fn a_large_body_is_reserved_a_window_ahead_of_its_writes() {
         let (f, path) = scratch("window");
         let fd = f.as_raw_fd();
-        let len = 3 * RESERVE_WINDOW + (RESERVE_WINDOW / 4);
+        let len = 3 * WINDOW + (WINDOW / 4);
         let offset = 4096;
         let mut r = Reservation::start(fd, offset, len).unwrap().expect("ext4/tmpfs reserve");
-        assert_eq!(r.reserved_to(), offset + RESERVE_WINDOW, "one window at first");
+        assert_eq!(r.reserved_to(), offset + WINDOW, "one window at first");
         let held = allocated(&f);
-        assert!((RESERVE_WINDOW..2 * RESERVE_WINDOW).contains(&held), "{held} bytes allocated");
-        r.ahead_of(fd, offset + RESERVE_WINDOW / 4).unwrap();
-        assert_eq!(r.reserved_to(), offset + RESERVE_WINDOW, "more than half a window ahead: nothing");
-        r.ahead_of(fd, offset + RESERVE_WINDOW / 2).unwrap();
-        assert_eq!(r.reserved_to(), offset + 2 * RESERVE_WINDOW);
-        r.ahead_of(fd, offset + 2 * RESERVE_WINDOW).unwrap();
-        r.ahead_of(fd, offset + 3 * RESERVE_WINDOW).unwrap();
+        assert!((WINDOW..2 * WINDOW).contains(&held), "{held} bytes allocated");
+        r.ahead_of(fd, offset + WINDOW / 4).unwrap();
+        assert_eq!(r.reserved_to(), offset + WINDOW, "more than half a window ahead: nothing");
+        r.ahead_of(fd, offset + WINDOW / 2).unwrap();
+        assert_eq!(r.reserved_to(), offset + 2 * WINDOW);
+        r.ahead_of(fd, offset + 2 * WINDOW).unwrap();
+        r.ahead_of(fd, offset + 3 * WINDOW).unwrap();
         assert_eq!(r.reserved_to(), offset + len, "the last window stops at the body's end");
         r.ahead_of(fd, offset + len - 1).unwrap();
         assert_eq!(r.reserved_to(), offset + len);
         assert!(allocated(&f) >= len);
-        r.release(fd);
+        r.release_after(fd, offset);
         assert_eq!(allocated(&f), 0, "nothing was written: everything goes back");
         std::fs::remove_file(path).unwrap();
     }
@@ -181,8 +213,36 @@ mod tests {
         let (f, path) = scratch("long");
         pwrite_all(f.as_raw_fd(), &[1u8; 3 << 20], 0, &WorkerStats::default()).unwrap();
         let r = Reservation::start(f.as_raw_fd(), 0, 2 << 20).unwrap().unwrap();
-        r.release(f.as_raw_fd());
+        r.release_after(f.as_raw_fd(), 1 << 20);
         assert_eq!(std::fs::read(&path).unwrap(), vec![1u8; 3 << 20]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn blocks_stay_when_another_writer_grew_the_file_past_the_body() {
+        let (f, path) = scratch("other");
+        let fd = f.as_raw_fd();
+        let r = Reservation::start(fd, 0, 16 << 20).unwrap().unwrap();
+        pwrite_all(fd, &[1u8; 1 << 20], 0, &WorkerStats::default()).unwrap();
+        pwrite_all(fd, &[2u8; 1 << 20], 4 << 20, &WorkerStats::default()).unwrap();
+        r.release_after(fd, 1 << 20);
+        assert_eq!(f.metadata().unwrap().len(), 5 << 20);
+        assert!(allocated(&f) >= 16 << 20, "the other writer's file keeps its blocks: {}", allocated(&f));
+        let back = std::fs::read(&path).unwrap();
+        assert!(back[..1 << 20].iter().all(|&b| b == 1) && back[4 << 20..].iter().all(|&b| b == 2));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn room_counts_the_blocks_the_file_already_holds() {
+        assert_eq!(room_of(100, 4096, 1000, 16), Some(100 * 4096 + 16 * 512));
+        assert_eq!(room_of(0, 4096, 1000, 0), Some(0));
+        assert_eq!(room_of(u64::MAX, 4096, 1000, 8), Some(u64::MAX), "saturates");
+        assert_eq!(room_of(100, 4096, 0, 16), None, "ramfs, size-less tmpfs: cannot say");
+        assert_eq!(room_of(100, 0, 1000, 16), None);
+        // This machine's /tmp can say.
+        let (f, path) = scratch("room");
+        assert!(room(f.as_raw_fd()).is_some_and(|r| r > 0));
         std::fs::remove_file(path).unwrap();
     }
 

@@ -1396,7 +1396,7 @@ class Request:
         A Content-Length body of 1 MiB or more has its range reserved ahead of the writes
         (``fallocate``, 64 MiB at a time): one larger than the filesystem's free space, or
         whose first window is refused, reaches ``on_done`` (``ENOSPC``, ``EDQUOT``, ``EFBIG``)
-        before the client sends it."""
+        before a byte of it is read (a client waiting for ``100 Continue`` never sends it)."""
         ptr = self._live("zh_request_body_to_fd")
         if not self._head_stage:
             raise ZhError(ZH_ERR_STATE, None, detail="body_to_file() only works in a head handler", call="zh_request_body_to_fd")
