@@ -2,8 +2,9 @@
  * with EFBIG on the same path): on_done runs exactly once with the error and the bytes that did
  * land, the blocks reserved for the rest are given back, the application can still answer, the
  * connection is closed afterwards (the rest of the body cannot be consumed), nothing leaks (fds,
- * engine connections) — by splice and by recv + pwrite (force copy). Also covers the spool path: a large unclaimed body is spooled and moved
- * into a caller's file with copy_file_range. */
+ * engine connections) — by splice and by recv + pwrite (force copy). Also covers the spool path:
+ * a large unclaimed body is spooled and moved into a caller's file with copy_file_range, and one
+ * whose spool file fills up is answered by the engine. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -153,7 +154,35 @@ int main(void) {
     CHECK(st.body_bytes_spliced > 0);
   }
 
-  /* 2. the destination fills up: body by splice, then by recv + pwrite (force copy) */
+  /* 2. an unclaimed body whose spool file fills up part-way (EFBIG from RLIMIT_FSIZE): the
+   * engine answers it (413 past the largest file; 507 for a full disk), not a silent close, and
+   * the handler never runs. */
+  {
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = LIMIT;
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    uint8_t *body = malloc(UPLOAD);
+    CHECK(body != NULL);
+    zt_fill_pattern(body, UPLOAD, 0);
+    zt_conn *c = zt_connect(port);
+    char head[256];
+    snprintf(head, sizeof head, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", UPLOAD);
+    CHECK(zt_send_str(c, head) == 0);
+    zt_send_all(c, body, UPLOAD); /* may fail part-way once the server gives up: fine */
+    zt_response r;
+    CHECK(zt_read_response(c, &r, 0) == 0);
+    CHECK_EQ_INT(r.status, 413);
+    zt_response_free(&r);
+    size_t discarded = 0;
+    CHECK(zt_wait_closed(c, 5000, &discarded) == 1);
+    zt_close(c);
+    free(body);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+  }
+
+  /* 3. the destination fills up: body by splice, then by recv + pwrite (force copy) */
   fill_up(port);
   {
     zh_config *ccfg = NULL;

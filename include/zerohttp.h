@@ -672,8 +672,12 @@ zh_result zh_config_set_disk_threads(struct zh_config *cfg, uint32_t threads);
 /**
  * Spools request bodies larger than `threshold` bytes to an anonymous file (`O_TMPFILE`) in
  * `dir` (NULL: the system temp directory) instead of memory, by `splice`. The main handler then
- * finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`.
- * `ZH_UNLIMITED` turns spooling off (the default).
+ * finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`. A Content-Length
+ * body's space is reserved as for `zh_request_body_to_fd`: one the spool's filesystem cannot
+ * hold is answered `507` before it is read (no `100 Continue`), and a spool file that fails
+ * part-way answers its request `507` (disk or quota full), `413` (past the largest file) or
+ * `500`, the connection's last answer. If no spool file can be made at all, the body is
+ * buffered in memory as without spooling. `ZH_UNLIMITED` turns spooling off (the default).
  */
 zh_result zh_config_set_spool(struct zh_config *cfg, uint64_t threshold, const char *dir);
 

@@ -238,3 +238,43 @@ fn small_and_chunked_bodies_are_not_reserved() {
     engine.shutdown(Duration::ZERO).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Spooled bodies (unclaimed, over the spool threshold) get the same reservation: one that cannot
+/// fit is answered 507 by the engine before it is read, whether or not a head handler saw it.
+#[test]
+fn an_unclaimed_body_the_spool_cannot_hold_is_answered_507_before_it_is_sent() {
+    for with_head_handler in [false, true] {
+        let dir = temp_dir(if with_head_handler { "spool-head" } else { "spool" });
+        let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h2 = handled.clone();
+        let config = Config { threads: 1, spool_threshold: Some(1 << 20), spool_dir: dir.clone(), ..Config::default() };
+        let handler = Arc::new(move |req: Request| {
+            h2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            req.respond(Response::plain(200)).unwrap();
+        });
+        // A head handler that looks and gives the request back: the body is spooled after it.
+        let head: Option<HeadHandler> = with_head_handler.then(|| Arc::new(|req: Request| Some(req)) as HeadHandler);
+        let engine = Engine::with_head_handler(config, handler, head).unwrap();
+        let port = engine.listen("127.0.0.1:0").unwrap();
+        engine.start().unwrap();
+        let mut s = connect(port);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 4611686018427387904\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!(r.status, 507, "head handler {with_head_handler}: the first answer, no 100 Continue");
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+        assert!(rest.is_empty(), "the connection ends after the answer: {:?}", String::from_utf8_lossy(&rest));
+        assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 0, "the handler never sees it");
+        // A body that fits still goes through the spool.
+        let mut s = connect(port);
+        let data = vec![9u8; 3 << 20];
+        s.write_all(format!("PUT /y HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes()).unwrap();
+        s.write_all(&data).unwrap();
+        assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 200);
+        assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 1);
+        engine.shutdown(Duration::ZERO).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -566,17 +566,26 @@ impl Conn {
                                     return Some(Dispatch::Head(req, slot));
                                 }
                                 BodyFraming::Length(n) => {
-                                    self.maybe_continue(head.expect_continue() && head.version() == Version::Http11, n as usize, false);
+                                    let expect = head.expect_continue() && head.version() == Version::Http11;
                                     if ctx.config.spool_threshold.is_some_and(|t| n > t) {
                                         // The request is made (and its slot taken) when the body is in.
                                         self.after_body_keep = head.keep_alive() && head.method() != http::Method::CONNECT;
                                         match self.start_spool(Spool::Head(head), BodyFraming::Length(n), None, &[], ctx) {
-                                            Ok(()) => return None,
-                                            Err(Spool::Head(h)) => self.reading = Reading::Body { head: Some(h), remaining: n },
-                                            Err(Spool::Request(_)) => unreachable!(),
+                                            Ok(()) => {}
+                                            Err((spool, Some(e))) => {
+                                                // No room for it: answered before it is read.
+                                                self.fail_spool(spool, e.raw_os_error(), ctx);
+                                                return None;
+                                            }
+                                            Err((Spool::Head(h), None)) => self.reading = Reading::Body { head: Some(h), remaining: n },
+                                            Err((Spool::Request(_), None)) => unreachable!(),
                                         }
                                     } else {
                                         self.reading = Reading::Body { head: Some(head), remaining: n };
+                                    }
+                                    self.maybe_continue(expect, n as usize, false);
+                                    if matches!(self.reading, Reading::ToFd(_)) {
+                                        return None;
                                     }
                                 }
                                 BodyFraming::Chunked => {
@@ -625,7 +634,7 @@ impl Conn {
                                 };
                                 match self.start_spool(spool, BodyFraming::Chunked, Some(decoder), &body, ctx) {
                                     Ok(()) => return None,
-                                    Err(spool) => {
+                                    Err((spool, _)) => {
                                         let dispatched = matches!(spool, Spool::Request(_));
                                         drop(spool);
                                         self.fail_body(ParseError::PayloadTooLarge, dispatched, ctx);
@@ -764,6 +773,29 @@ impl Conn {
         self.read_eof = true;
     }
 
+    /// The spool file of an unclaimed body failed, or cannot hold it (`errno`): the request is
+    /// answered here — 507 when the disk or quota is full, 413 past the largest file, else 500
+    /// — as the connection's last answer, and what the client still sends is read away after
+    /// it (lingering close).
+    fn fail_spool(&mut self, spool: Spool, errno: Option<i32>, ctx: &mut Ctx<'_>) {
+        let status = match errno {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => 507,
+            Some(libc::EFBIG) => 413,
+            _ => 500,
+        };
+        self.rbuf.clear();
+        match spool {
+            // Not made into a request yet: the answer takes its place in line.
+            Spool::Head(_) => self.fail_status(status, true, ctx),
+            Spool::Request(req) => {
+                let mut resp = Response::plain(status);
+                resp.close = true;
+                let _ = req.respond(resp);
+                self.reading = Reading::Stopped;
+            }
+        }
+    }
+
     /// A claimed body the engine will not read (it cannot fit): its request's answer is the
     /// connection's last, and what the client sends meanwhile is read away after that answer
     /// (lingering close), so a client already sending the body gets the answer, not a reset.
@@ -820,11 +852,21 @@ impl Conn {
             (None, Some(req)) => {
                 let req = match framing {
                     BodyFraming::Length(n) if ctx.config.spool_threshold.is_some_and(|t| n > t) => {
-                        self.maybe_continue(expect, n as usize, true);
                         match self.start_spool(Spool::Request(req), framing, None, &[], ctx) {
-                            Ok(()) => return,
-                            Err(Spool::Request(r)) => r,
-                            Err(Spool::Head(_)) => unreachable!(),
+                            Ok(()) => {
+                                self.maybe_continue(expect, n as usize, true);
+                                return;
+                            }
+                            Err((spool, Some(e))) => {
+                                // No room for it: answered before it is read.
+                                self.fail_spool(spool, e.raw_os_error(), ctx);
+                                return;
+                            }
+                            Err((Spool::Request(r), None)) => {
+                                self.maybe_continue(expect, n as usize, true);
+                                r
+                            }
+                            Err((Spool::Head(_), None)) => unreachable!(),
                         }
                     }
                     _ => req,
@@ -1039,26 +1081,39 @@ impl Conn {
                 Next::Continue
             }
             Some(Err(e)) => {
+                let spool = sink.spool.take();
+                let errno = e.raw_os_error();
                 sink.finish(Err(e));
-                self.abandon_body();
+                match spool {
+                    // The spool file failed (not the client): its request gets an answer.
+                    Some(spool) if !self.read_eof => self.fail_spool(spool, errno, ctx),
+                    _ => self.abandon_body(),
+                }
                 Next::Continue
             }
         }
     }
 
     /// Starts writing the body of `spool`'s request into a fresh spool file, with `first`
-    /// (bytes already decoded) written first. False if no spool file could be made.
-    fn start_spool(&mut self, spool: Spool, framing: BodyFraming, decoder: Option<Box<ChunkedDecoder>>, first: &[u8], ctx: &mut Ctx<'_>) -> Result<(), Spool> {
+    /// (bytes already decoded) written first. Gives the spool back if no spool file could be
+    /// made (the body is then buffered), with the error if a Content-Length body will not fit
+    /// in it (the request is then refused).
+    fn start_spool(&mut self, spool: Spool, framing: BodyFraming, decoder: Option<Box<ChunkedDecoder>>, first: &[u8], ctx: &mut Ctx<'_>) -> Result<(), (Spool, Option<std::io::Error>)> {
         let file = match transfer::spool_file(&ctx.config.spool_dir) {
             Ok(f) => f,
-            Err(_) => return Err(spool),
+            Err(_) => return Err((spool, None)),
         };
-        if !first.is_empty() && transfer::pwrite_all(std::os::fd::AsRawFd::as_raw_fd(&file), first, 0, &ctx.shared.stats).is_err() {
-            return Err(spool);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        if !first.is_empty() && transfer::pwrite_all(fd, first, 0, &ctx.shared.stats).is_err() {
+            return Err((spool, None));
         }
         let remaining = match framing {
             BodyFraming::Length(n) => n,
             _ => 0,
+        };
+        let reservation = match transfer::Reservation::start(fd, first.len() as u64, remaining) {
+            Ok(r) => r,
+            Err(e) => return Err((spool, Some(e))),
         };
         self.reading = Reading::ToFd(Box::new(FdSink {
             fd: crate::body::FileFd::Owned(std::os::fd::OwnedFd::from(file)),
@@ -1068,7 +1123,7 @@ impl Conn {
             decoder,
             on_done: None,
             spool: Some(spool),
-            reservation: None,
+            reservation,
         }));
         self.readable = true;
         Ok(())

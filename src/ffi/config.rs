@@ -204,8 +204,12 @@ pub extern "C" fn zh_config_set_disk_threads(cfg: *mut zh_config, threads: u32) 
 
 /// Spools request bodies larger than `threshold` bytes to an anonymous file (`O_TMPFILE`) in
 /// `dir` (NULL: the system temp directory) instead of memory, by `splice`. The main handler then
-/// finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`.
-/// `ZH_UNLIMITED` turns spooling off (the default).
+/// finds the body with `zh_request_body_fd` / `zh_request_body_copy_to_fd`. A Content-Length
+/// body's space is reserved as for `zh_request_body_to_fd`: one the spool's filesystem cannot
+/// hold is answered `507` before it is read (no `100 Continue`), and a spool file that fails
+/// part-way answers its request `507` (disk or quota full), `413` (past the largest file) or
+/// `500`, the connection's last answer. If no spool file can be made at all, the body is
+/// buffered in memory as without spooling. `ZH_UNLIMITED` turns spooling off (the default).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_config_set_spool(cfg: *mut zh_config, threshold: u64, dir: *const std::ffi::c_char) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
