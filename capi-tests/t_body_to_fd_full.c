@@ -60,23 +60,36 @@ static void handler(void *ud, zh_request *req) {
   zt_respond_text(req, 200, body);
 }
 
-/* The destination fills up after LIMIT bytes (RLIMIT_FSIZE), on the engine listening on `port`. */
-static void fill_up(uint16_t port) {
-  atomic_store(&g_done_calls, 0);
-  CHECK(ftruncate(g_fd, 0) == 0);
-  struct rlimit old, lim;
-  CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
-  lim = old;
+/* Caps every file this process writes at LIMIT bytes (RLIMIT_FSIZE); `old` gets the limit to
+ * put back. */
+static void cap_file_size(struct rlimit *old) {
+  CHECK(getrlimit(RLIMIT_FSIZE, old) == 0);
+  struct rlimit lim = *old;
   lim.rlim_cur = LIMIT;
   CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+}
+
+/* Sends a PUT of UPLOAD bytes to `path`; the server may stop reading part-way. */
+static zt_conn *put_upload(uint16_t port, const char *path) {
   uint8_t *body = malloc(UPLOAD);
   CHECK(body != NULL);
   zt_fill_pattern(body, UPLOAD, 0);
   zt_conn *c = zt_connect(port);
   char head[256];
-  snprintf(head, sizeof head, "PUT /full HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", UPLOAD);
+  snprintf(head, sizeof head, "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", path, UPLOAD);
   CHECK(zt_send_str(c, head) == 0);
   zt_send_all(c, body, UPLOAD); /* may fail part-way once the server gives up: fine */
+  free(body);
+  return c;
+}
+
+/* The destination fills up after LIMIT bytes (RLIMIT_FSIZE), on the engine listening on `port`. */
+static void fill_up(uint16_t port) {
+  atomic_store(&g_done_calls, 0);
+  CHECK(ftruncate(g_fd, 0) == 0);
+  struct rlimit old;
+  cap_file_size(&old);
+  zt_conn *c = put_upload(port, "/full");
   ZT_WAIT_UNTIL(atomic_load(&g_done_calls) == 1, 5000);
   CHECK_EQ_INT(atomic_load(&g_done_calls), 1);
   CHECK_EQ_INT(g_error, EFBIG);
@@ -95,7 +108,6 @@ static void fill_up(uint16_t port) {
   size_t discarded = 0;
   CHECK(zt_wait_closed(c, 5000, &discarded) == 1); /* the rest of the body cannot be consumed */
   zt_close(c);
-  free(body);
   zt_sleep_ms(50);
   CHECK_EQ_INT(atomic_load(&g_done_calls), 1); /* exactly once */
   CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
@@ -158,19 +170,9 @@ int main(void) {
    * engine answers it (413 past the largest file; 507 for a full disk), not a silent close, and
    * the handler never runs. */
   {
-    struct rlimit old, lim;
-    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
-    lim = old;
-    lim.rlim_cur = LIMIT;
-    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
-    uint8_t *body = malloc(UPLOAD);
-    CHECK(body != NULL);
-    zt_fill_pattern(body, UPLOAD, 0);
-    zt_conn *c = zt_connect(port);
-    char head[256];
-    snprintf(head, sizeof head, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", UPLOAD);
-    CHECK(zt_send_str(c, head) == 0);
-    zt_send_all(c, body, UPLOAD); /* may fail part-way once the server gives up: fine */
+    struct rlimit old;
+    cap_file_size(&old);
+    zt_conn *c = put_upload(port, "/spool");
     zt_response r;
     CHECK(zt_read_response(c, &r, 0) == 0);
     CHECK_EQ_INT(r.status, 413);
@@ -178,7 +180,6 @@ int main(void) {
     size_t discarded = 0;
     CHECK(zt_wait_closed(c, 5000, &discarded) == 1);
     zt_close(c);
-    free(body);
     CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
   }
 

@@ -50,12 +50,6 @@ fn engine(dir: PathBuf, done: Done, force_copy: bool) -> (Engine, u16) {
     (engine, port)
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zh-reserve-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Bytes of disk the file holds (allocated blocks, reserved or written).
 fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
@@ -74,7 +68,7 @@ const LEN: usize = 8 << 20;
 #[test]
 fn the_file_range_is_reserved_before_the_body_arrives() {
     for force_copy in [false, true] {
-        let dir = temp_dir(if force_copy { "copy" } else { "splice" });
+        let dir = temp_dir(if force_copy { "reserve-copy" } else { "reserve-splice" });
         let done: Done = Default::default();
         let (engine, port) = engine(dir.clone(), done.clone(), force_copy);
         let path = dir.join("up.bin");
@@ -103,7 +97,7 @@ fn the_file_range_is_reserved_before_the_body_arrives() {
 
 #[test]
 fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
-    let dir = temp_dir("nofit");
+    let dir = temp_dir("reserve-nofit");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let mut s = connect(port);
@@ -132,7 +126,7 @@ fn a_body_that_cannot_fit_is_refused_before_it_is_sent() {
 
 #[test]
 fn a_client_already_sending_a_refused_body_gets_the_answer_not_a_reset() {
-    let dir = temp_dir("nofit-noexpect");
+    let dir = temp_dir("reserve-nofit-noexpect");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let mut s = connect(port);
@@ -159,7 +153,7 @@ fn a_client_already_sending_a_refused_body_gets_the_answer_not_a_reset() {
 
 #[test]
 fn a_large_body_is_reserved_a_window_ahead_of_its_writes() {
-    let dir = temp_dir("window");
+    let dir = temp_dir("reserve-window");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let path = dir.join("large.bin");
@@ -192,7 +186,7 @@ fn a_large_body_is_reserved_a_window_ahead_of_its_writes() {
 
 #[test]
 fn a_body_that_ends_early_gives_back_the_unused_reservation() {
-    let dir = temp_dir("early");
+    let dir = temp_dir("reserve-early");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let path = dir.join("part.bin");
@@ -215,7 +209,7 @@ fn a_body_that_ends_early_gives_back_the_unused_reservation() {
 
 #[test]
 fn small_and_chunked_bodies_are_not_reserved() {
-    let dir = temp_dir("small");
+    let dir = temp_dir("reserve-small");
     let done: Done = Default::default();
     let (engine, port) = engine(dir.clone(), done.clone(), false);
     let mut s = connect(port);
@@ -244,7 +238,7 @@ fn small_and_chunked_bodies_are_not_reserved() {
 #[test]
 fn an_unclaimed_body_the_spool_cannot_hold_is_answered_507_before_it_is_sent() {
     for with_head_handler in [false, true] {
-        let dir = temp_dir(if with_head_handler { "spool-head" } else { "spool" });
+        let dir = temp_dir(if with_head_handler { "reserve-spool-head" } else { "reserve-spool" });
         let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let h2 = handled.clone();
         let config = Config { threads: 1, spool_threshold: Some(1 << 20), spool_dir: dir.clone(), ..Config::default() };

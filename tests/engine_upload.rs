@@ -64,15 +64,9 @@ fn upload_engine(dir: std::path::PathBuf, done: Done) -> (Engine, u16) {
     (engine, port)
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("zh-up-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn a_content_length_upload_goes_into_the_file_by_splice() {
-    let dir = temp_dir("cl");
+    let dir = temp_dir("up-cl");
     let done: Done = Default::default();
     let (engine, port) = upload_engine(dir.clone(), done.clone());
     let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -98,7 +92,7 @@ fn a_content_length_upload_goes_into_the_file_by_splice() {
 
 #[test]
 fn a_chunked_upload_keeps_only_the_payload() {
-    let dir = temp_dir("ch");
+    let dir = temp_dir("up-ch");
     let done: Done = Default::default();
     let (engine, port) = upload_engine(dir.clone(), done.clone());
     let mut s = connect(port);
@@ -133,7 +127,7 @@ fn a_chunked_upload_keeps_only_the_payload() {
 
 #[test]
 fn unwanted_bodies_are_drained_and_expectations_not_met_get_no_continue() {
-    let dir = temp_dir("rej");
+    let dir = temp_dir("up-rej");
     let (engine, port) = upload_engine(dir.clone(), Default::default());
     let mut s = connect(port);
     let mut buf = Vec::new();
@@ -159,7 +153,7 @@ fn unwanted_bodies_are_drained_and_expectations_not_met_get_no_continue() {
 
 #[test]
 fn a_client_that_aborts_an_upload_is_reported_once() {
-    let dir = temp_dir("ab");
+    let dir = temp_dir("up-ab");
     let done: Done = Default::default();
     let (engine, port) = upload_engine(dir.clone(), done.clone());
     let mut s = connect(port);
@@ -255,7 +249,7 @@ fn a_streamed_body_arrives_in_order_with_backpressure() {
 
 #[test]
 fn large_unclaimed_bodies_are_spooled_and_moved_by_copy_file_range() {
-    let dir = temp_dir("spool");
+    let dir = temp_dir("up-spool");
     let d2 = dir.clone();
     let config = Config { threads: 1, spool_threshold: Some(64 * 1024), spool_dir: dir.clone(), ..Config::default() };
     let (engine, port) = start_with(config, move |req| {
@@ -302,7 +296,7 @@ fn large_unclaimed_bodies_are_spooled_and_moved_by_copy_file_range() {
 
 #[test]
 fn force_copy_uploads_go_by_recv_and_pwrite() {
-    let dir = temp_dir("fcopy");
+    let dir = temp_dir("up-fcopy");
     let d2 = dir.clone();
     let head: HeadHandler = Arc::new(move |req: Request| {
         let file = std::fs::File::create(d2.join("f.bin")).unwrap();

@@ -17,8 +17,7 @@ use zerohttp::engine::Response;
 fn a_spool_file_that_fills_up_gets_its_request_answered() {
     // SAFETY (test set-up): a failing write past the limit must be an error, not a signal.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let dir = std::env::temp_dir().join(format!("zh-spool-full-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("spool-full");
     let handled = Arc::new(AtomicUsize::new(0));
     let h2 = handled.clone();
     let config = Config { threads: 1, spool_threshold: Some(64 << 10), spool_dir: dir.clone(), ..Config::default() };

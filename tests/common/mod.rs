@@ -149,3 +149,10 @@ pub fn get(port: u16, path: &str) -> Resp {
     write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     read_response(&mut s, &mut Vec::new(), false).expect("response")
 }
+
+/// A fresh directory `zh-<tag>-<pid>` under the system temp directory (the test removes it).
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("zh-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
