@@ -783,22 +783,23 @@ impl Conn {
             Some(libc::EFBIG) => 413,
             _ => 500,
         };
-        self.rbuf.clear();
         match spool {
             // Not made into a request yet: the answer takes its place in line.
-            Spool::Head(_) => self.fail_status(status, true, ctx),
+            Spool::Head(_) => {
+                self.rbuf.clear();
+                self.fail_status(status, true, ctx);
+            }
             Spool::Request(req) => {
-                let mut resp = Response::plain(status);
-                resp.close = true;
-                let _ = req.respond(resp);
-                self.reading = Reading::Stopped;
+                let _ = req.respond(Response::plain(status));
+                self.refuse_body();
             }
         }
     }
 
-    /// A claimed body the engine will not read (it cannot fit): its request's answer is the
-    /// connection's last, and what the client sends meanwhile is read away after that answer
-    /// (lingering close), so a client already sending the body gets the answer, not a reset.
+    /// A body the engine will not read (it cannot fit, or its spool file failed): its
+    /// request's answer, whoever gives it, is the connection's last, and what the client sends
+    /// meanwhile is read away after that answer (lingering close), so a client already sending
+    /// the body gets the answer, not a reset.
     fn refuse_body(&mut self) {
         self.rbuf.clear();
         self.reading = Reading::Stopped;
