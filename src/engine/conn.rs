@@ -337,6 +337,8 @@ pub(crate) struct Conn {
     /// Stopped sending after its turn's budget with the socket still writable: the worker
     /// drives it again after the other ready connections (no event would come for it).
     pub(crate) yielded: bool,
+    /// Listed among the worker's idle connections left whole (see `slots::rest`).
+    pub(crate) resting: bool,
 }
 
 impl Conn {
@@ -400,6 +402,7 @@ impl Conn {
             last_progress: now,
             deadline: None,
             scheduled: None,
+            resting: false,
         }
     }
 

@@ -13,7 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::engine::conn::{CloseReason, Conn, Ctx, Dispatch, Next, SOURCE_TOKEN_BIT};
 use crate::engine::shared::{Msg, WorkerShared};
-use crate::engine::slots::{busy, busy_if, park, Slot, Spares};
+use crate::engine::slots::{busy, busy_if, park, rest, Slot, Spares};
 use crate::engine::request::ClaimState;
 use crate::engine::{Handler, HeadHandler};
 use crate::h1::DateCache;
@@ -455,7 +455,7 @@ impl Worker {
             self.posted.push(token);
         }
         self.schedule(token);
-        park(&mut self.conns, token, &mut self.spares);
+        rest(&mut self.conns, token, &mut self.spares);
     }
 
     /// Gives each connection that yielded its send budget another turn, in order.
