@@ -374,7 +374,9 @@ impl Worker {
         });
         let id = self.next_conn_id;
         self.next_conn_id += 1;
-        let mut conn = Box::new(Conn::new(id, token, sock, peer, now));
+        // A spare box: the connection takes its small form at once and gives it back, and a
+        // new box per connection would leave the spares growing while connections rest.
+        let mut conn = Conn::boxed(Conn::new(id, token, sock, peer, now), self.spares.conns.pop());
         conn.set_unpaced(unpaced);
         if self
             .poll

@@ -92,12 +92,10 @@ impl Conn {
         idle
     }
 
-    /// The whole connection again, as it was when it went idle; built in `spare` (a box from
-    /// `into_idle`, whose empty queues keep their capacity) when there is one.
-    pub(crate) fn from_idle(idle: IdleConn, token: usize, spare: Option<Box<Self>>) -> Box<Self> {
-        let fd = idle.sock.as_raw_fd();
-        let fresh = Self::with_io(idle.id, token, Some(idle.sock), fd, None, idle.peer, idle.last_progress, idle.alive);
-        let mut conn = match spare {
+    /// `fresh` in `spare` (a box from `into_idle`, whose empty queues keep their capacity) when
+    /// there is one.
+    pub(crate) fn boxed(fresh: Self, spare: Option<Box<Self>>) -> Box<Self> {
+        match spare {
             Some(mut conn) => {
                 // The queues are empty (`can_idle`); only their memory moves over.
                 let (inflight, out, marks, access) = (std::mem::take(&mut conn.inflight), std::mem::take(&mut conn.out), std::mem::take(&mut conn.marks), std::mem::take(&mut conn.access));
@@ -106,7 +104,15 @@ impl Conn {
                 conn
             }
             None => Box::new(fresh),
-        };
+        }
+    }
+
+    /// The whole connection again, as it was when it went idle; built in `spare` (a box from
+    /// `into_idle`, whose empty queues keep their capacity) when there is one.
+    pub(crate) fn from_idle(idle: IdleConn, token: usize, spare: Option<Box<Self>>) -> Box<Self> {
+        let fd = idle.sock.as_raw_fd();
+        let fresh = Self::with_io(idle.id, token, Some(idle.sock), fd, None, idle.peer, idle.last_progress, idle.alive);
+        let mut conn = Self::boxed(fresh, spare);
         conn.next_seq = idle.next_seq;
         conn.send_seq = idle.next_seq;
         conn.readable = idle.readable;
@@ -168,6 +174,20 @@ mod tests {
         assert_eq!(back.scheduled, back.deadline);
         assert_eq!(back.last_progress, now);
         assert!(Arc::ptr_eq(&back.alive, &alive), "request handles keep seeing the same connection");
+    }
+
+    #[test]
+    fn a_new_connection_takes_a_spare_box() {
+        let (sock, _client, peer) = accepted();
+        let mut spares = Spares::default();
+        let conn = Box::new(Conn::new(1, 0, sock, peer, Instant::now()));
+        let _idle = conn.into_idle(&mut spares);
+        let spare = spares.conns.pop().expect("the box is kept");
+        let spare_at: *const Conn = &*spare;
+        let (sock, _client2, peer) = accepted();
+        let fresh = Conn::boxed(Conn::new(2, 1, sock, peer, Instant::now()), Some(spare));
+        assert!(std::ptr::eq(&*fresh, spare_at), "built in the spare box, not a new one");
+        assert_eq!((fresh.id, fresh.token), (2, 1));
     }
 
     #[test]
