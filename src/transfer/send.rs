@@ -394,7 +394,8 @@ pub(super) fn consume_memory(chain: &mut VecDeque<Chunk>, mut n: usize, ends: &m
 }
 
 fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends: &mut usize, paths: &mut PathMemory) -> Result<u64, StepError> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    // Only the first `count` entries are ever read; zeroing all 64 showed in profiles.
+    let mut iov = [const { std::mem::MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
     let mut count = 0;
     let mut more = false;
     let budget = if paths.small_file_refused { 0 } else { paths.small_file_max };
@@ -409,7 +410,7 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
             // Pipelined responses go out together: gather across response ends.
             Chunk::End => {}
             Chunk::Memory(b) if count < MAX_IOV => {
-                iov[count] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+                iov[count].write(libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() });
                 count += 1;
             }
             // A small, cached file region right after memory joins the same sendmsg.
@@ -420,7 +421,7 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
                 let dst = unsafe { small_base.add(small_used) };
                 match read_cached(r.fd.raw(), dst, len, r.offset, stats) {
                     Cached::Whole => {
-                        iov[count] = libc::iovec { iov_base: dst.cast(), iov_len: len };
+                        iov[count].write(libc::iovec { iov_base: dst.cast(), iov_len: len });
                         count += 1;
                         small_used += len;
                     }
@@ -446,7 +447,8 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
     }
     // SAFETY: msghdr is plain old data; all-zero is a valid empty header that we then fill.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
+    // `iovec` and `MaybeUninit<iovec>` have the same layout; the kernel reads `count` of them.
+    msg.msg_iov = iov.as_mut_ptr().cast::<libc::iovec>();
     msg.msg_iovlen = count;
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     loop {
@@ -454,13 +456,17 @@ fn send_memory(fd: RawFd, chain: &mut VecDeque<Chunk>, stats: &WorkerStats, ends
         // One buffer (a head with its small body inlined, the usual keep-alive answer) goes by
         // send(2): the kernel then skips importing a msghdr and an iovec array.
         let n = if count == 1 {
-            // SAFETY: iov[0] points into a `Bytes` held by `chain` or into `small_buf`, neither
-            // touched until the call returns; send only reads its `iov_len` bytes.
-            unsafe { libc::send(fd, iov[0].iov_base, iov[0].iov_len, flags) }
+            // SAFETY: iov[0] was written above (count is 1) and points into a `Bytes` held by
+            // `chain` or into `small_buf`, neither touched until the call returns; send only
+            // reads its `iov_len` bytes.
+            let first = unsafe { iov[0].assume_init() };
+            // SAFETY: see above: `first` describes live memory that nothing writes meanwhile.
+            unsafe { libc::send(fd, first.iov_base, first.iov_len, flags) }
         } else {
-            // SAFETY: every iovec points into a `Bytes` held by `chain` or into `small_buf`
-            // (filled above), neither touched until the call returns; `msg` points at `iov`,
-            // alive for the whole call. sendmsg only reads.
+            // SAFETY: the first `count` iovecs (all that `msg` names) were written above; each
+            // points into a `Bytes` held by `chain` or into `small_buf`, neither touched until
+            // the call returns; `msg` points at `iov`, alive for the whole call. sendmsg only
+            // reads.
             unsafe { libc::sendmsg(fd, &msg, flags) }
         };
         if n >= 0 {
