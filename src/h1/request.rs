@@ -338,6 +338,21 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadShape>, ParseErro
 /// here because httparse reports every non-1.x version as the same error, while a well-formed
 /// but unsupported version deserves 505 rather than 400.
 fn check_request_line(line: &[u8]) -> Result<(), ParseError> {
+    // The usual line, `method SP target SP HTTP/1.x`, is known good without splitting the
+    // target byte by byte: a word-at-a-time search for SP in it is enough.
+    if let [rest @ .., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1'] = line
+        && let Some(sp) = find_byte(rest, b' ')
+        && sp > 0
+        && sp + 1 < rest.len()
+        && find_byte(&rest[sp + 1..], b' ').is_none()
+    {
+        return Ok(());
+    }
+    check_request_line_parts(line)
+}
+
+/// `check_request_line` for any line: split at every SP.
+fn check_request_line_parts(line: &[u8]) -> Result<(), ParseError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -498,7 +513,7 @@ fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 
 /// Bytes allowed in `host [ ":" port ]`: reg-name / IP-literal / IPv4 (RFC 3986 §3.2.2).
 /// Excludes `@` (userinfo), `/ ? #` and anything that is not visible ASCII.
-fn is_host_byte(b: u8) -> bool {
+const fn host_byte_rule(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -521,6 +536,21 @@ fn is_host_byte(b: u8) -> bool {
                 | b'['
                 | b']'
         )
+}
+
+/// `host_byte_rule` for every byte: a Host value is checked byte by byte on every request.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = host_byte_rule(b as u8);
+        b += 1;
+    }
+    table
+};
+
+fn is_host_byte(b: u8) -> bool {
+    HOST_BYTES[b as usize]
 }
 
 /// authority-form for CONNECT: `host ":" port`, both required.
@@ -1594,6 +1624,32 @@ mod tests {
                     assert_eq!(parsed.err(), Some(ParseError::BadRequest("invalid byte in field value")), "byte {b:#04x} at {before}");
                 }
             }
+        }
+    }
+
+    /// The shortcut for the usual request line says yes only where splitting it would.
+    #[test]
+    fn request_line_shortcut_agrees_with_splitting() {
+        let alphabet = b" GET/aHTP1.02";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut good_lines = 0;
+        for _ in 0..200_000 {
+            let len = 9 + (rng.next() % 12) as usize;
+            let mut line: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]).collect();
+            if rng.next() % 2 == 0 {
+                let tail = if rng.next() % 2 == 0 { b" HTTP/1.1" } else { b" HTTP/1.0" };
+                line.splice(len - 9.., tail.iter().copied());
+            }
+            let full = check_request_line_parts(&line);
+            assert_eq!(check_request_line(&line), full, "{:?}", String::from_utf8_lossy(&line));
+            good_lines += usize::from(full.is_ok());
+        }
+        assert!(good_lines > 1_000, "too few good lines: {good_lines}");
+        for good in [&b"GET / HTTP/1.1"[..], b"M /x?y HTTP/1.0", b"OPTIONS * HTTP/1.1"] {
+            assert_eq!(check_request_line(good), Ok(()));
+        }
+        for bad_line in [&b"GET  / HTTP/1.1"[..], b" / HTTP/1.1", b"GET HTTP/1.1", b"GET / x HTTP/1.1", b"GET /  HTTP/1.1"] {
+            assert!(check_request_line(bad_line).is_err(), "{:?}", String::from_utf8_lossy(bad_line));
         }
     }
 
