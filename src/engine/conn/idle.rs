@@ -1,9 +1,10 @@
 //! The small form of a keep-alive connection between requests.
 //!
 //! Most connections of a busy server are idle most of the time. A whole `Conn` (queues, parser
-//! state, pipes, timers: about 640 bytes) is built only while a connection has something to
-//! do; between requests the worker keeps just what is needed to wake it up again — the socket,
-//! who it is, where its request numbering stands and its keep-alive deadline.
+//! state, pipes, timers: about 730 bytes) is kept only while a connection has something to do,
+//! and for the last few to go idle (`slots::rest`); between requests the worker keeps just what
+//! is needed to wake it up again — the socket, who it is, where its request numbering stands
+//! and its keep-alive deadline.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
