@@ -107,3 +107,66 @@ fn sample_states(tid: String, done: &std::sync::atomic::AtomicBool) -> (u64, u64
     }
     (samples, waits)
 }
+
+/// A connection that stays whole between requests must not take what it learned about one
+/// file's page cache for the next file that gets the same fd number: the first answer's fd is
+/// closed when it has left, and the next `open` reuses its number.
+#[test]
+fn a_reused_fd_number_is_asked_about_again() {
+    let dir = temp_dir("fdreuse");
+    let (hot, cold) = (dir.join("hot"), dir.join("cold"));
+    let pattern = |len: u32| -> Vec<u8> { (0..len).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect() };
+    let hot_data = pattern(8 << 20);
+    let cold_data = pattern(2 << 20);
+    std::fs::write(&hot, &hot_data).unwrap();
+    {
+        let mut f = std::fs::File::create(&cold).unwrap();
+        f.write_all(&cold_data).unwrap();
+        f.sync_all().unwrap();
+    }
+    let _ = std::fs::read(&hot).unwrap();
+    let f = std::fs::File::open(&cold).unwrap();
+    evict(f.as_raw_fd()).unwrap();
+    let stats = zerohttp::stats::WorkerStats::default();
+    assert_eq!(probe(f.as_raw_fd(), 0, 2 << 20, &stats), Residency::Cold, "eviction did not work here");
+    drop(f);
+
+    let hot_fd = std::sync::Arc::new(std::sync::Mutex::new(None::<i32>));
+    let seen = hot_fd.clone();
+    let (engine, port) = start(1, move |req| {
+        let mut r = Response::new(200).unwrap();
+        let fd = if req.head().path() == "/hot" {
+            let fd = OwnedFd::from(std::fs::File::open(&hot).unwrap());
+            *seen.lock().unwrap() = Some(fd.as_raw_fd());
+            fd
+        } else {
+            // The number the hot file had, for the cold one: the kernel would pick it anyway
+            // when nothing else opened a file meanwhile; dup2 makes it certain.
+            let number = seen.lock().unwrap().expect("/hot came first");
+            // SAFETY: F_GETFD only asks whether the number is open.
+            assert_eq!(unsafe { libc::fcntl(number, libc::F_GETFD) }, -1, "the hot file's fd is closed once its answer left");
+            let f = OwnedFd::from(std::fs::File::open(&cold).unwrap());
+            if f.as_raw_fd() == number {
+                f
+            } else {
+                // SAFETY: `number` is free (checked above); dup2 makes it a second fd of the cold file.
+                assert_eq!(unsafe { libc::dup2(f.as_raw_fd(), number) }, number);
+                // SAFETY: `number` was just made by dup2 and nothing else owns it.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(number) }
+            }
+        };
+        r.add_file(FileFd::Owned(fd), 0, None).unwrap();
+        req.respond(r).unwrap();
+    });
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    s.write_all(b"GET /hot HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(read_response(&mut s, &mut buf, false).unwrap().body == hot_data);
+    let before = engine.stats().cold_offloads;
+    s.write_all(b"GET /cold HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(read_response(&mut s, &mut buf, false).unwrap().body == cold_data);
+    let st = engine.stats();
+    assert!(st.cold_offloads > before, "the cold file was sent as if its pages were the hot file's: {st:?}");
+    engine.shutdown(Duration::ZERO).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1337,6 +1337,10 @@ impl Conn {
             if report.bytes > 0 {
                 self.last_progress = ctx.now;
             }
+            if self.out.is_empty() {
+                // Their fds may be closed now and their numbers reused by the next answer's files.
+                self.xfer.forget_files();
+            }
             match self.responses_done(report.ends, ctx) {
                 Next::Continue => {}
                 other => return other,

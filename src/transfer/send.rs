@@ -114,12 +114,26 @@ impl ConnPaths {
     }
 
     /// The disk pool finished `[from, to)` of `fd`: its pages can be sent without waiting.
+    /// A read this connection no longer waits for (replaced by another, or forgotten with the
+    /// chunks that asked for it, see [`ConnPaths::forget_files`]) says nothing about whatever
+    /// file that fd number names now: ignored (the page cache is asked again when it matters).
     pub fn pool_done(&mut self, fd: RawFd, from: u64, to: u64) {
+        if self.reading != Some((fd, from, to)) {
+            return;
+        }
+        self.reading = None;
         self.warm = Some((fd, from, to));
         self.pooled = Some((fd, from, to));
-        if self.reading == Some((fd, from, to)) {
-            self.reading = None;
-        }
+    }
+
+    /// Every chunk these ranges were learned for has left. Ranges are keyed by fd number, and a
+    /// closed fd's number comes back for the next file opened: a range kept past its chunks
+    /// could make a cold file look cached and block the worker in `sendfile`.
+    pub fn forget_files(&mut self) {
+        self.warm = None;
+        self.reading = None;
+        self.pooled = None;
+        self.prefetch = None;
     }
 
     /// The read-ahead the connection should submit now, if any (see the type's docs).
@@ -720,6 +734,30 @@ mod tests {
         assert_eq!(conn.take_prefetch(), None, "nothing after the region's end");
         drop(ours);
         assert!(reader.join().unwrap() == data, "bytes differ");
+    }
+
+    #[test]
+    fn ranges_are_forgotten_with_their_chunks() {
+        let mut conn = ConnPaths::default();
+        conn.set_unpaced(true);
+        conn.mark_reading(40, 0, 4096);
+        conn.pool_done(40, 0, 4096);
+        assert!(covers(&conn.warm, 40, 0) && covers(&conn.pooled, 40, 0));
+        conn.mark_reading(40, 4096, 8192);
+        conn.forget_files();
+        assert_eq!((conn.warm, conn.reading, conn.pooled, conn.prefetch), (None, None, None, None));
+        assert!(conn.unpaced(), "what the socket is like stays");
+        // The read that was in flight reports back after the connection moved on: fd 40 may be
+        // another file by now.
+        conn.pool_done(40, 4096, 8192);
+        assert_eq!((conn.warm, conn.pooled), (None, None));
+        // A read replaced by a newer one is ignored too; the newer one counts.
+        conn.mark_reading(7, 0, 100);
+        conn.mark_reading(8, 0, 100);
+        conn.pool_done(7, 0, 100);
+        assert_eq!(conn.warm, None);
+        conn.pool_done(8, 0, 100);
+        assert!(covers(&conn.warm, 8, 0) && conn.reading.is_none());
     }
 
     #[test]
