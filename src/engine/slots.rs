@@ -18,18 +18,20 @@ pub(crate) struct Spares {
     /// the box itself is what is reused (a `Slot::Busy` holds one).
     #[allow(clippy::vec_box)]
     pub(crate) conns: Vec<Box<Conn>>,
-    /// Idle connections left whole, by (token, id), in the order they went idle (see `rest`).
-    /// An entry goes stale when its connection becomes busy or closes; it is skipped when it
-    /// reaches the front.
+    /// Idle connections left whole, by (token, id), in the order they were listed (see
+    /// `rest`). An entry goes stale when its connection closes, and is skipped when it reaches
+    /// the front; a connection that was busy again in between keeps its place (it is parked
+    /// then only if it is idle).
     pub(crate) resting: VecDeque<(usize, u64)>,
 }
 
 /// Idle connections a worker leaves whole. A keep-alive client usually sends its next request
 /// soon, and the round trip through the small form (`park`, then `busy`) costs about a tenth of
 /// a small request's user-space work (callgrind). As many as the spare boxes a worker keeps
-/// (`SPARE_CONNS`): what they cost beyond the small form is one box each (their read buffers
-/// go back to the spares as before), so thousands of idle connections still cost little more
-/// than their small form.
+/// (`SPARE_CONNS`): what they cost beyond the small form is one box each, with queues trimmed
+/// as a spare's are (their read buffers go back to the spares as before). A worker holds at
+/// most 64 resting and 64 spare boxes, so thousands of idle connections still cost little
+/// more than their small form.
 const RESTING_MAX: usize = 64;
 
 pub(crate) enum Slot {
@@ -85,7 +87,8 @@ pub(crate) fn busy_if<'a>(slots: &'a mut [Slot], token: usize, id: u64, spares: 
 }
 
 /// A connection that has nothing left to do stays whole among the worker's last `RESTING_MAX`
-/// to go idle; the one that went idle longest ago takes its small form in its place.
+/// to go idle; the one listed longest ago takes its small form in its place (a connection
+/// keeps its place while it rests, works and rests again: no reordering per request).
 pub(crate) fn rest(slots: &mut [Slot], token: usize, spares: &mut Spares) {
     let Some(Slot::Busy(conn)) = slots.get_mut(token) else { return };
     if !conn.can_idle() {
@@ -93,6 +96,7 @@ pub(crate) fn rest(slots: &mut [Slot], token: usize, spares: &mut Spares) {
     }
     if !conn.resting {
         conn.resting = true;
+        conn.trim_queues();
         spares.resting.push_back((token, conn.id));
     }
     while spares.resting.len() > RESTING_MAX {

@@ -85,12 +85,18 @@ impl Conn {
         };
         if spares.conns.len() < SPARE_CONNS {
             // Nothing else of the old connection is worth keeping (the next one starts fresh).
-            if [self.inflight.capacity(), self.out.capacity(), self.marks.capacity(), self.access.capacity()].iter().any(|&c| c > SPARE_QUEUE_MAX) {
-                self.drop_queues();
-            }
+            self.trim_queues();
             spares.conns.push(self);
         }
         idle
+    }
+
+    /// Queues that grew past what a spare box keeps give their memory back (a connection
+    /// left whole while idle holds no more than a spare does).
+    pub(crate) fn trim_queues(&mut self) {
+        if [self.inflight.capacity(), self.out.capacity(), self.marks.capacity(), self.access.capacity()].iter().any(|&c| c > SPARE_QUEUE_MAX) {
+            self.drop_queues();
+        }
     }
 
     /// `fresh` in `spare` (a box from `into_idle`, whose empty queues keep their capacity) when
@@ -189,6 +195,20 @@ mod tests {
         let fresh = Conn::boxed(Conn::new(2, 1, sock, peer, Instant::now()), Some(spare));
         assert!(std::ptr::eq(&*fresh, spare_at), "built in the spare box, not a new one");
         assert_eq!((fresh.id, fresh.token), (2, 1));
+    }
+
+    #[test]
+    fn a_resting_connection_keeps_no_more_queue_than_a_spare() {
+        let (sock, _client, peer) = accepted();
+        let mut conn = Box::new(Conn::new(1, 0, sock, peer, Instant::now()));
+        conn.out.reserve(1000);
+        conn.marks.reserve(4);
+        let mut slots = vec![Slot::Busy(conn)];
+        let mut spares = Spares::default();
+        crate::engine::slots::rest(&mut slots, 0, &mut spares);
+        let Slot::Busy(conn) = &slots[0] else { panic!("a resting connection stays whole") };
+        assert!(conn.resting);
+        assert!(conn.out.capacity() <= SPARE_QUEUE_MAX, "out kept {} entries", conn.out.capacity());
     }
 
     #[test]
