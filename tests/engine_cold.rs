@@ -11,10 +11,15 @@ use zerohttp::body::FileFd;
 use zerohttp::engine::Response;
 use zerohttp::transfer::{evict, probe, Residency};
 
+/// `len` bytes that differ from one offset to the next (a misplaced range shows).
+fn pattern(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect()
+}
+
 #[test]
 fn a_cold_file_is_warmed_off_the_event_loop() {
     let path = std::env::temp_dir().join(format!("zh-cold-{}", std::process::id()));
-    let data: Vec<u8> = (0..(96u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let data = pattern(96 << 20);
     {
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(&data).unwrap();
@@ -115,7 +120,6 @@ fn sample_states(tid: String, done: &std::sync::atomic::AtomicBool) -> (u64, u64
 fn a_reused_fd_number_is_asked_about_again() {
     let dir = temp_dir("fdreuse");
     let (hot, cold) = (dir.join("hot"), dir.join("cold"));
-    let pattern = |len: u32| -> Vec<u8> { (0..len).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect() };
     let hot_data = pattern(8 << 20);
     let cold_data = pattern(2 << 20);
     std::fs::write(&hot, &hot_data).unwrap();

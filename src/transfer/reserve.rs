@@ -79,19 +79,13 @@ impl Reservation {
     /// when nothing was written past the body's own bytes: a file another writer is growing
     /// beyond them keeps the blocks (a truncate could race with that writer).
     pub fn release_after(self, fd: RawFd, written_to: u64) {
-        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat writes one struct stat into `st`, a live local.
-        if fd < 0 || unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return;
-        }
-        let size = st.st_size.max(0) as u64;
+        let Ok((size, _)) = super::os::file_size(fd) else { return };
         if size >= self.reserved_to || size > written_to {
             return;
         }
         // SAFETY: ftruncate on a descriptor the caller holds open for writing, to the size it
         // has: no byte changes. A failure only leaves the blocks allocated.
-        unsafe { libc::ftruncate(fd, st.st_size) };
+        unsafe { libc::ftruncate(fd, size as libc::off_t) };
     }
 
     /// End of what is reserved so far.
