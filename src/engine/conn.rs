@@ -1612,10 +1612,11 @@ impl Conn {
     /// the worker's spares and its queues give their memory back, so thousands of idle
     /// connections cost little more than their `Conn`. (A connection about to take its small
     /// form keeps its queues: they go to the worker's spares with its `Conn` box, see
-    /// `into_idle`.)
-    pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) {
+    /// `into_idle`.) Returns whether the connection can take its small form (`can_idle`, asked
+    /// once here for the worker's `rest` too).
+    pub(crate) fn park_if_idle(&mut self, spares: &mut Vec<BytesMut>) -> bool {
         if !self.between_requests() {
-            return;
+            return false;
         }
         if self.rbuf.capacity() > 0 {
             let mut buf = std::mem::take(&mut self.rbuf);
@@ -1628,10 +1629,11 @@ impl Conn {
             }
         }
         if self.can_idle() {
-            return;
+            return true;
         }
         // Small queues refill from the allocator's per-thread cache on the next request.
         self.drop_queues();
+        false
     }
 
     fn drop_queues(&mut self) {

@@ -89,9 +89,12 @@ pub(crate) fn busy_if<'a>(slots: &'a mut [Slot], token: usize, id: u64, spares: 
 /// A connection that has nothing left to do stays whole among the worker's last `RESTING_MAX`
 /// to go idle; the one listed longest ago takes its small form in its place (a connection
 /// keeps its place while it rests, works and rests again: no reordering per request).
+///
+/// Called when a drive of the connection ends: a connection between requests gives its read
+/// buffer back here whether it can rest or not (see `Conn::park_if_idle`).
 pub(crate) fn rest(slots: &mut [Slot], token: usize, spares: &mut Spares) {
     let Some(Slot::Busy(conn)) = slots.get_mut(token) else { return };
-    if !conn.can_idle() {
+    if !conn.park_if_idle(&mut spares.read_bufs) {
         return;
     }
     if !conn.resting {

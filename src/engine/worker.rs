@@ -444,7 +444,6 @@ impl Worker {
                     // Sending may have freed pipeline slots or revealed more input.
                     let again = (conn.readable && conn.wants_input(&self.config)) || conn.can_parse_more(&self.config);
                     if !again {
-                        conn.park_if_idle(&mut self.spares.read_bufs);
                         break;
                     }
                 }

@@ -69,7 +69,7 @@ impl Conn {
     /// emptied box (queues with their capacity) go to the worker's spares.
     pub(crate) fn into_idle(mut self: Box<Self>, spares: &mut Spares) -> IdleConn {
         debug_assert!(self.can_idle());
-        self.park_if_idle(&mut spares.read_bufs);
+        let _ = self.park_if_idle(&mut spares.read_bufs);
         let idle = IdleConn {
             id: self.id,
             sock: self.sock.take().expect("only socket connections go idle"),
