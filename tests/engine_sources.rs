@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -45,15 +45,24 @@ fn a_stream_fed_from_another_thread_goes_chunked_with_trailers() {
     engine.shutdown(Duration::ZERO).unwrap();
 }
 
+/// A pipe made with `pipe2`: `std::io::pipe` needs Rust 1.87 and the crate's MSRV is 1.85.
+fn pipe() -> (OwnedFd, std::fs::File) {
+    let mut fds = [-1; 2];
+    // SAFETY (test): pipe2 writes two new fds into the array we own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY (test): both fds were just created by pipe2 and nothing else owns them.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+}
+
 fn pipe_with(data: Vec<u8>) -> OwnedFd {
-    let (r, mut w) = std::io::pipe().unwrap();
+    let (r, mut w) = pipe();
     std::thread::spawn(move || {
         for piece in data.chunks(100_000) {
             w.write_all(piece).unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
     });
-    OwnedFd::from(r)
+    r
 }
 
 #[test]
