@@ -55,7 +55,9 @@ def test_pip_install_and_serve_a_file(tmp_path, library_path):
     payload = os.urandom(4 * 1024 * 1024 + 123)
     (www / "data file.bin").write_bytes(payload)
     server = subprocess.Popen(
-        [py, str(PKG_DIR / "examples" / "serve_file.py"), str(www), "127.0.0.1:0"],
+        # -X faulthandler: if it ever hangs on the way out, SIGABRT makes it print every
+        # thread's Python stack (see the finally block below).
+        [py, "-X", "faulthandler", str(PKG_DIR / "examples" / "serve_file.py"), str(www), "127.0.0.1:0"],
         env=_clean_env(ZEROHTTP_LIBRARY=library_path),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -83,6 +85,15 @@ def test_pip_install_and_serve_a_file(tmp_path, library_path):
         server.send_signal(signal.SIGINT)
         try:
             rc = server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.send_signal(signal.SIGABRT)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            raise AssertionError("serve_file.py did not exit within 30 s of SIGINT; its stderr "
+                                 "(with every thread's stack):\n" + server.stderr.read()) from None
         finally:
             if server.poll() is None:
                 server.kill()
