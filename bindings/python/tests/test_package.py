@@ -82,7 +82,11 @@ def test_pip_install_and_serve_a_file(tmp_path, library_path):
     except urllib.error.HTTPError as e:
         assert e.code in (400, 404)
     finally:
-        server.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: whoever started this test may have started it with SIGINT
+        # ignored (a shell without job control does that to background commands, and the
+        # server inherits it), and then a SIGINT is lost. The example stops on SIGTERM through
+        # the same KeyboardInterrupt path as on Ctrl-C.
+        server.send_signal(signal.SIGTERM)
         try:
             rc = server.wait(30)
         except subprocess.TimeoutExpired:
@@ -92,7 +96,7 @@ def test_pip_install_and_serve_a_file(tmp_path, library_path):
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-            raise AssertionError("serve_file.py did not exit within 30 s of SIGINT; its stderr "
+            raise AssertionError("serve_file.py did not exit within 30 s of SIGTERM; its stderr "
                                  "(with every thread's stack):\n" + server.stderr.read()) from None
         finally:
             if server.poll() is None:
