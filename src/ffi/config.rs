@@ -214,10 +214,8 @@ pub extern "C" fn zh_config_set_disk_threads(cfg: *mut zh_config, threads: u32) 
 pub extern "C" fn zh_config_set_spool(cfg: *mut zh_config, threshold: u64, dir: *const std::ffi::c_char) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
         let cfg = try_mut!(cfg);
-        let dir = match crate::ffi::cstr_bytes(dir) {
-            Some(b) => Some(std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))),
-            None => None,
-        };
+        let dir = crate::ffi::cstr_bytes(dir)
+            .map(|b| std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b)));
         cfg.update(|c| {
             c.spool_threshold = if threshold == u64::MAX { None } else { Some(threshold) };
             if let Some(d) = dir {

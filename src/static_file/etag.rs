@@ -31,7 +31,7 @@ impl<'a> EntityTag<'a> {
     /// Parses a whole value that must be exactly one entity-tag (OWS around allowed).
     pub fn parse(s: &'a [u8]) -> Option<EntityTag<'a>> {
         match Self::parse_prefix(s.trim_ascii())? {
-            (tag, rest) if rest.is_empty() => Some(tag),
+            (tag, []) => Some(tag),
             _ => None,
         }
     }

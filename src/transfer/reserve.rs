@@ -62,12 +62,10 @@ impl Reservation {
     /// Before a write at `at`: reserves the next window if the writes are within half a window
     /// of the reserved end. `Err` when the filesystem refuses it (the body will not fit).
     pub fn ahead_of(&mut self, fd: RawFd, at: u64) -> io::Result<()> {
-        if self.reserved_to < self.end && at.saturating_add(WINDOW / 2) >= self.reserved_to {
-            if !self.extend(fd)? {
-                // The filesystem stopped reserving (cannot happen after a first success on the
-                // ones measured): the writes allocate as they go from here.
-                self.end = self.reserved_to;
-            }
+        // A filesystem that stops reserving (cannot happen after a first success on the ones
+        // measured) leaves the writes to allocate as they go from here.
+        if self.reserved_to < self.end && at.saturating_add(WINDOW / 2) >= self.reserved_to && !self.extend(fd)? {
+            self.end = self.reserved_to;
         }
         Ok(())
     }

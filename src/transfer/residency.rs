@@ -52,7 +52,7 @@ pub fn probe(fd: RawFd, offset: u64, len: u64, stats: &WorkerStats) -> Residency
     let page = 4096u64;
     let first = offset / page;
     let last = (offset + len - 1) / page;
-    if cs.nr_cache >= last - first + 1 { Residency::Cached } else { Residency::Cold }
+    if cs.nr_cache > last - first { Residency::Cached } else { Residency::Cold }
 }
 
 /// A descriptor of its own for a helper thread, so closing the original (the connection went

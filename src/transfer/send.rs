@@ -940,7 +940,7 @@ mod tests {
     }
 
     fn pipe_with(data: &'static [u8]) -> OwnedFd {
-        let (mut w, r) = UnixStream::pair().map(|(a, b)| (a, b)).unwrap();
+        let (mut w, r) = UnixStream::pair().unwrap();
         // A socketpair stands in for "a socket upstream"; for a real pipe use std's pipe.
         w.write_all(data).unwrap();
         drop(w);
