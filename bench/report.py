@@ -58,6 +58,63 @@ NOTES = {
                 "connection was opened before strace attached. Breakdown below.",
 }
 
+# The targets of issue 8: (scenario, metric key, server, against, bound, label). `against` is the
+# server whose figure in the same round divides ours (None: the figure itself is compared); a
+# bound below 1 with a "↓" metric means "at most", above with "↑" "at least", as in SCENARIOS.
+TARGETS = [
+    ("small", "cpu_us_per_req", "zh1", "nginx1", 0.7, "small: CPU per request ≤ 0.7× nginx1"),
+    ("small", "req_s", "zh1", "nginx1", 1.0, "small: req/s ≥ 1.0× nginx1"),
+    ("64k", "cpu_s_per_GB", "zh1", "nginx1", 0.6, "64k: CPU per GB ≤ 0.6× nginx1"),
+    ("64k", "req_s", "zh1", "nginx1", 1.1, "64k: req/s ≥ 1.1× nginx1"),
+    ("1m", "cpu_s_per_GB", "zh1", "nginx1", 0.5, "1m: CPU per GB ≤ 0.5× nginx1"),
+    ("1m", "MB_s", "zh1", "nginx1", 1.6, "1m: MB/s ≥ 1.6× nginx1"),
+    ("big", "GB_s", "zh1", "nginx1", 1.25, "big: GB/s ≥ 1.25× nginx1"),
+    ("big", "cpu_s_per_GB", "zh1", "nginx1", 0.8, "big: server CPU per GB ≤ 0.8× nginx1"),
+    ("big", "machine_cpu_s_per_GB", "zh1", "nginx1", 0.8, "big: machine CPU per GB ≤ 0.8× nginx1 (the sum the pacing timer cannot move)"),
+    ("idle", "rss_per_conn", "zh1", "nginx1", 0.5, "idle: bytes per connection ≤ 0.5× nginx1"),
+    ("syscalls", "io_per_req", "zh1", None, 3, "syscalls per 64 KiB request ≤ 3 besides `epoll_wait`"),
+    ("upload", "GB_s", "zh-upload", "zh-upload-copy", 1.5, "upload: splice GB/s ≥ 1.5× recv + pwrite"),
+    ("upload", "cpu_s_per_GB", "zh-upload", "zh-upload-copy", 0.6, "upload: splice CPU per GB ≤ 0.6× recv + pwrite"),
+    ("cold", "p99_ms", "zh1", None, 5.0, "cold: /hello p99 ≤ 5 ms"),
+]
+
+
+def target_rows(runs, rounds):
+    """One row per target whose servers ran: the median and every round's figure, and in how
+    many rounds the bound was met. Near its bound a target is met in some rounds and not in
+    others; the count says so where a median alone would not."""
+    def metric(sc, name, rnd, key):
+        for r in runs:
+            if r["scenario"] == sc and r["server"] == name and r["round"] == rnd and "metrics" in r:
+                m = r["metrics"]
+                if key == "io_per_req":  # the loop's epoll_wait is not one of the three I/O calls
+                    calls = m.get("by_syscall") or {}
+                    n = m.get("requests")
+                    ep = sum(calls.get(c, [0])[0] for c in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+                    return (m["total_calls"] - ep) / n if n and "total_calls" in m else None
+                return m.get(key)
+        return None
+
+    direction = {key: d for _, figs in SCENARIOS.values() for key, _, d in figs}
+    direction["io_per_req"] = -1
+    rows = []
+    for sc, key, name, against, bound, label in TARGETS:
+        per = []
+        for rnd in range(1, rounds + 1):
+            a = metric(sc, name, rnd, key)
+            b = metric(sc, against, rnd, key) if against else 1.0
+            per.append(a / b if a is not None and b else None)
+        got = [x for x in per if x is not None]
+        if not got:
+            continue
+        up = direction[key] > 0
+        met = sum(1 for x in got if (x >= bound if up else x <= bound))
+        med = statistics.median(got)
+        unit = "×" if against else ""
+        rows.append((label, f"{fmt(med, 2)}{unit}", ", ".join(fmt(x, 2) for x in got),
+                     f"{met} of {len(got)}", "yes" if (med >= bound if up else med <= bound) else "**no**"))
+    return rows
+
 
 def fmt(v, digits=None):
     if v is None:
@@ -141,6 +198,20 @@ def main():
     w("|---|---|---|---|")
     for name, s in servers.items():
         w(f"| {name} | {s['desc']} | {s['version'] or '—'} | {s['status']} |")
+
+    rows = target_rows(runs, rounds)
+    if rows:
+        w("")
+        w("## Targets of issue 8")
+        w("")
+        w("| target | median | per round | met in rounds | median meets it |")
+        w("|---|---:|---|---:|---|")
+        for row in rows:
+            w("| " + " | ".join(row) + " |")
+        w("")
+        w("Ratios are taken per round (the two servers of a ratio ran one after the other in that round); "
+          "the median is of those ratios. A target within the rounds' spread of its bound is met in "
+          "some rounds and not in others: run more rounds (BENCH_ROUNDS=5) before reading it.")
 
     problems = []
     for sc, (title, figs) in SCENARIOS.items():
