@@ -138,6 +138,12 @@ def _in_callback() -> bool:
     return getattr(_tls, "depth", 0) > 0
 
 
+def _on_foreign_thread() -> bool:
+    """True on a thread that Python's threading did not start: an engine's worker thread
+    (between callbacks, e.g. while a handler's frame is being torn down)."""
+    return isinstance(threading.current_thread(), threading._DummyThread)  # noqa: SLF001
+
+
 class _CallbackScope:
     def __enter__(self) -> None:
         _tls.depth = getattr(_tls, "depth", 0) + 1
@@ -862,6 +868,7 @@ class Engine:
         must not block; :class:`SocketTransport` adapts a (TLS) socket. ``peer``
         (``"ip:port"``) is what ``request.peer`` reports. File and pipe bodies are copied (no
         ``sendfile`` through a transport)."""
+        self._handle()  # a closed engine raises here, before a handle is registered
         handle = Transport(transport)
         key = _handles.add(handle)
         out = c_void_p()
@@ -898,6 +905,8 @@ class Engine:
         if _in_callback():
             raise ZhError(ZH_ERR_STATE, None, detail="step() must not be called from a handler", call="zh_engine_step")
         ms = 0 if not timeout or timeout <= 0 else max(1, min(int(timeout * 1000 + 0.999), 0xFFFFFFFF))
+        if self._stop_requested.is_set():
+            return False  # shutdown() waits for the step lock: do not take it again first
         with self._step_lock:
             ptr = self._ptr
             if ptr is None:
@@ -962,6 +971,10 @@ class Engine:
         if _in_callback():
             raise ZhError(ZH_ERR_STATE, None, detail="shutdown() must not be called from a handler", call="zh_engine_shutdown")
         self._stop_requested.set()
+        if self.external:
+            ptr = self._ptr
+            if ptr is not None:
+                _ffi.lib().zh_engine_wake(ptr)  # a step() waiting on another thread returns now
         grace = self.shutdown_grace if grace is None else grace
         ms = max(0, min(int(grace * 1000), 0xFFFFFFFF))
         # External-loop mode: wait for a step() running on another thread to return; the
@@ -1003,8 +1016,18 @@ class Engine:
         self.close()
 
     def __del__(self) -> None:
+        # The last reference can go on a thread that runs handlers: one of this engine's
+        # workers (a handler's frame held it) or any thread inside a callback (the cyclic GC
+        # runs wherever it allocates). A shutdown there is refused, and freeing the engine
+        # anyway would leave its workers serving with nobody to stop them. A thread of its
+        # own closes it instead: this object lives until then, and the interpreter waits for
+        # that thread before it exits.
         try:
-            if self._ptr is not None and not _in_callback():
+            if self._ptr is None:
+                return
+            if _in_callback() or _on_foreign_thread():
+                threading.Thread(target=self.close, args=(0,), name="zerohttp-close").start()
+            else:
                 self.close(0)
         except BaseException:  # noqa: BLE001
             pass
@@ -1040,7 +1063,10 @@ class Request:
     def __init__(self, engine: Engine, ptr: int, head: bool = False) -> None:
         lib = _ffi.lib()
         self.engine = engine
-        self._ptr: int | None = ptr
+        # Set last: if anything below raises, the caller answers the raw pointer itself, and
+        # this half-made object's __del__ must not answer it a second time (by then it may be
+        # freed).
+        self._ptr: int | None = None
         self._lock = threading.Lock()
         self._head_stage = head
         self._claimed = False
@@ -1065,6 +1091,7 @@ class Request:
         _check(lib.zh_request_peer_addr(ptr, buf, len(buf)), "zh_request_peer_addr")
         self.peer: str = buf.value.decode()
         self._trailers: list[tuple[str, str]] | None = None
+        self._ptr = ptr
 
     def __repr__(self) -> str:
         return f"<zerohttp.Request {self.method} {self.target} from {self.peer}>"
