@@ -180,3 +180,40 @@ def test_adopting_a_transport_on_a_closed_engine_leaves_no_handle():
     with pytest.raises(zerohttp.ZhError):
         engine.adopt_transport(object())
     assert len(_core._handles) == before
+
+
+def test_close_on_another_thread_waits_for_calls_in_c(monkeypatch):
+    # A method reads the handle, lets the GIL go for the C call, and another thread's close()
+    # must not free the engine in between (before: a use after free, a crash in stats()).
+    events = []
+    real_lib = _core._ffi.lib()
+    in_stats = threading.Event()
+
+    class SlowLib:
+        def __getattr__(self, name):
+            return getattr(real_lib, name)
+
+        def zh_engine_stats(self, ptr, st):
+            in_stats.set()
+            time.sleep(0.3)  # the window, made wide
+            events.append("stats returned")
+            return real_lib.zh_engine_stats(ptr, st)
+
+        def zh_engine_free(self, ptr):
+            events.append("free")
+            return real_lib.zh_engine_free(ptr)
+
+    engine = zerohttp.Engine(lambda r: r.respond(200, b"ok"), threads=1)
+    engine.listen("127.0.0.1:0")
+    engine.start()
+    monkeypatch.setattr(_core._ffi, "lib", lambda: SlowLib())
+    got = []
+    poller = threading.Thread(target=lambda: got.append(engine.stats()))
+    poller.start()
+    assert in_stats.wait(CLIENT_TIMEOUT)
+    engine.close()
+    poller.join(CLIENT_TIMEOUT)
+    assert events == ["stats returned", "free"]
+    assert got and got[0]["requests"] == 0
+    with pytest.raises(zerohttp.ZhError):
+        engine.stats()

@@ -18,6 +18,7 @@ in any other callback is logged and handled as documented there.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -29,7 +30,7 @@ import threading
 import weakref
 import atexit
 from ctypes import byref, c_char_p, c_size_t, c_uint16, c_void_p
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from . import _ffi
 from ._ffi import (
@@ -678,6 +679,11 @@ class Engine:
         self._has_head_handler = head_handler is not None
         self.shutdown_grace = shutdown_grace
         self._lock = threading.Lock()
+        # Calls into C with the engine's handle, counted so that close() on another thread
+        # frees it only after they returned (see _use).
+        self._calls = 0
+        self._freeing = False
+        self._calls_done = threading.Condition()
         self._stopped = threading.Event()
         self._started = False
         self.ports: list[int] = []
@@ -794,11 +800,23 @@ class Engine:
     def access_log(self, fn: Callable[[dict[str, Any]], Any] | None) -> None:
         self._access_sink = fn
 
-    def _handle(self) -> int:
-        ptr = self._ptr
-        if ptr is None:
-            raise ZhError(ZH_ERR_STATE, None, detail="engine is closed", call="Engine")
-        return ptr
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[int]:
+        """The engine's C handle for the calls made inside the block. close() on another thread
+        waits until every such block has ended before it frees the engine: a handle read and
+        then used after the GIL was let go could otherwise be freed in between."""
+        with self._calls_done:
+            ptr = self._ptr
+            if ptr is None or self._freeing:
+                raise ZhError(ZH_ERR_STATE, None, detail="engine is closed", call="Engine")
+            self._calls += 1
+        try:
+            yield ptr
+        finally:
+            with self._calls_done:
+                self._calls -= 1
+                if self._calls == 0:
+                    self._calls_done.notify_all()
 
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else ("running" if self._started else "new")
@@ -813,7 +831,9 @@ class Engine:
             host, port = addr
             addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         port = c_uint16()
-        _check(_ffi.lib().zh_engine_listen(self._handle(), addr.encode(), byref(port)), "zh_engine_listen")
+        with self._use() as ptr:
+            code = _ffi.lib().zh_engine_listen(ptr, addr.encode(), byref(port))
+        _check(code, "zh_engine_listen")
         self.ports.append(port.value)
         return port.value
 
@@ -825,8 +845,9 @@ class Engine:
         share the open file, which the engine switches to non-blocking mode. Returns the port."""
         fd = sock if isinstance(sock, int) else sock.fileno()
         bound = _check_tcp_socket(fd, listening=True, call="zh_engine_listen_fd")
-        own = os.dup(fd)
-        code = _ffi.lib().zh_engine_listen_fd(self._handle(), own)
+        with self._use() as ptr:
+            own = os.dup(fd)
+            code = _ffi.lib().zh_engine_listen_fd(ptr, own)
         if code in (_ffi.ZH_ERR_NULL, _ffi.ZH_ERR_INVALID):
             os.close(own)  # nothing taken
         _check(code, "zh_engine_listen_fd")
@@ -844,11 +865,13 @@ class Engine:
         data = _as_bytes(initial)
         _check_tcp_socket(sock if isinstance(sock, int) else sock.fileno(), listening=False, call="zh_engine_adopt_fd")
         if isinstance(sock, int):
-            code = _ffi.lib().zh_engine_adopt_fd(self._handle(), sock, data or None, len(data))
+            with self._use() as ptr:
+                code = _ffi.lib().zh_engine_adopt_fd(ptr, sock, data or None, len(data))
             _check(code, "zh_engine_adopt_fd")
             return
-        own = os.dup(sock.fileno())
-        code = _ffi.lib().zh_engine_adopt_fd(self._handle(), own, data or None, len(data))
+        with self._use() as ptr:
+            own = os.dup(sock.fileno())
+            code = _ffi.lib().zh_engine_adopt_fd(ptr, own, data or None, len(data))
         if code in (_ffi.ZH_ERR_NULL, _ffi.ZH_ERR_INVALID):
             os.close(own)  # nothing taken; the socket stays the caller's
         else:
@@ -868,14 +891,14 @@ class Engine:
         must not block; :class:`SocketTransport` adapts a (TLS) socket. ``peer``
         (``"ip:port"``) is what ``request.peer`` reports. File and pipe bodies are copied (no
         ``sendfile`` through a transport)."""
-        self._handle()  # a closed engine raises here, before a handle is registered
-        handle = Transport(transport)
-        key = _handles.add(handle)
-        out = c_void_p()
-        code = _ffi.lib().zh_engine_adopt_transport(
-            self._handle(), _T_READ, _T_WRITEV, _T_SHUTDOWN, _T_CLOSE, key,
-            None if peer is None else _enc(peer, "peer"), byref(out),
-        )
+        with self._use() as ptr:  # a closed engine raises here, before a handle is registered
+            handle = Transport(transport)
+            key = _handles.add(handle)
+            out = c_void_p()
+            code = _ffi.lib().zh_engine_adopt_transport(
+                ptr, _T_READ, _T_WRITEV, _T_SHUTDOWN, _T_CLOSE, key,
+                None if peer is None else _enc(peer, "peer"), byref(out),
+            )
         if code != 0:
             _handles.pop(key)
             _check(code, "zh_engine_adopt_transport")
@@ -893,7 +916,9 @@ class Engine:
         (``zh_engine_fd``). Register it with ``selectors`` or ``loop.add_reader`` and call
         :meth:`step` when it is readable. ``ZhError`` ``ZH_ERR_STATE`` in threaded mode."""
         fd = ctypes.c_int32()
-        _check(_ffi.lib().zh_engine_fd(self._handle(), byref(fd)), "zh_engine_fd")
+        with self._use() as ptr:
+            code = _ffi.lib().zh_engine_fd(ptr, byref(fd))
+        _check(code, "zh_engine_fd")
         return fd.value
 
     def step(self, timeout: float = 0.0) -> bool:
@@ -923,20 +948,25 @@ class Engine:
         """External-loop mode: makes a :meth:`step` that is waiting (on another thread) return
         now, or the next one return without waiting (``zh_engine_wake``); the way to stop a
         loop that steps with a long timeout. ``ZhError`` ``ZH_ERR_STATE`` in threaded mode."""
-        _check(_ffi.lib().zh_engine_wake(self._handle()), "zh_engine_wake")
+        with self._use() as ptr:
+            code = _ffi.lib().zh_engine_wake(ptr)
+        _check(code, "zh_engine_wake")
 
     def next_timeout(self) -> float | None:
         """External-loop mode: seconds until timers need a :meth:`step` (``None``: no timer
         pending, or threaded mode). Use it as the timeout of your ``select``."""
-        ptr = self._ptr
-        if ptr is None:
-            return None
-        ms = _ffi.lib().zh_engine_next_timeout_ms(ptr)
+        try:
+            with self._use() as ptr:
+                ms = _ffi.lib().zh_engine_next_timeout_ms(ptr)
+        except ZhError:
+            return None  # closed
         return None if ms < 0 else ms / 1000.0
 
     def start(self) -> "Engine":
         """Starts the worker threads and returns (a no-op while running)."""
-        _check(_ffi.lib().zh_engine_start(self._handle()), "zh_engine_start")
+        with self._use() as ptr:
+            code = _ffi.lib().zh_engine_start(ptr)
+        _check(code, "zh_engine_start")
         self._started = True
         return self
 
@@ -972,9 +1002,11 @@ class Engine:
             raise ZhError(ZH_ERR_STATE, None, detail="shutdown() must not be called from a handler", call="zh_engine_shutdown")
         self._stop_requested.set()
         if self.external:
-            ptr = self._ptr
-            if ptr is not None:
-                _ffi.lib().zh_engine_wake(ptr)  # a step() waiting on another thread returns now
+            try:
+                with self._use() as ptr:
+                    _ffi.lib().zh_engine_wake(ptr)  # a step() waiting on another thread returns now
+            except ZhError:
+                pass  # closed already
         grace = self.shutdown_grace if grace is None else grace
         ms = max(0, min(int(grace * 1000), 0xFFFFFFFF))
         # External-loop mode: wait for a step() running on another thread to return; the
@@ -1002,6 +1034,10 @@ class Engine:
                 if self._started:
                     self.shutdown(grace)
             finally:
+                with self._calls_done:
+                    self._freeing = True
+                    while self._calls:
+                        self._calls_done.wait()
                 with self._step_lock:
                     ptr, self._ptr = self._ptr, None
                     _ffi.lib().zh_engine_free(ptr)
@@ -1039,7 +1075,9 @@ class Engine:
         (every field of ``zh_stats`` but ``struct_size``)."""
         st = _ffi.zh_stats()
         st.struct_size = ctypes.sizeof(_ffi.zh_stats)
-        _check(_ffi.lib().zh_engine_stats(self._handle(), byref(st)), "zh_engine_stats")
+        with self._use() as ptr:
+            code = _ffi.lib().zh_engine_stats(ptr, byref(st))
+        _check(code, "zh_engine_stats")
         return {name: getattr(st, name) for name, _ in _ffi.zh_stats._fields_ if name != "struct_size"}
 
 
