@@ -5,6 +5,8 @@ and calls on a closed engine."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import socket
 import threading
 import time
@@ -217,3 +219,35 @@ def test_close_on_another_thread_waits_for_calls_in_c(monkeypatch):
     assert got and got[0]["requests"] == 0
     with pytest.raises(zerohttp.ZhError):
         engine.stats()
+
+
+def test_ctrl_c_during_an_external_loop_handler_stops_run_after_the_answer():
+    # Ctrl-C while a handler runs inside step() on the main thread: before, the
+    # KeyboardInterrupt was raised in the handler, taken for its error (500, logged) and
+    # run() went on.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # we may run with it ignored
+    try:
+        def handler(req):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # lines of Python: where a pending signal is raised
+                pass
+            req.respond(200, b"answered")
+
+        engine = zerohttp.Engine(handler, threads=0)
+        port = engine.listen("127.0.0.1:0")
+        got = []
+        client = threading.Thread(target=lambda: got.append(_status_line(port)))
+        client.start()
+        guard = threading.Timer(10, engine.shutdown)  # bounds the test if run() goes on
+        guard.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                engine.run()
+        finally:
+            guard.cancel()
+            client.join(CLIENT_TIMEOUT)
+            engine.close()
+        assert got == [b"HTTP/1.1 200 OK"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, old)

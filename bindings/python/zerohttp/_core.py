@@ -24,6 +24,7 @@ import itertools
 import logging
 import mimetypes
 import os
+import signal
 import socket
 import sys
 import threading
@@ -143,6 +144,34 @@ def _on_foreign_thread() -> bool:
     """True on a thread that Python's threading did not start: an engine's worker thread
     (between callbacks, e.g. while a handler's frame is being torn down)."""
     return isinstance(threading.current_thread(), threading._DummyThread)  # noqa: SLF001
+
+
+class _SigintAfterStep:
+    """While an external-loop step runs on the main thread, Ctrl-C is held back and raised as
+    ``KeyboardInterrupt`` once the step has returned. Raised where Python checks for it — at
+    the first line of a handler the step calls — it would be taken for the handler's own
+    error (answered 500 and logged, and the loop goes on) or escape the callback before its
+    ``try`` (ctypes prints "Exception ignored" and the request is never answered). Only
+    Python's own SIGINT handler is replaced, and only on the main thread."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.hit = False
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def __enter__(self) -> "_SigintAfterStep":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._note)
+            self.armed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.armed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self.hit and exc[0] is None:
+                raise KeyboardInterrupt
 
 
 class _CallbackScope:
@@ -926,13 +955,14 @@ class Engine:
         here, on this thread), writes, timers — waiting for events at most ``timeout`` seconds
         (0: never blocks; the GIL is released while waiting). Starts the engine on first use.
         Returns False once the engine was shut down. Call it from one thread only, and never
-        from a handler."""
+        from a handler. On the main thread, Ctrl-C during a step is raised as
+        ``KeyboardInterrupt`` when the step returns, after the handlers it ran."""
         if _in_callback():
             raise ZhError(ZH_ERR_STATE, None, detail="step() must not be called from a handler", call="zh_engine_step")
         ms = 0 if not timeout or timeout <= 0 else max(1, min(int(timeout * 1000 + 0.999), 0xFFFFFFFF))
         if self._stop_requested.is_set():
             return False  # shutdown() waits for the step lock: do not take it again first
-        with self._step_lock:
+        with _SigintAfterStep(), self._step_lock:
             ptr = self._ptr
             if ptr is None:
                 return False
