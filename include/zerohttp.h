@@ -775,7 +775,8 @@ zh_result zh_engine_shutdown(struct zh_engine *engine, uint32_t grace_ms);
 
 /**
  * Shuts the engine down (grace 0) if it still runs, then frees it. NULL is ignored. Must not
- * be called from a handler.
+ * be called from a handler: there it only tells the workers to stop and logs an error, and
+ * the engine stays allocated until `zh_engine_free` is called again from another thread.
  */
 void zh_engine_free(struct zh_engine *engine);
 

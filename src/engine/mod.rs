@@ -344,6 +344,26 @@ impl Engine {
         self.shared.iter().any(|s| s.is_owner_thread())
     }
 
+    /// Called where the engine is about to be freed. On one of its own handler threads it
+    /// cannot be: the worker running this handler (in external-loop mode the step up the
+    /// stack) still uses it, and a worker cannot wait for itself. Then every worker is told
+    /// to stop now (they finish by themselves), an error is logged, and `false` says the
+    /// caller must keep the engine alive; freeing it again from another thread works.
+    pub fn can_be_freed_here(&self) -> bool {
+        if !self.on_worker_thread() {
+            return true;
+        }
+        for shared in &self.shared {
+            if shared.send(Msg::Shutdown { grace: Duration::ZERO }).is_err() {
+                shared.wake();
+            }
+        }
+        self.hooks.log(hooks::LogLevel::Error, || {
+            "zh_engine_free called from a handler: the engine stops, but is not freed (free it from another thread)".to_string()
+        });
+        false
+    }
+
     /// Stops accepting, closes idle connections, lets in-flight responses finish for up to
     /// `grace`, then closes everything and waits for the workers to exit.
     pub fn shutdown(&self, grace: Duration) -> Result<(), Error> {

@@ -148,14 +148,20 @@ pub extern "C" fn zh_engine_shutdown(engine: *mut zh_engine, grace_ms: u32) -> z
 }
 
 /// Shuts the engine down (grace 0) if it still runs, then frees it. NULL is ignored. Must not
-/// be called from a handler.
+/// be called from a handler: there it only tells the workers to stop and logs an error, and
+/// the engine stays allocated until `zh_engine_free` is called again from another thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_engine_free(engine: *mut zh_engine) {
     boundary!((), {
-        if !engine.is_null() {
-            // SAFETY: non-NULL pointers passed here come from zh_engine_new and are freed once.
-            drop(unsafe { Box::from_raw(engine) });
+        if engine.is_null() {
+            return;
         }
+        // SAFETY: non-NULL pointers passed here come from zh_engine_new and are not yet freed.
+        if !unsafe { &*engine }.inner.can_be_freed_here() {
+            return;
+        }
+        // SAFETY: as above; this is the one place that frees it.
+        drop(unsafe { Box::from_raw(engine) });
     })
 }
 
