@@ -1,13 +1,15 @@
 //! `zh_engine_free` called from one of the engine's own handlers (a misuse the C API
 //! documents): the engine stops instead of being freed under the worker (in external-loop
 //! mode: under the step) that runs the handler, an error is logged, and a second
-//! `zh_engine_free` from another thread frees it.
+//! `zh_engine_free` from another thread frees it. The same for a Rust `Engine` dropped in its
+//! handler: its workers stop.
+mod common;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zerohttp::ffi::*;
@@ -64,7 +66,7 @@ fn refused_within(port: u16, limit: Duration) -> bool {
 }
 
 fn logged_the_misuse(ctx: &Ctx) -> bool {
-    ctx.logs.lock().unwrap().iter().any(|m| m.contains("zh_engine_free called from a handler"))
+    ctx.logs.lock().unwrap().iter().any(|m| m.contains("(zh_engine_free called from a handler)"))
 }
 
 #[test]
@@ -104,4 +106,21 @@ fn external_loop_engine_freed_from_its_handler_ends_the_loop_and_is_freed_later(
     assert!(logged_the_misuse(&ctx));
     assert_eq!(zh_engine_step(engine, 0), ZH_ERR_CLOSED);
     zh_engine_free(engine);
+}
+
+#[test]
+fn a_rust_engine_dropped_in_its_handler_stops_serving() {
+    let slot: Arc<Mutex<Option<zerohttp::engine::Engine>>> = Arc::new(Mutex::new(None));
+    let in_handler = slot.clone();
+    let (engine, port) = common::start(1, move |req| {
+        let mut r = zerohttp::engine::Response::new(200).unwrap();
+        r.add_bytes(b"last");
+        req.respond(r).unwrap();
+        drop(in_handler.lock().unwrap().take()); // the engine is dropped on its worker
+    });
+    *slot.lock().unwrap() = Some(engine);
+    let r = common::get(port, "/");
+    assert_eq!((r.status, &r.body[..]), (200, &b"last"[..]));
+    assert!(slot.lock().unwrap().is_none());
+    assert!(refused_within(port, Duration::from_secs(10)), "the dropped engine's worker still listens");
 }

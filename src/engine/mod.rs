@@ -359,7 +359,9 @@ impl Engine {
             }
         }
         self.hooks.log(hooks::LogLevel::Error, || {
-            "zh_engine_free called from a handler: the engine stops, but is not freed (free it from another thread)".to_string()
+            "engine freed from one of its own handlers (zh_engine_free called from a handler): its workers stop; \
+             from C free it again from another thread"
+                .to_string()
         });
         false
     }
@@ -466,6 +468,11 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let _ = self.shutdown(Duration::ZERO);
+        // Dropped on one of its own handler threads (the handler took it out of shared
+        // ownership) the workers cannot be joined from here: they are told to stop and finish
+        // by themselves, rather than go on serving with nobody to stop them.
+        if self.can_be_freed_here() {
+            let _ = self.shutdown(Duration::ZERO);
+        }
     }
 }
