@@ -761,7 +761,7 @@ zh_result zh_engine_start(struct zh_engine *engine);
 
 /**
  * Starts the engine if needed and blocks until `zh_engine_shutdown` (called on another
- * thread) has finished.
+ * thread) has finished. `ZH_ERR_STATE` from a handler (it would wait for itself).
  */
 zh_result zh_engine_run(struct zh_engine *engine);
 
@@ -1248,7 +1248,8 @@ zh_result zh_stream_on_drain(struct zh_stream *s,
 /**
  * Ends the body, with `n` trailer fields (`names[i]: values[i]`, sent for chunked responses;
  * `n` 0 allows NULL arrays). Frees the stream handle — except on `ZH_ERR_NULL` or
- * `ZH_ERR_HEADER` (an invalid trailer), where nothing happened. `ZH_ERR_CLOSED`: the
+ * `ZH_ERR_HEADER` (an invalid trailer, or a field that must not be one: framing, `Host`,
+ * connection control, `Content-Type`/`-Encoding`/`-Range`), where nothing happened. `ZH_ERR_CLOSED`: the
  * connection is gone (the handle is freed anyway).
  */
 zh_result zh_stream_end(struct zh_stream *s,

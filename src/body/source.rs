@@ -182,8 +182,10 @@ impl StreamHandle {
     pub fn abort(&self) {
         let mut s = self.lock();
         s.failed = true;
-        s.chunks.clear();
+        let dropped = std::mem::take(&mut s.chunks);
         drop(s);
+        // Released outside the lock: a release callback may call back into the stream.
+        drop(dropped);
         self.waker.wake();
     }
 

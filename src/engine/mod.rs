@@ -9,7 +9,7 @@ pub mod file_cache;
 mod framing;
 pub mod hooks;
 mod request;
-mod response;
+pub(crate) mod response;
 mod slots;
 pub(crate) mod shared;
 mod worker;
@@ -331,6 +331,11 @@ impl Engine {
     pub fn run(&self) -> Result<(), Error> {
         if self.external.is_some() {
             return Err(Error::State("external-loop mode: drive the engine with step"));
+        }
+        // A handler waiting for the engine to stop would hold up its own worker, and so the
+        // shutdown that would end the wait.
+        if self.on_worker_thread() {
+            return Err(Error::State("run cannot be called from a handler"));
         }
         self.start()?;
         let mut state = self.lock();

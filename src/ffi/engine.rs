@@ -126,7 +126,7 @@ pub extern "C" fn zh_engine_start(engine: *mut zh_engine) -> zh_result {
 }
 
 /// Starts the engine if needed and blocks until `zh_engine_shutdown` (called on another
-/// thread) has finished.
+/// thread) has finished. `ZH_ERR_STATE` from a handler (it would wait for itself).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_engine_run(engine: *mut zh_engine) -> zh_result {
     boundary!(ZH_ERR_PANIC, {

@@ -195,7 +195,8 @@ pub extern "C" fn zh_stream_on_drain(s: *mut zh_stream, low_mark: u64, on_drain:
 
 /// Ends the body, with `n` trailer fields (`names[i]: values[i]`, sent for chunked responses;
 /// `n` 0 allows NULL arrays). Frees the stream handle — except on `ZH_ERR_NULL` or
-/// `ZH_ERR_HEADER` (an invalid trailer), where nothing happened. `ZH_ERR_CLOSED`: the
+/// `ZH_ERR_HEADER` (an invalid trailer, or a field that must not be one: framing, `Host`,
+/// connection control, `Content-Type`/`-Encoding`/`-Range`), where nothing happened. `ZH_ERR_CLOSED`: the
 /// connection is gone (the handle is freed anyway).
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_stream_end(s: *mut zh_stream, names: *const *const c_char, values: *const *const c_char, n: usize) -> zh_result {
@@ -203,11 +204,13 @@ pub extern "C" fn zh_stream_end(s: *mut zh_stream, names: *const *const c_char, 
         if s.is_null() {
             return ZH_ERR_NULL;
         }
-        let mut trailers = Vec::with_capacity(n);
+        if n > 0 && (names.is_null() || values.is_null()) {
+            return ZH_ERR_NULL;
+        }
+        // `n` is the caller's word: the list grows as fields are read, not by a reservation
+        // of `n` up front (a wrong `n` must not become a huge allocation).
+        let mut trailers = Vec::new();
         if n > 0 {
-            if names.is_null() || values.is_null() {
-                return ZH_ERR_NULL;
-            }
             for i in 0..n {
                 // SAFETY: the caller promises `n` readable pointers in each array.
                 let (np, vp) = unsafe { (*names.add(i), *values.add(i)) };
@@ -215,6 +218,9 @@ pub extern "C" fn zh_stream_end(s: *mut zh_stream, names: *const *const c_char, 
                 let (Ok(name), Ok(value)) = (HeaderName::from_bytes(nb), HeaderValue::from_bytes(vb)) else {
                     return ZH_ERR_HEADER;
                 };
+                if !crate::engine::response::allowed_in_trailers(&name) {
+                    return ZH_ERR_HEADER;
+                }
                 trailers.push((name, value));
             }
         }
