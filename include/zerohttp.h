@@ -1179,7 +1179,8 @@ zh_result zh_source_ready(struct zh_source *source);
 
 /**
  * Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
- * `ZH_ERR_INVALID` if `struct_size` is smaller than the `struct_size` field itself.
+ * `ZH_ERR_INVALID` if `struct_size` is less than 16: the `struct_size` field, its padding and
+ * the first counter.
  */
 zh_result zh_engine_stats(const struct zh_engine *engine, struct zh_stats *out);
 

@@ -66,7 +66,8 @@ pub struct zh_stats {
 }
 
 /// Fills `*out` with the engine's counters, up to `out->struct_size` bytes.
-/// `ZH_ERR_INVALID` if `struct_size` is smaller than the `struct_size` field itself.
+/// `ZH_ERR_INVALID` if `struct_size` is less than 16: the `struct_size` field, its padding and
+/// the first counter.
 #[unsafe(no_mangle)]
 pub extern "C" fn zh_engine_stats(engine: *const zh_engine, out: *mut zh_stats) -> zh_result {
     boundary!(ZH_ERR_PANIC, {
