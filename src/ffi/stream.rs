@@ -210,19 +210,17 @@ pub extern "C" fn zh_stream_end(s: *mut zh_stream, names: *const *const c_char, 
         // `n` is the caller's word: the list grows as fields are read, not by a reservation
         // of `n` up front (a wrong `n` must not become a huge allocation).
         let mut trailers = Vec::new();
-        if n > 0 {
-            for i in 0..n {
-                // SAFETY: the caller promises `n` readable pointers in each array.
-                let (np, vp) = unsafe { (*names.add(i), *values.add(i)) };
-                let (Some(nb), Some(vb)) = (cstr_bytes(np), cstr_bytes(vp)) else { return ZH_ERR_NULL };
-                let (Ok(name), Ok(value)) = (HeaderName::from_bytes(nb), HeaderValue::from_bytes(vb)) else {
-                    return ZH_ERR_HEADER;
-                };
-                if !crate::engine::response::allowed_in_trailers(&name) {
-                    return ZH_ERR_HEADER;
-                }
-                trailers.push((name, value));
+        for i in 0..n {
+            // SAFETY: the caller promises `n` readable pointers in each array.
+            let (np, vp) = unsafe { (*names.add(i), *values.add(i)) };
+            let (Some(nb), Some(vb)) = (cstr_bytes(np), cstr_bytes(vp)) else { return ZH_ERR_NULL };
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(nb), HeaderValue::from_bytes(vb)) else {
+                return ZH_ERR_HEADER;
+            };
+            if !crate::h1::allowed_in_trailers(&name) {
+                return ZH_ERR_HEADER;
             }
+            trailers.push((name, value));
         }
         // SAFETY: non-NULL, from zh_respond_stream, freed exactly once here.
         let s = unsafe { Box::from_raw(s) };

@@ -413,11 +413,33 @@ pub const CHUNK_END: &[u8] = b"\r\n";
 /// The last chunk with an empty trailer section.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
-/// Append the last chunk followed by trailer fields (already validated by the caller) and the
-/// final CRLF. With no trailers this is exactly [`LAST_CHUNK`].
+/// Whether a field may be sent as a trailer. RFC 9110 §6.5.1: fields needed before the content
+/// can be processed — framing, routing, connection control, the content's format — must not be
+/// generated in trailers; a recipient would have acted on the header section already.
+pub fn allowed_in_trailers(name: &http::HeaderName) -> bool {
+    use http::header;
+    ![
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::TRAILER,
+        header::HOST,
+        header::CONNECTION,
+        header::TE,
+        header::UPGRADE,
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::CONTENT_RANGE,
+    ]
+    .contains(name)
+        && name.as_str() != "keep-alive"
+}
+
+/// Append the last chunk followed by trailer fields (syntax already validated by the caller)
+/// and the final CRLF. Fields that must not be trailers ([`allowed_in_trailers`]) are left
+/// out, whichever body produced them. With no trailers this is exactly [`LAST_CHUNK`].
 pub fn write_last_chunk(out: &mut Vec<u8>, trailers: &[(http::HeaderName, http::HeaderValue)]) {
     out.extend_from_slice(b"0\r\n");
-    for (n, v) in trailers {
+    for (n, v) in trailers.iter().filter(|(n, _)| allowed_in_trailers(n)) {
         out.extend_from_slice(n.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(v.as_bytes());
@@ -892,6 +914,29 @@ mod tests {
         assert!(done);
         assert_eq!(n, wire.len());
         assert_eq!(payload.len(), 306);
+    }
+
+    /// Whatever body produced them (a stream, a custom source), fields that must not be
+    /// trailers never reach the wire.
+    #[test]
+    fn fields_that_must_not_be_trailers_are_left_out() {
+        let v = http::HeaderValue::from_static("1");
+        let mut out = Vec::new();
+        write_last_chunk(
+            &mut out,
+            &[
+                (http::header::CONTENT_LENGTH, v.clone()),
+                (http::HeaderName::from_static("x-a"), v.clone()),
+                (http::header::TRANSFER_ENCODING, v.clone()),
+                (http::HeaderName::from_static("keep-alive"), v.clone()),
+                (http::header::HOST, v.clone()),
+                (http::HeaderName::from_static("x-b"), v.clone()),
+            ],
+        );
+        assert_eq!(out, b"0\r\nx-a: 1\r\nx-b: 1\r\n\r\n");
+        for allowed in ["x-checksum", "server-timing", "etag"] {
+            assert!(allowed_in_trailers(&http::HeaderName::from_static(allowed)), "{allowed}");
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ mod response;
 mod syntax;
 
 pub use chunked::{
-    CHUNK_END, ChunkLine, ChunkedDecoder, ChunkedStep, LAST_CHUNK, chunk_size_line,
-    write_last_chunk,
+    CHUNK_END, ChunkLine, ChunkedDecoder, ChunkedStep, LAST_CHUNK, allowed_in_trailers,
+    chunk_size_line, write_last_chunk,
 };
 pub use date::{DateCache, format_http_date};
 pub use error::ParseError;
