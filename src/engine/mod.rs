@@ -9,7 +9,7 @@ pub mod file_cache;
 mod framing;
 pub mod hooks;
 mod request;
-pub(crate) mod response;
+mod response;
 mod slots;
 pub(crate) mod shared;
 mod worker;
@@ -354,21 +354,26 @@ impl Engine {
     /// stack) still uses it, and a worker cannot wait for itself. Then every worker is told
     /// to stop now (they finish by themselves), an error is logged, and `false` says the
     /// caller must keep the engine alive; freeing it again from another thread works.
-    pub fn can_be_freed_here(&self) -> bool {
+    pub(crate) fn can_be_freed_here(&self) -> bool {
         if !self.on_worker_thread() {
             return true;
         }
-        for shared in &self.shared {
-            if shared.send(Msg::Shutdown { grace: Duration::ZERO }).is_err() {
-                shared.wake();
-            }
-        }
+        self.tell_workers_to_stop(Duration::ZERO);
         self.hooks.log(hooks::LogLevel::Error, || {
             "engine freed from one of its own handlers (zh_engine_free called from a handler): its workers stop; \
              from C free it again from another thread"
                 .to_string()
         });
         false
+    }
+
+    /// Sends every worker its shutdown (a worker whose inbox is closed is woken instead).
+    fn tell_workers_to_stop(&self, grace: Duration) {
+        for shared in &self.shared {
+            if shared.send(Msg::Shutdown { grace }).is_err() {
+                shared.wake();
+            }
+        }
     }
 
     /// Stops accepting, closes idle connections, lets in-flight responses finish for up to
@@ -405,11 +410,7 @@ impl Engine {
         }
         state.lifecycle = Lifecycle::Stopping;
         let threads: Vec<_> = state.workers.iter_mut().filter_map(|w| w.thread.take()).collect();
-        for slot in &state.workers {
-            if slot.shared.send(Msg::Shutdown { grace }).is_err() {
-                slot.shared.wake();
-            }
-        }
+        self.tell_workers_to_stop(grace);
         drop(state);
         for t in threads {
             let _ = t.join();
