@@ -66,12 +66,18 @@ fn zh_engine_run_from_a_handler_is_refused() {
     zh_engine_free(engine);
 }
 
-extern "C" fn ends_streams_badly(ud: *mut c_void, req: *mut zh_request) {
-    let ctx = ctx_of(ud);
+/// Answers `req` 200 with a stream body.
+fn open_stream(req: *mut zh_request) -> *mut zh_stream {
     let mut head: *mut zh_response = std::ptr::null_mut();
     assert_eq!(zh_response_new(200, &mut head), ZH_OK);
     let mut s: *mut zh_stream = std::ptr::null_mut();
     assert_eq!(zh_respond_stream(req, head, &mut s), ZH_OK);
+    s
+}
+
+extern "C" fn ends_streams_badly(ud: *mut c_void, req: *mut zh_request) {
+    let ctx = ctx_of(ud);
+    let s = open_stream(req);
     assert_eq!(zh_stream_add_bytes(s, b"body".as_ptr().cast(), 4), ZH_OK);
     let push = |what, rc| ctx.results.lock().unwrap().push((what, rc));
     // A count far beyond anything real with NULL arrays: refused before anything is reserved.
@@ -122,10 +128,7 @@ unsafe extern "C" fn release_asks_the_stream(_ud: *mut c_void) {
 
 extern "C" fn aborts_a_lent_stream(ud: *mut c_void, req: *mut zh_request) {
     let ctx = ctx_of(ud);
-    let mut head: *mut zh_response = std::ptr::null_mut();
-    assert_eq!(zh_response_new(200, &mut head), ZH_OK);
-    let mut s: *mut zh_stream = std::ptr::null_mut();
-    assert_eq!(zh_respond_stream(req, head, &mut s), ZH_OK);
+    let s = open_stream(req);
     static LENT: &[u8] = b"lent";
     let rc = zh_stream_add_lent(s, LENT.as_ptr().cast(), LENT.len(), Some(release_asks_the_stream), std::ptr::null_mut());
     ABORTING.store(s, Ordering::SeqCst);
