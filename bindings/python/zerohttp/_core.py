@@ -152,7 +152,8 @@ class _SigintAfterStep:
     the first line of a handler the step calls — it would be taken for the handler's own
     error (answered 500 and logged, and the loop goes on) or escape the callback before its
     ``try`` (ctypes prints "Exception ignored" and the request is never answered). Only
-    Python's own SIGINT handler is replaced, and only on the main thread."""
+    Python's own SIGINT handler is replaced, and only on the main thread; inside an armed
+    scope (``run()`` arms one for its whole loop) a nested one does nothing."""
 
     def __init__(self) -> None:
         self.armed = False
@@ -1007,14 +1008,19 @@ class Engine:
         In external-loop mode it is a minimal loop of its own: :meth:`step` on this thread until
         :meth:`shutdown`."""
         if self.external:
-            try:
-                while not self._stop_requested.is_set():
-                    t = self.next_timeout()
-                    if not self.step(0.1 if t is None else min(0.1, t)):
-                        break
-            except KeyboardInterrupt:
-                self.shutdown()
-                raise
+            # Ctrl-C is held back for the whole loop, not swapped in and out around every step
+            # (two sigaction calls each): each step is followed by a look at the note.
+            with _SigintAfterStep() as sigint:
+                try:
+                    while not self._stop_requested.is_set():
+                        t = self.next_timeout()
+                        if not self.step(0.1 if t is None else min(0.1, t)):
+                            break
+                        if sigint.hit:
+                            raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    self.shutdown()
+                    raise
             return
         self.start()
         try:
@@ -1033,8 +1039,7 @@ class Engine:
         self._stop_requested.set()
         if self.external:
             try:
-                with self._use() as ptr:
-                    _ffi.lib().zh_engine_wake(ptr)  # a step() waiting on another thread returns now
+                self.wake()  # a step() waiting on another thread returns now
             except ZhError:
                 pass  # closed already
         grace = self.shutdown_grace if grace is None else grace
