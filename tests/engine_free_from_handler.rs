@@ -48,8 +48,7 @@ fn engine(threads: u32, ctx: &Ctx) -> (*mut zh_engine, u16) {
 }
 
 fn send_request(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = common::connect(port);
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     s
 }

@@ -2,13 +2,12 @@
 //! abort: `zh_engine_run` from a handler, `zh_stream_end` with a huge count and NULL arrays,
 //! trailers that must not be trailers, and a release callback that calls back into the stream
 //! while `zh_stream_abort` runs.
+mod common;
 
 use std::ffi::{c_char, c_void};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use zerohttp::ffi::*;
 
@@ -32,8 +31,7 @@ fn start(handler: zh_handler_fn, ctx: &Ctx) -> (*mut zh_engine, u16) {
 }
 
 fn exchange(port: u16, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = common::connect(port);
     s.write_all(request).unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
